@@ -1,0 +1,1 @@
+"""What runs offline: the simulator, workloads, baselines, metrics, reports and perf benchmarks."""

@@ -1,0 +1,1 @@
+"""What runs in a cluster: the scoring core (policy), the extender service, the cache, the node agent."""

@@ -1,0 +1,45 @@
+"""`gts`: one console script; each subcommand lives with the package it drives."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module with add_parser(subparsers), help). Imported lazily so that `gts topo` does
+# not pay for the Kubernetes client and the simulator does not pay for the HTTP server.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "topo": ("topology.cli", "GPU topologies: presets, show, parse"),
+    "serve": ("scheduler.extender.cli", "run the kube-scheduler extender"),
+    "simulate": ("bench.cli", "replay a workload through several policies and write a report"),
+    "bench": ("bench.perf_cli", "performance benchmarks (policy, extender)"),
+    "agent": ("scheduler.nodeagent.cli", "node agent: topology publisher and device plugin"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `gts` command."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="gts", description="GPU topology scheduler")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        if argv and argv[0] != name:
+            sub.add_parser(name, help=help_text)
+            continue
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name and module.startswith(e.name):
+                sub.add_parser(name, help=f"{help_text} (not available in this build)")
+                continue
+            raise
+        mod.add_parser(sub)
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

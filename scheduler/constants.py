@@ -26,6 +26,7 @@ GANG_MIN_MEMBER_ANNOTATION = f"{PREFIX}/gang-min-member"
 TOPOLOGY_ANNOTATION = f"{PREFIX}/topology"  # JSON form of topology.model.NodeTopology
 TOPOLOGY_PRESET_LABEL = f"{PREFIX}/topology-preset"
 GPU_MODEL_LABELS = ("nvidia.com/gpu.product", f"{PREFIX}/gpu-model")
+GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"  # MiB per GPU, as GPU feature discovery labels it
 
 # Gangs: scheduler-plugins Coscheduling label, its PodGroup CRD, and Volcano's annotation.
 POD_GROUP_LABEL = "scheduling.x-k8s.io/pod-group"

@@ -1,0 +1,71 @@
+"""What the extender needs from its edges: the cluster cache and the Kubernetes binder.
+
+scheduler.cluster.cache.ClusterCache and scheduler.cluster.kube.KubeBinder implement these
+(see notes/cache-contract.md); tests and static mode pass their own.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from scheduler.policy.snapshot import Assignment, Snapshot
+
+
+class CacheLike(Protocol):
+    """The cluster cache: a Snapshot guarded by one lock, plus assumptions that expire."""
+
+    lock: threading.RLock
+    snapshot: Snapshot
+    synced: bool
+    errors: dict[str, str]
+    mix: Any
+
+    def assume(self, a: Assignment) -> None:
+        """Hold `a` now; expires unless confirmed."""
+        ...
+
+    def confirm(self, pod_key: str) -> None:
+        """Keep an assumption until the pod is deleted or finishes."""
+        ...
+
+    def forget(self, pod_key: str) -> None:
+        """Release what the pod holds."""
+        ...
+
+    def expire(self) -> list[str]:
+        """Release assumptions past their time to live; their pod keys."""
+        ...
+
+
+class BinderLike(Protocol):
+    """The writes the extender makes to the Kubernetes API."""
+
+    def annotate(self, pod_ns: str, pod_name: str, uid: str,
+                 annotations: Mapping[str, str | None]) -> None:
+        """Merge-patch the pod's annotations (None removes a key), preconditioned on the uid."""
+        ...
+
+    def bind(self, ns: str, name: str, uid: str, node: str) -> None:
+        """Post the pod's Binding to `node`."""
+        ...
+
+    def get_podgroup_min_member(self, ns: str, name: str) -> int | None:
+        """minMember of a scheduling.x-k8s.io PodGroup, None when there is none."""
+        ...
+
+
+class RecordOnlyBinder:
+    """Static mode (no Kubernetes): binding only records the assignment in the cache."""
+
+    def annotate(self, pod_ns: str, pod_name: str, uid: str,
+                 annotations: Mapping[str, str | None]) -> None:
+        """Nothing to annotate without an API server."""
+
+    def bind(self, ns: str, name: str, uid: str, node: str) -> None:
+        """Nothing to post without an API server."""
+
+    def get_podgroup_min_member(self, ns: str, name: str) -> int | None:
+        """No PodGroup objects in static mode: minMember comes from the pod annotation."""
+        return None

@@ -1,0 +1,480 @@
+"""The extender's verbs over the cluster cache and the policy core: filter, prioritize, bind.
+
+Every placement decision comes from scheduler.policy (filter_nodes, score_nodes, assign,
+plan_gang); this module only maps kube-scheduler's candidate names onto snapshot indices,
+keeps the cache's reservations consistent, and talks to the binder.
+
+Reply rules, from kube-scheduler's behaviour (see reference/extender-wire.md):
+- A pod we cannot accept (bad quantities, unknown GPU model) gets 200 with every node in
+  FailedAndUnresolvableNodes and a reason a person can act on; kube-scheduler shows it in
+  the pod's events. Only bodies that are not extender requests get a 4xx (server.py).
+- Pods without a GPU request pass filter unchanged and score 0 everywhere.
+- Nodes that can never fit (wrong model, too few GPUs in total, invalid topology) are
+  unresolvable; nodes that might fit later (busy, not yet in the cache) are FailedNodes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from scheduler import policy
+from scheduler.cluster.pods import (
+    assignment_annotations,
+    cleared_assignment_annotations,
+    pod_request_from_k8s,
+)
+from scheduler.cluster.signing import Signer
+from scheduler.constants import (
+    GANG_MIN_MEMBER_ANNOTATION,
+    MAX_EXTENDER_PRIORITY,
+    MIN_EXTENDER_PRIORITY,
+    POD_GROUP_LABEL,
+    SCHEDULER_NAME,
+)
+from scheduler.extender.gangs import GangCoordinator, GangMember
+from scheduler.extender.metrics import ExtenderMetrics
+from scheduler.extender.pending import PendingPods
+from scheduler.extender.ports import BinderLike, CacheLike
+from scheduler.extender.wire import (
+    BindingArgs,
+    ExtenderArgs,
+    JSONDict,
+    bind_reply,
+    filter_reply,
+    pod_identity,
+    prioritize_reply,
+)
+from scheduler.policy.request import PodRequest, RequestError, check_models
+from scheduler.policy.snapshot import AllocationError, Assignment, Snapshot
+
+log = logging.getLogger("gts.extender")
+
+PODGROUP_TTL_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceOptions:
+    """How the service decides and binds (from `gts serve` flags and its config file)."""
+
+    policy_config: policy.PolicyConfig = policy.DEFAULT_CONFIG
+    gang_timeout_s: float = 30.0
+    gang_bind_grace_s: float = 10.0
+    record_only: bool = False  # static mode: bind records in the cache, posts nothing
+
+
+class ExtenderService:
+    """Answers filter, prioritize and bind; thread-safe (one cache lock, one gang lock)."""
+
+    def __init__(
+        self,
+        cache: CacheLike,
+        binder: BinderLike,
+        signer: Signer | None,
+        options: ServiceOptions = ServiceOptions(),
+        *,
+        metrics: ExtenderMetrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if signer is None and not options.record_only:
+            raise ValueError("a signing key is required to bind in a cluster "
+                             "(the node agent honours only signed assignments)")
+        self.cache = cache
+        self.binder = binder
+        self.signer = signer
+        self.options = options
+        self.config = options.policy_config
+        self.metrics = metrics if metrics is not None else ExtenderMetrics()
+        self.clock = clock
+        self.pending = PendingPods(clock)
+        self.gangs = GangCoordinator(
+            cache, self._plan_gang, timeout_s=options.gang_timeout_s, clock=clock,
+            bind_grace_s=options.gang_bind_grace_s, metrics=self.metrics)
+        self._podgroups: dict[str, tuple[int | None, float]] = {}
+        self._podgroups_lock = threading.Lock()
+
+    # ---- parsing -----------------------------------------------------------------------
+
+    def _request(self, pod: JSONDict) -> PodRequest:
+        """The pod's request; RequestError naming the field when it cannot be accepted."""
+        sizes: dict[str, int] | None = None
+        labels = pod.get("metadata", {}).get("labels")
+        group = labels.get(POD_GROUP_LABEL) if isinstance(labels, dict) else None
+        if isinstance(group, str) and group:
+            ns = pod_identity(pod)[0]
+            n = self._podgroup_min_member(ns, group)
+            if n is not None:
+                sizes = {f"{ns}/{group}": n}
+        try:
+            return pod_request_from_k8s(pod, known_gang_sizes=sizes)
+        except RequestError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            # A pod kube-scheduler sends is always well formed; this is a hand-made one.
+            raise RequestError("Pod", "...", f"cannot be read as a pod: {e}") from None
+
+    def _podgroup_min_member(self, ns: str, group: str) -> int | None:
+        key = f"{ns}/{group}"
+        now = self.clock()
+        with self._podgroups_lock:
+            hit = self._podgroups.get(key)
+            if hit is not None and now - hit[1] < PODGROUP_TTL_S:
+                return hit[0]
+        try:
+            n = self.binder.get_podgroup_min_member(ns, group)
+        except Exception as e:  # the pod annotation is the fallback; say why in the log
+            log.warning("PodGroup lookup failed; using the pod annotation",
+                        extra={"gang": key, "reason": str(e),
+                               "annotation": GANG_MIN_MEMBER_ANNOTATION})
+            n = None
+        with self._podgroups_lock:
+            self._podgroups[key] = (n, now)
+            if len(self._podgroups) > 10_000:
+                self._podgroups.clear()
+        return n
+
+    # ---- filter ------------------------------------------------------------------------
+
+    def filter(self, args: ExtenderArgs) -> JSONDict:
+        """ExtenderFilterResult for the pod over its candidate nodes."""
+        names = args.names
+        ns, name, uid = pod_identity(args.pod)
+        pod_key = f"{ns}/{name}"
+        everyone = range(len(names))
+        try:
+            req = self._request(args.pod)
+        except RequestError as e:
+            reason = f"{SCHEDULER_NAME} cannot accept pod {pod_key}: {e}"
+            self._decided("filter", pod_key, "rejected", "bad_request", reason)
+            return filter_reply(args, [], {}, dict.fromkeys(names, reason))
+        if not req.wants_gpu:
+            self._decided("filter", pod_key, "passed", "no_gpu_request", "")
+            return filter_reply(args, list(everyone), {}, {})
+        if not self.cache.synced:
+            reason = f"{SCHEDULER_NAME}: cluster cache not synced yet; retrying"
+            self._decided("filter", pod_key, "rejected", "not_synced", reason)
+            return filter_reply(args, [], dict.fromkeys(names, reason), {})
+        new = self.pending.put(req, ns, name, uid)
+        with self.cache.lock:
+            try:
+                check_models(req, frozenset(self.cache.snapshot.models))
+            except RequestError as e:
+                reason = f"{SCHEDULER_NAME} cannot accept pod {pod_key}: {e}"
+                self._decided("filter", pod_key, "rejected", "unknown_model", reason)
+                return filter_reply(args, [], {}, dict.fromkeys(names, reason))
+            if new:
+                self.cache.mix.observe(req)
+        if req.gang is not None:
+            slot = self.gangs.claim(req, ns, name, uid, plan_candidates=names)
+            if slot is not None:
+                return self._filter_gang(args, req, pod_key, slot)
+        with self.cache.lock:
+            snap = self.cache.snapshot
+            cand = _Candidates.of(names, snap, self.cache.errors)
+            fr = policy.filter_nodes(req, snap, cand.idx, self.config)
+            feasible = np.asarray(fr.feasible, dtype=np.int64)
+            best_note = ""
+            if self.config.best_node_only and len(feasible) > 1:
+                scores = policy.score_nodes(req, snap, feasible, self.cache.mix, self.config)
+                top = float(np.max(scores))
+                best = feasible[scores >= top]
+                if len(best) < len(feasible):
+                    best_note = (f"best-node-only: {snap.names[int(best[0])]} places this pod "
+                                 f"better")
+                feasible = best
+            passed, failed, unres = cand.split(feasible, fr.reasons, fr.unresolvable, snap,
+                                               best_note)
+        outcome = "passed" if passed else "rejected"
+        reason = "fits" if passed else ("unresolvable" if len(unres) == len(names) else "no_fit")
+        self._decided("filter", pod_key, outcome, reason,
+                      "" if passed else _summary(failed, unres), passed=len(passed),
+                      candidates=len(names))
+        return filter_reply(args, passed, failed, unres)
+
+    def _filter_gang(self, args: ExtenderArgs, req: PodRequest, pod_key: str,
+                     slot: Assignment | str) -> JSONDict:
+        names = args.names
+        assert req.gang is not None
+        if isinstance(slot, str):
+            self._decided("filter", pod_key, "rejected", "gang_unplaceable", slot)
+            return filter_reply(args, [], dict.fromkeys(names, slot), {})
+        passed = [i for i, n in enumerate(names) if n == slot.node]
+        other = (f"gang {req.gang.key} reserved node {slot.node} (GPUs "
+                 f"{','.join(map(str, slot.gpus))}) for this member")
+        if not passed:
+            other += ", which kube-scheduler's own filters excluded; the reservation ends " \
+                     f"after {self.options.gang_timeout_s:g}s and the gang is planned again"
+        failed = {n: other for n in names if n != slot.node}
+        self._decided("filter", pod_key, "passed" if passed else "rejected", "gang_steered",
+                      other, node=slot.node)
+        return filter_reply(args, passed, failed, {})
+
+    # ---- prioritize --------------------------------------------------------------------
+
+    def prioritize(self, args: ExtenderArgs) -> list[JSONDict]:
+        """HostPriorityList: 0..10 per candidate, 0 where the pod does not fit."""
+        names = args.names
+        ns, name, _ = pod_identity(args.pod)
+        pod_key = f"{ns}/{name}"
+        zeros = [MIN_EXTENDER_PRIORITY] * len(names)
+        try:
+            req = self._request(args.pod)
+        except RequestError:
+            self._decided("prioritize", pod_key, "neutral", "bad_request", "")
+            return prioritize_reply(names, zeros)
+        if not req.wants_gpu or not self.cache.synced:
+            self._decided("prioritize", pod_key, "neutral",
+                          "no_gpu_request" if not req.wants_gpu else "not_synced", "")
+            return prioritize_reply(names, zeros)
+        if req.gang is not None:
+            slot = self.gangs.reserved_for(req.key, req.gang.key)
+            if slot is not None:
+                scores = [MAX_EXTENDER_PRIORITY if n == slot.node else MIN_EXTENDER_PRIORITY
+                          for n in names]
+                self._decided("prioritize", pod_key, "scored", "gang_steered", "",
+                              node=slot.node)
+                return prioritize_reply(names, scores)
+        with self.cache.lock:
+            snap = self.cache.snapshot
+            cand = _Candidates.of(names, snap, self.cache.errors)
+            fr = policy.filter_nodes(req, snap, cand.idx, self.config)
+            feasible = np.asarray(fr.feasible, dtype=np.int64)
+            raw = policy.score_nodes(req, snap, feasible, self.cache.mix, self.config)
+            ext = policy.extender_scores(np.asarray(raw, dtype=np.float64))
+        out = np.full(snap.n_nodes, MIN_EXTENDER_PRIORITY, dtype=np.int64)
+        out[feasible] = np.clip(ext, MIN_EXTENDER_PRIORITY, MAX_EXTENDER_PRIORITY)
+        scores_by_pos = np.full(len(names), MIN_EXTENDER_PRIORITY, dtype=np.int64)
+        scores_by_pos[cand.pos] = out[cand.idx]
+        self._decided("prioritize", pod_key, "scored", "fits" if len(feasible) else "no_fit",
+                      "", feasible=len(feasible))
+        return prioritize_reply(names, scores_by_pos.tolist())
+
+    # ---- bind --------------------------------------------------------------------------
+
+    def bind(self, args: BindingArgs) -> JSONDict:
+        """Reserve the pod's GPUs on args.node, annotate the pod, post the Binding."""
+        key = args.pod_key
+        p = self.pending.get(key)
+        if p is None or (args.pod_uid and p.uid and p.uid != args.pod_uid):
+            err = (f"{SCHEDULER_NAME}: pod {key} (uid {args.pod_uid or '?'}) was not seen at "
+                   f"filter by this extender (restarted, or the pod was recreated); "
+                   f"kube-scheduler will retry it")
+            self._decided("bind", key, "failed", "unknown_pod", err)
+            return bind_reply(err)
+        req = p.req
+        uid = args.pod_uid or p.uid
+        if req.gang is not None and not self.gangs.is_single(key):
+            err = self.gangs.bind(key, req.gang.key, uid, args.node, self._bind_gang_members)
+            if not err:
+                self.pending.drop(key)
+            self._decided("bind", key, "bound" if not err else "failed",
+                          "gang" if not err else "gang_failed", err, node=args.node)
+            return bind_reply(err)
+        if not req.wants_gpu:
+            err = self._post_binding(args.pod_namespace, args.pod_name, uid, args.node)
+            self._decided("bind", key, "bound" if not err else "failed",
+                          "no_gpu_request" if not err else "api_error", err, node=args.node)
+            return bind_reply(err)
+        with self.cache.lock:
+            snap = self.cache.snapshot
+            node = snap.index.get(args.node)
+            if node is None:
+                err = f"{SCHEDULER_NAME}: node {args.node} is not in the extender's cache"
+                self._decided("bind", key, "failed", "unknown_node", err)
+                return bind_reply(err)
+            if key in snap.holdings:
+                # The pod is pending (it is being bound), so a holding under its key is stale.
+                self._forget(key)
+            try:
+                a = policy.assign(req, snap, node, self.config, self.cache.mix)
+                self.cache.assume(a)
+            except AllocationError as e:
+                err = (f"{SCHEDULER_NAME}: pod {key} no longer fits on {args.node}: {e}; "
+                       f"kube-scheduler will retry it")
+                self._decided("bind", key, "failed", "no_fit", err)
+                return bind_reply(err)
+        err = self._write_assignment(args.pod_namespace, args.pod_name, uid, a)
+        if err:
+            self._forget_locked(key)
+            self._decided("bind", key, "failed", "api_error", err, node=args.node)
+            return bind_reply(err)
+        with self.cache.lock:
+            try:
+                self.cache.confirm(key)
+            except (KeyError, ValueError) as e:
+                log.debug("confirm after bind: %s", e)
+        self.pending.drop(key)
+        self._decided("bind", key, "bound", "assigned", "", node=args.node,
+                      gpus=list(a.gpus), gpu_milli=a.gpu_milli,
+                      note="static mode: recorded in the cache only" if
+                      self.options.record_only else "")
+        return bind_reply("")
+
+    def _write_assignment(self, ns: str, name: str, uid: str, a: Assignment) -> str:
+        """Annotate then bind; on failure clear what was written. "" on success."""
+        if not self.options.record_only:
+            assert self.signer is not None
+            try:
+                self.binder.annotate(ns, name, uid,
+                                     assignment_annotations(a, self.signer, uid=uid))
+            except Exception as e:  # any API failure must roll the reservation back
+                return _api_error("annotating", ns, name, e)
+        err = self._post_binding(ns, name, uid, a.node)
+        if err and not self.options.record_only:
+            self._clear_annotations(ns, name, uid)
+        return err
+
+    def _post_binding(self, ns: str, name: str, uid: str, node: str) -> str:
+        if self.options.record_only:
+            return ""
+        try:
+            self.binder.bind(ns, name, uid, node)
+        except Exception as e:  # any API failure must roll the reservation back
+            return _api_error("binding", ns, name, e)
+        return ""
+
+    def _clear_annotations(self, ns: str, name: str, uid: str) -> None:
+        try:
+            # Merge-patch nulls: an unbound pod must not carry an assignment that a re-list
+            # could take for a holding.
+            self.binder.annotate(ns, name, uid, cleared_assignment_annotations())
+        except Exception as e:  # best effort: the pod may be gone, which is fine
+            log.info("could not clear assignment annotations", extra={
+                "pod": f"{ns}/{name}", "reason": str(e)})
+
+    def _bind_gang_members(self, members: Sequence[GangMember]) -> dict[str, str]:
+        """Bind a whole gang: annotate all first, post Bindings only if every annotation held."""
+        results: dict[str, str] = {}
+        done: list[GangMember] = []
+        if not self.options.record_only:
+            assert self.signer is not None
+            for m in members:
+                try:
+                    self.binder.annotate(m.namespace, m.name, m.uid,
+                                         assignment_annotations(m.assignment, self.signer,
+                                                                uid=m.uid))
+                    done.append(m)
+                except Exception as e:  # one member failing fails the gang before any Binding
+                    why = _api_error("annotating", m.namespace, m.name, e)
+                    for d in done:
+                        self._clear_annotations(d.namespace, d.name, d.uid)
+                    return {x.assignment.pod: (why if x is m else
+                            f"gang member {m.namespace}/{m.name} failed ({why}); no member "
+                            f"was bound and kube-scheduler will retry the gang")
+                            for x in members}
+        for m in members:
+            err = self._post_binding(m.namespace, m.name, m.uid, m.assignment.node)
+            if err and not self.options.record_only:
+                self._clear_annotations(m.namespace, m.name, m.uid)
+            results[m.assignment.pod] = err
+        return results
+
+    def _plan_gang(self, members: list[PodRequest], snap: Snapshot) -> list[Assignment] | str:
+        plan = policy.plan_gang(members, snap, self.cache.mix, self.config)
+        if isinstance(plan, str):
+            return plan
+        return list(plan.assignments)
+
+    # ---- housekeeping ------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Release expired assumptions and timed-out gangs (call about once a second)."""
+        self.gangs.expire()
+        with self.cache.lock:
+            expired = self.cache.expire()
+        for k in expired:
+            log.warning("assumption expired", extra={"pod": k})
+
+    def fragmentation(self, snap: Snapshot) -> float:
+        """FGD fragmentation of the whole cluster against the recent mix, in GPUs."""
+        from scheduler.policy.fragmentation import snapshot_fragmentation
+
+        classes = self.cache.mix.classes()
+        return float(np.sum(snapshot_fragmentation(snap, classes))) / 1000.0
+
+    def _forget(self, key: str) -> None:
+        # Nothing held (already released) is fine.
+        with contextlib.suppress(KeyError, ValueError):
+            self.cache.forget(key)
+
+    def _forget_locked(self, key: str) -> None:
+        with self.cache.lock:
+            self._forget(key)
+
+    def _decided(self, verb: str, pod: str, outcome: str, reason: str, detail: str,
+                 **fields: Any) -> None:
+        self.metrics.decision(verb, outcome, reason)
+        level = logging.INFO if outcome not in ("failed",) else logging.WARNING
+        if log.isEnabledFor(level):
+            log.log(level, f"{verb} {outcome}", extra={
+                "verb": verb, "pod": pod, "decision": outcome, "reason": reason,
+                "detail": detail, **fields})
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidates:
+    """kube-scheduler's candidate names mapped to snapshot indices, once per request."""
+
+    names: Sequence[str]
+    idx: np.ndarray  # snapshot index of each known candidate
+    pos: np.ndarray  # its position in `names`
+    unknown_failed: dict[str, str]
+    unknown_unresolvable: dict[str, str]
+
+    @staticmethod
+    def of(names: Sequence[str], snap: Snapshot, errors: Mapping[str, str]) -> _Candidates:
+        get = snap.index.get
+        raw = np.fromiter((get(n, -1) for n in names), dtype=np.int64, count=len(names))
+        known = raw >= 0
+        pos = np.flatnonzero(known)
+        failed: dict[str, str] = {}
+        unres: dict[str, str] = {}
+        if not known.all():
+            for p in np.flatnonzero(~known).tolist():
+                n = names[p]
+                err = errors.get(n)
+                if err:
+                    unres[n] = f"{SCHEDULER_NAME}: node {n} is kept out of scheduling: {err}"
+                else:
+                    failed[n] = f"{SCHEDULER_NAME}: node {n} is not in the extender's cache yet"
+        return _Candidates(names, raw[pos], pos, failed, unres)
+
+    def split(self, feasible: np.ndarray, reasons: Mapping[int, str],
+              unresolvable: frozenset[int] | set[int], snap: Snapshot,
+              best_note: str) -> tuple[list[int], dict[str, str], dict[str, str]]:
+        """(passing positions, FailedNodes, FailedAndUnresolvableNodes)."""
+        ok = np.zeros(snap.n_nodes, dtype=bool)
+        ok[feasible] = True
+        mask = ok[self.idx]
+        passed = self.pos[mask].tolist()
+        failed = dict(self.unknown_failed)
+        unres = dict(self.unknown_unresolvable)
+        names = self.names
+        for p, i in zip(self.pos[~mask].tolist(), self.idx[~mask].tolist(), strict=True):
+            n = names[p]
+            why = reasons.get(i) or best_note or "does not fit"
+            if i in unresolvable:
+                unres[n] = why
+            else:
+                failed[n] = why
+        return passed, failed, unres
+
+
+def _summary(failed: Mapping[str, str], unres: Mapping[str, str]) -> str:
+    counts: dict[str, int] = {}
+    for why in (*failed.values(), *unres.values()):
+        counts[why] = counts.get(why, 0) + 1
+    top = sorted(counts.items(), key=lambda kv: -kv[1])[:3]
+    return "; ".join(f"{n} node(s): {why}" for why, n in top)
+
+
+def _api_error(doing: str, ns: str, name: str, e: Exception) -> str:
+    return (f"{SCHEDULER_NAME}: {doing} pod {ns}/{name} failed: {type(e).__name__}: {e}; "
+            f"the reservation was released and kube-scheduler will retry the pod")

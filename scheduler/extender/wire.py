@@ -1,0 +1,296 @@
+"""kube-scheduler's extender v1 messages, parsed once into typed objects and encoded back.
+
+The Go structs (k8s.io/kube-scheduler/extender/v1) carry no json tags, so kube-scheduler
+writes the Go field names (`Pod`, `NodeNames`, `PodUID`). Reading follows Go's
+encoding/json: an exact key wins, otherwise a case-insensitive match, so a hand-written
+request with `nodeNames` works too. Replies always use the exact Go names.
+
+`Pod` and Node objects stay the dicts kube-scheduler sent: a pod is parsed into a
+PodRequest by the cache's parser, and Node objects are echoed back unchanged in the
+filter reply when nodeCacheCapable is false.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+JSONDict = dict[str, Any]
+
+
+class WireError(ValueError):
+    """A body that is not the extender message it should be; `field` names where."""
+
+    def __init__(self, field: str, value: object, message: str) -> None:
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        super().__init__(f"{field}={shown}: {message}")
+        self.field = field
+        self.value = value
+
+
+def decode_json(body: bytes) -> object:
+    """The JSON value of a request body; WireError when it is not UTF-8 JSON."""
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError as e:
+        raise WireError("body", body[:40], f"not UTF-8: {e.reason} at byte {e.start}") from None
+    except json.JSONDecodeError as e:
+        raise WireError("body", body[:40], f"not JSON: {e.msg} at line {e.lineno} "
+                        f"column {e.colno}") from None
+    except RecursionError:
+        raise WireError("body", body[:40], "JSON nested too deeply") from None
+
+
+def encode_json(value: object) -> bytes:
+    """Compact UTF-8 JSON of a reply."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _get(doc: Mapping[str, Any], key: str) -> Any:
+    """Go's decoding rule: the exact key, else the first key equal to it ignoring case."""
+    if key in doc:
+        return doc[key]
+    low = key.lower()
+    for k, v in doc.items():
+        if k.lower() == low:
+            return v
+    return None
+
+
+def _object(value: object, field: str) -> JSONDict:
+    if not isinstance(value, dict):
+        raise WireError(field, value, f"must be a JSON object, not {_kind(value)}")
+    return value
+
+
+def _string(value: object, field: str, *, required: bool = True) -> str:
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str):
+        raise WireError(field, value, f"must be a string, not {_kind(value)}")
+    if required and not value:
+        raise WireError(field, value, "must not be empty")
+    return value
+
+
+def _kind(value: object) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number", type(None): "null"}.get(type(value), "?")
+
+
+def _pod(value: object, field: str = "Pod") -> JSONDict:
+    pod = _object(value, field)
+    meta = _object(pod.get("metadata"), f"{field}.metadata")
+    _string(meta.get("name"), f"{field}.metadata.name")
+    _string(meta.get("namespace"), f"{field}.metadata.namespace", required=False)
+    _string(meta.get("uid"), f"{field}.metadata.uid", required=False)
+    return pod
+
+
+def pod_identity(pod: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(namespace, name, uid) of a pod dict that passed parsing; namespace defaults to default."""
+    meta = pod["metadata"]
+    return str(meta.get("namespace") or "default"), str(meta["name"]), str(meta.get("uid") or "")
+
+
+def _node_items(value: object, field: str) -> tuple[JSONDict, ...]:
+    node_list = _object(value, field)
+    items = node_list.get("items")
+    if items is None:
+        return ()
+    if not isinstance(items, list):
+        raise WireError(f"{field}.items", items, f"must be an array, not {_kind(items)}")
+    for i, item in enumerate(items):
+        node = _object(item, f"{field}.items[{i}]")
+        meta = _object(node.get("metadata"), f"{field}.items[{i}].metadata")
+        _string(meta.get("name"), f"{field}.items[{i}].metadata.name")
+    return tuple(items)
+
+
+def _names(value: object, field: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise WireError(field, value, f"must be an array of node names, not {_kind(value)}")
+    if not all(type(n) is str and n for n in value):
+        bad = next(i for i, n in enumerate(value) if not (type(n) is str and n))
+        raise WireError(f"{field}[{bad}]", value[bad], "must be a non-empty string")
+    return tuple(value)
+
+
+@dataclass(frozen=True, slots=True)
+class ExtenderArgs:
+    """Filter and prioritize request: the pod and its candidate nodes.
+
+    Exactly as kube-scheduler sends it: `node_names` when nodeCacheCapable is true,
+    `nodes` (whole Node objects) when false; `names` is the candidate list either way.
+    """
+
+    pod: JSONDict
+    node_names: tuple[str, ...] | None
+    nodes: tuple[JSONDict, ...] | None
+
+    @property
+    def node_cache_capable(self) -> bool:
+        """True when kube-scheduler sent names only (it then reads NodeNames back)."""
+        return self.node_names is not None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Candidate node names, in the order kube-scheduler sent them."""
+        if self.node_names is not None:
+            return self.node_names
+        if self.nodes is not None:
+            return tuple(n["metadata"]["name"] for n in self.nodes)
+        return ()
+
+
+def parse_extender_args(doc: object) -> ExtenderArgs:
+    """ExtenderArgs from decoded JSON; WireError naming the field when the shape is wrong."""
+    d = _object(doc, "body")
+    pod = _pod(_get(d, "Pod"))
+    raw_names = _get(d, "NodeNames")
+    raw_nodes = _get(d, "Nodes")
+    names = None if raw_names is None else _names(raw_names, "NodeNames")
+    nodes = None if raw_nodes is None else _node_items(raw_nodes, "Nodes")
+    if names is not None and nodes is not None:
+        # kube-scheduler sets one of them; with both, names are what it will read back.
+        nodes = None
+    return ExtenderArgs(pod=pod, node_names=names, nodes=nodes)
+
+
+def filter_reply(
+    args: ExtenderArgs,
+    passed: Sequence[int],
+    failed: Mapping[str, str],
+    unresolvable: Mapping[str, str],
+    error: str = "",
+) -> JSONDict:
+    """ExtenderFilterResult: `passed` are positions in args.names, in the mode of the request.
+
+    Names go back as NodeNames (nodeCacheCapable) or the Node objects unchanged in a NodeList.
+    A node listed in both maps is reported only as unresolvable, as kube-scheduler would.
+    """
+    out: JSONDict = {}
+    if args.nodes is not None and args.node_names is None:
+        out["Nodes"] = {"metadata": {}, "items": [args.nodes[i] for i in passed]}
+    else:
+        names = args.names
+        out["NodeNames"] = [names[i] for i in passed]
+    out["FailedNodes"] = {k: v for k, v in failed.items() if k not in unresolvable}
+    out["FailedAndUnresolvableNodes"] = dict(unresolvable)
+    out["Error"] = error
+    return out
+
+
+def prioritize_reply(hosts: Sequence[str], scores: Sequence[int]) -> list[JSONDict]:
+    """HostPriorityList: one {"Host", "Score"} per host."""
+    return [{"Host": h, "Score": int(s)} for h, s in zip(hosts, scores, strict=True)]
+
+
+@dataclass(frozen=True, slots=True)
+class BindingArgs:
+    """Bind request: which pod goes to which node."""
+
+    pod_name: str
+    pod_namespace: str
+    pod_uid: str
+    node: str
+
+    @property
+    def pod_key(self) -> str:
+        """`namespace/name`, the key the cache and the core use."""
+        return f"{self.pod_namespace}/{self.pod_name}"
+
+
+def parse_binding_args(doc: object) -> BindingArgs:
+    """BindingArgs from decoded JSON; every field is a required non-empty string but PodUID."""
+    d = _object(doc, "body")
+    return BindingArgs(
+        pod_name=_string(_get(d, "PodName"), "PodName"),
+        pod_namespace=_string(_get(d, "PodNamespace"), "PodNamespace"),
+        pod_uid=_string(_get(d, "PodUID"), "PodUID", required=False),
+        node=_string(_get(d, "Node"), "Node"),
+    )
+
+
+def bind_reply(error: str = "") -> JSONDict:
+    """ExtenderBindingResult: empty Error means bound."""
+    return {"Error": error}
+
+
+@dataclass(frozen=True, slots=True)
+class Victims:
+    """Pods kube-scheduler would evict on one node: UIDs always, whole pods when it sent them."""
+
+    uids: tuple[str, ...]
+    pods: tuple[JSONDict, ...] | None
+    num_pdb_violations: int
+
+
+@dataclass(frozen=True, slots=True)
+class PreemptionArgs:
+    """Preempt request: the preemptor and kube-scheduler's candidate victims per node."""
+
+    pod: JSONDict
+    victims: dict[str, Victims]
+    meta: bool  # True when sent as NodeNameToMetaVictims (nodeCacheCapable)
+
+
+def _pdb(value: object, field: str) -> int:
+    if value is None:
+        return 0
+    if type(value) is not int or value < 0:
+        raise WireError(field, value, "must be a non-negative integer")
+    return value
+
+
+def parse_preemption_args(doc: object) -> PreemptionArgs:
+    """PreemptionArgs from decoded JSON (either victims form)."""
+    d = _object(doc, "body")
+    pod = _pod(_get(d, "Pod"))
+    meta_raw = _get(d, "NodeNameToMetaVictims")
+    full_raw = _get(d, "NodeNameToVictims")
+    out: dict[str, Victims] = {}
+    if meta_raw is not None:
+        for node, v in _object(meta_raw, "NodeNameToMetaVictims").items():
+            f = f"NodeNameToMetaVictims.{node}"
+            vd = _object(v, f)
+            pods = _get(vd, "Pods") or []
+            if not isinstance(pods, list):
+                raise WireError(f"{f}.Pods", pods, "must be an array")
+            uids = tuple(_string(_get(_object(p, f"{f}.Pods[{i}]"), "UID"), f"{f}.Pods[{i}].UID")
+                         for i, p in enumerate(pods))
+            out[node] = Victims(uids, None, _pdb(_get(vd, "NumPDBViolations"),
+                                                f"{f}.NumPDBViolations"))
+        return PreemptionArgs(pod, out, meta=True)
+    if full_raw is not None:
+        for node, v in _object(full_raw, "NodeNameToVictims").items():
+            f = f"NodeNameToVictims.{node}"
+            vd = _object(v, f)
+            pods = _get(vd, "Pods") or []
+            if not isinstance(pods, list):
+                raise WireError(f"{f}.Pods", pods, "must be an array")
+            full = tuple(_pod(p, f"{f}.Pods[{i}]") for i, p in enumerate(pods))
+            uids = tuple(str(p["metadata"].get("uid") or "") for p in full)
+            out[node] = Victims(uids, full, _pdb(_get(vd, "NumPDBViolations"),
+                                                f"{f}.NumPDBViolations"))
+        return PreemptionArgs(pod, out, meta=False)
+    return PreemptionArgs(pod, out, meta=True)
+
+
+def preemption_reply(victims: Mapping[str, Victims]) -> JSONDict:
+    """ExtenderPreemptionResult: always NodeNameToMetaVictims (kube-scheduler maps UIDs back)."""
+    return {
+        "NodeNameToMetaVictims": {
+            node: {"Pods": [{"UID": u} for u in v.uids], "NumPDBViolations": v.num_pdb_violations}
+            for node, v in victims.items()
+        }
+    }
+
+
+def error_body(message: str) -> bytes:
+    """Body of a 4xx/5xx reply: {"Error": message}, the one field every reply type shares."""
+    return encode_json({"Error": message})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -74,12 +74,24 @@ class NodeTopology:
                     )
                 if norm[i][j] == "X":
                     raise TopologyError(f"links[{i}][{j}] is 'X' off the diagonal")
+        nics: list[NIC] = []
         for nic in self.nics:
             if len(nic.gpu_links) != n:
                 raise TopologyError(
                     f"nic {nic.name}: {len(nic.gpu_links)} GPU links for {n} GPUs"
                 )
+            # NIC links get the same validation as GPU links, so `pxb` or a typo cannot slip
+            # into a topology (and two spellings of one topology compare equal).
+            try:
+                nic_links = tuple(normalize_link(x) for x in nic.gpu_links)
+            except ValueError as e:
+                raise TopologyError(f"nic {nic.name}: {e}") from None
+            if "X" in nic_links:
+                raise TopologyError(f"nic {nic.name}: 'X' is not a link to a GPU")
+            nics.append(nic if nic_links == nic.gpu_links else replace(nic, gpu_links=nic_links))
         object.__setattr__(self, "links", tuple(norm))
+        object.__setattr__(self, "nics", tuple(nics))
+        object.__setattr__(self, "gpus", tuple(self.gpus))  # lists in, hashable out
 
     @property
     def n(self) -> int:

@@ -93,7 +93,8 @@ def pairwise_sum_all(bw: np.ndarray) -> np.ndarray:
     n = bw.shape[0]
     masks = np.arange(1 << n, dtype=np.int64)
     bits = ((masks[:, None] >> np.arange(n)) & 1).astype(np.float64)
-    return np.einsum("mi,ij,mj->m", bits, bw, bits) / 2.0
+    out: np.ndarray = np.einsum("mi,ij,mj->m", bits, bw, bits) / 2.0
+    return out
 
 
 def _subset_max(vals: np.ndarray, n: int) -> np.ndarray:

@@ -1,0 +1,103 @@
+"""Network levels from node labels, with the real Lingjun switch tree as a test case."""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import require_shared
+
+from topology.network import (
+    LINGJUN_LEVEL_KEYS,
+    NetworkLevels,
+    level_ids,
+    load_lingjun_topo,
+    lowest_common_level,
+)
+
+KEYS = ("accel", "block", "spine")
+
+
+def _lingjun() -> dict[str, dict[str, str]]:
+    return load_lingjun_topo(require_shared("traces", "lingjun", "lingjun_topo.csv"))
+
+
+def test_lowest_common_level() -> None:
+    a = {"accel": "nvl0", "block": "b0", "spine": "s0"}
+    b = {"accel": "nvl1", "block": "b0", "spine": "s0"}
+    c = {"accel": "nvl2", "block": "b1", "spine": "s0"}
+    assert lowest_common_level([a, dict(a)], KEYS) == 0
+    assert lowest_common_level([a, b], KEYS) == 1
+    assert lowest_common_level([a, b, c], KEYS) == 2
+    assert lowest_common_level([a, {"spine": "s1"}], KEYS) is None
+    assert lowest_common_level([a], KEYS) == 0
+    assert lowest_common_level([], KEYS) is None
+    # Missing labels never match, not even each other.
+    assert lowest_common_level([{"block": "b0"}, {"block": "b0"}], KEYS) == 1
+    assert lowest_common_level([{}, {}], KEYS) is None
+
+
+def test_level_ids_and_domains() -> None:
+    labels = [
+        {"accel": "x", "block": "b0"},
+        {"block": "b0"},
+        {"accel": "x", "block": "b1"},
+        {},
+    ]
+    ids = level_ids(labels, KEYS)
+    assert ids.dtype == np.int32 and ids.shape == (4, 3)
+    assert ids.tolist() == [[0, 0, -1], [-1, 0, -1], [0, 1, -1], [-1, -1, -1]]
+    nl = NetworkLevels.from_labels(labels, KEYS)
+    assert [g.tolist() for g in nl.domains(0)] == [[0, 2], [1], [3]]
+    assert [g.tolist() for g in nl.domains(2)] == [[0], [1], [2], [3]]
+    assert nl.common_level([0, 2]) == 0
+    assert nl.common_level([0, 1]) == 1
+    assert nl.common_level([1, 3]) is None
+    assert nl.common_level([]) is None
+
+
+def test_lingjun_tree() -> None:
+    topo = _lingjun()
+    assert len(topo) == 847
+    hosts = list(topo)
+    per_asw = collections.Counter(t["ASW"] for t in topo.values())
+    assert max(per_asw.values()) <= 8
+    assert len(per_asw) == 119
+    assert len({t["PSW"] for t in topo.values()}) == 3
+    assert len({t["DSW"] for t in topo.values()}) == 1
+    by_asw: dict[str, list[str]] = collections.defaultdict(list)
+    for h in hosts:
+        by_asw[topo[h]["ASW"]].append(h)
+    same_asw = next(v for v in by_asw.values() if len(v) >= 2)[:2]
+    assert lowest_common_level([topo[h] for h in same_asw], LINGJUN_LEVEL_KEYS) == 0
+    a = hosts[0]
+    same_psw = next(h for h in hosts if topo[h]["PSW"] == topo[a]["PSW"]
+                    and topo[h]["ASW"] != topo[a]["ASW"])  # fmt: skip
+    other_psw = next(h for h in hosts if topo[h]["PSW"] != topo[a]["PSW"])
+    assert lowest_common_level([topo[a], topo[same_psw]], LINGJUN_LEVEL_KEYS) == 1
+    assert lowest_common_level([topo[a], topo[other_psw]], LINGJUN_LEVEL_KEYS) == 2
+    nl = NetworkLevels.from_labels([topo[h] for h in hosts], LINGJUN_LEVEL_KEYS)
+    assert nl.ids.shape == (847, 3)
+    assert [len(nl.domains(i)) for i in range(3)] == [119, 3, 1]
+    assert nl.common_level(np.arange(847)) == 2
+
+
+def test_lingjun_names_need_qualifying() -> None:
+    # ASW names repeat under different PSWs; unqualified they would merge distinct switches.
+    raw = load_lingjun_topo(require_shared("traces", "lingjun", "lingjun_topo.csv"), qualify=False)
+    assert max(collections.Counter(t["ASW"] for t in raw.values()).values()) > 8
+
+
+def test_lingjun_loader_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "t.csv"
+    bad.write_text("ip,DSW,PSW\nh1,G1,P1\n")
+    with pytest.raises(ValueError, match="missing column"):
+        load_lingjun_topo(bad)
+    bad.write_text("ip,DSW,PSW,ASW\nh1,G1,P1,S1\nh1,G1,P1,S2\n")
+    with pytest.raises(ValueError, match="line 3: duplicate host h1"):
+        load_lingjun_topo(bad)
+    bad.write_text("ip,DSW,PSW,ASW\nh1,G1,,S1\n")
+    with pytest.raises(ValueError, match="line 2: empty PSW"):
+        load_lingjun_topo(bad)

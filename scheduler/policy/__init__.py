@@ -1,0 +1,67 @@
+"""The scheduling core: where a GPU pod goes and which GPUs it gets (pure functions).
+
+The extender and the simulator call these; nothing else decides placement.
+"""
+
+from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
+from scheduler.policy.decide import (
+    FilterResult,
+    Why,
+    assign,
+    best_node,
+    extender_scores,
+    filter_nodes,
+    place,
+    score_nodes,
+)
+from scheduler.policy.fragmentation import (
+    frag_delta_share_each_gpu,
+    node_fragmentation,
+    snapshot_fragmentation,
+)
+from scheduler.policy.gang import GangPlan, plan_gang, release_gang, reserve_gang
+from scheduler.policy.mix import ALIBABA_PRIOR, MixClasses, PodMix
+from scheduler.policy.request import GangRef, PodRequest, RequestError, check_models
+from scheduler.policy.snapshot import (
+    AllocationError,
+    Assignment,
+    NodeSpec,
+    Snapshot,
+    TopologyIndex,
+    build_snapshot,
+)
+from scheduler.policy.topology_policy import TopologyPolicy
+
+__all__ = [
+    "ALIBABA_PRIOR",
+    "DEFAULT_CONFIG",
+    "AllocationError",
+    "Assignment",
+    "FilterResult",
+    "GangPlan",
+    "GangRef",
+    "MixClasses",
+    "NodeSpec",
+    "PodMix",
+    "PodRequest",
+    "PolicyConfig",
+    "RequestError",
+    "Snapshot",
+    "TopologyIndex",
+    "TopologyPolicy",
+    "Why",
+    "assign",
+    "best_node",
+    "build_snapshot",
+    "check_models",
+    "extender_scores",
+    "filter_nodes",
+    "frag_delta_share_each_gpu",
+    "node_fragmentation",
+    "place",
+    "plan_gang",
+    "release_gang",
+    "reserve_gang",
+    "score_nodes",
+    "snapshot_fragmentation",
+]

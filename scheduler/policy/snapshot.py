@@ -107,6 +107,9 @@ class Snapshot:
     level_ids: np.ndarray
     specs: list[NodeSpec]
     holdings: dict[str, Assignment] = field(default_factory=dict)
+    # Derived data the policy caches per snapshot (flattened tables, per-node fragmentation
+    # statistics). Not state: never compared or copied; each entry checks its own freshness.
+    memo: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_nodes(self) -> int:
@@ -197,7 +200,7 @@ class Snapshot:
             raise AllocationError(f"node {a.node!r} has GPUs 0..{n - 1}, not {bad}")
         if not 1 <= a.gpu_milli <= MILLI_PER_GPU:
             raise AllocationError(f"pod {a.pod!r}: gpu_milli={a.gpu_milli} outside 1..1000")
-        if a.gpu_milli < MILLI_PER_GPU and len(gpus) > 1:
+        if a.gpu_milli < MILLI_PER_GPU and len(gpus) != 1:
             raise AllocationError(f"pod {a.pod!r}: a share spans one GPU, not {gpus}")
         if a.gpu_memory_mib < 0:
             raise AllocationError(f"pod {a.pod!r}: gpu_memory_mib={a.gpu_memory_mib} < 0")

@@ -1,0 +1,392 @@
+"""One pod: which nodes can take it (and why not), how good each is, and which GPUs it gets.
+
+All three work on every candidate node at once with numpy; `score_nodes` and `assign` read
+the same table entry (the best free set of the requested size, or the same share choice), so
+the node that scores best gets exactly the GPUs its score assumed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from functools import cache
+
+import numpy as np
+
+from scheduler.constants import MAX_EXTENDER_PRIORITY, MIN_EXTENDER_PRIORITY
+from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
+from scheduler.policy.flat_tables import FlatTables, flat_tables
+from scheduler.policy.fragmentation import frag_delta_share, frag_delta_whole
+from scheduler.policy.mix import MixClasses, PodMix
+from scheduler.policy.request import MILLI_PER_GPU, PodRequest
+from scheduler.policy.shares import choose_share_gpu
+from scheduler.policy.snapshot import AllocationError, Assignment, Snapshot
+from topology.tables import greedy_best_set
+
+
+class Why(IntEnum):
+    """Why a node cannot take a pod; the first five can never change while the node exists."""
+
+    OK = 0
+    MODEL = 1
+    TOO_FEW_GPUS = 2
+    CPU_TOTAL = 3
+    MEMORY_TOTAL = 4
+    GPU_MEMORY_TOTAL = 5
+    CPU = 6
+    MEMORY = 7
+    FREE_GPUS = 8
+    QUALITY = 9
+    SHARE = 10
+    SHARE_MEMORY = 11
+
+
+UNRESOLVABLE = frozenset(
+    {Why.MODEL, Why.TOO_FEW_GPUS, Why.CPU_TOTAL, Why.MEMORY_TOTAL, Why.GPU_MEMORY_TOTAL}
+)
+
+
+@dataclass(eq=False)
+class FilterResult:
+    """Feasible node indices, and for the others a failure code; the sentences are built only
+    when `reasons` is read, from the snapshot as it is then (read them before allocating)."""
+
+    req: PodRequest
+    snap: Snapshot
+    config: PolicyConfig
+    candidates: np.ndarray
+    codes: np.ndarray
+    feasible: np.ndarray = field(init=False)
+    _reasons: dict[int, str] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.feasible = self.candidates[self.codes == Why.OK]
+
+    @property
+    def reasons(self) -> dict[int, str]:
+        """A reason a person can act on, per infeasible node index."""
+        if self._reasons is None:
+            bad = np.flatnonzero(self.codes != Why.OK)
+            self._reasons = {
+                int(self.candidates[j]): reason_text(
+                    self.req, self.snap, int(self.candidates[j]), Why(int(self.codes[j])),
+                    self.config,
+                )
+                for j in bad
+            }
+        return self._reasons
+
+    @property
+    def unresolvable(self) -> frozenset[int]:
+        """Nodes that can never take this pod (wrong model, too small), whatever is released."""
+        mask = np.isin(self.codes, np.array(sorted(UNRESOLVABLE), dtype=self.codes.dtype))
+        return frozenset(int(i) for i in self.candidates[mask])
+
+    def codes_by_node(self) -> dict[int, Why]:
+        """The failure code per infeasible node (cheap; no sentences)."""
+        bad = np.flatnonzero(self.codes != Why.OK)
+        return {int(self.candidates[j]): Why(int(self.codes[j])) for j in bad}
+
+
+def _candidates(snap: Snapshot, candidates: np.ndarray | None) -> np.ndarray:
+    if candidates is None:
+        return np.arange(snap.n_nodes, dtype=np.int64)
+    idx = np.asarray(candidates, dtype=np.int64).ravel()
+    if idx.size and (idx.min() < 0 or idx.max() >= snap.n_nodes):
+        raise ValueError(f"candidates: node indices must be in 0..{snap.n_nodes - 1}")
+    return idx
+
+
+def _allowed_model_ids(req: PodRequest, snap: Snapshot) -> np.ndarray:
+    return np.array([i for i, m in enumerate(snap.models) if m in req.allowed_models], np.int32)
+
+
+def whole_set_lookup(
+    snap: Snapshot, idx: np.ndarray, k: int, flat: FlatTables
+) -> tuple[np.ndarray, np.ndarray]:
+    """(best free k-set mask, its quality) per node of idx; quality -1 where none is free.
+
+    Nodes without exact tables (> 16 GPUs) get the lowest k free GPUs at quality 0 (unknown)
+    here; `assign` gives them the greedy set instead.
+    """
+    topo = snap.topo_id[idx]
+    fm = snap.free_mask[idx]
+    pos = flat.positions(topo, fm, k)
+    sets = flat.best_set[pos]
+    q = flat.best_quality[pos]
+    noex = ~flat.exact[topo] & (snap.gpu_count[idx] > 0)
+    if noex.any():
+        enough = np.bitwise_count(fm[noex]) >= k
+        q = q.copy()
+        q[noex] = np.where(enough, 0.0, -1.0)
+    return sets, q
+
+
+def filter_nodes(
+    req: PodRequest,
+    snap: Snapshot,
+    candidates: np.ndarray | None = None,
+    config: PolicyConfig = DEFAULT_CONFIG,
+) -> FilterResult:
+    """Which candidate nodes (default: all) can take the pod now; codes for the others."""
+    idx = _candidates(snap, candidates)
+    codes = np.zeros(len(idx), dtype=np.uint8)
+
+    def mark(cond: np.ndarray, why: Why) -> None:
+        codes[(codes == 0) & cond] = why
+
+    if req.wants_gpu:
+        if req.allowed_models:
+            mark(~np.isin(snap.model_id[idx], _allowed_model_ids(req, snap)), Why.MODEL)
+        mark(snap.gpu_count[idx] < max(req.gpus, 1), Why.TOO_FEW_GPUS)
+    if req.cpu_milli:
+        mark(snap.cpu_total[idx] < req.cpu_milli, Why.CPU_TOTAL)
+    if req.memory_mib:
+        mark(snap.mem_total[idx] < req.memory_mib, Why.MEMORY_TOTAL)
+    if req.is_share and req.gpu_memory_mib and snap.max_gpus:
+        mark(snap.gpu_mem_total[idx].max(axis=1) < req.gpu_memory_mib, Why.GPU_MEMORY_TOTAL)
+    if req.cpu_milli:
+        mark(snap.cpu_free[idx] < req.cpu_milli, Why.CPU)
+    if req.memory_mib:
+        mark(snap.mem_free[idx] < req.memory_mib, Why.MEMORY)
+    if req.gpus:
+        _, q = whole_set_lookup(snap, idx, req.gpus, flat_tables(snap))
+        mark(q < 0, Why.FREE_GPUS)
+        if config.min_quality > 0:
+            mark(q < config.min_quality, Why.QUALITY)
+    elif req.is_share:
+        mf = snap.milli_free[idx]
+        fits = mf >= req.gpu_milli
+        mark(~fits.any(axis=1), Why.SHARE)
+        if req.gpu_memory_mib:
+            mark(~(fits & (snap.gpu_mem_free[idx] >= req.gpu_memory_mib)).any(axis=1),
+                 Why.SHARE_MEMORY)
+    return FilterResult(req, snap, config, idx, codes)
+
+
+def reason_text(req: PodRequest, snap: Snapshot, node: int, why: Why, config: PolicyConfig) -> str:
+    """The sentence for one node and failure code."""
+    if why == Why.MODEL:
+        want = "|".join(sorted(req.allowed_models))
+        known = set(snap.models)
+        if not (req.allowed_models & known):
+            return (f"GPU model {want} required, node has {snap.specs[node].gpu_model or 'no GPU'}"
+                    f"; no node has {want} (known: {', '.join(snap.models) or 'none'})")
+        return f"GPU model {want} required, node has {snap.specs[node].gpu_model or 'no GPU'}"
+    if why == Why.TOO_FEW_GPUS:
+        need = max(req.gpus, 1)
+        return f"needs {need} GPU{'s' * (need > 1)}, node has {int(snap.gpu_count[node])} in total"
+    if why == Why.CPU_TOTAL:
+        return (f"needs {req.cpu_milli}m cpu, node has {int(snap.cpu_total[node])}m in total")
+    if why == Why.MEMORY_TOTAL:
+        return (f"needs {req.memory_mib} MiB memory, node has {int(snap.mem_total[node])} MiB "
+                f"in total")
+    if why == Why.GPU_MEMORY_TOTAL:
+        return (f"needs {req.gpu_memory_mib} MiB of GPU memory, node's largest GPU has "
+                f"{int(snap.gpu_mem_total[node].max())} MiB")
+    if why == Why.CPU:
+        return f"insufficient cpu: needs {req.cpu_milli}m, {int(snap.cpu_free[node])}m free"
+    if why == Why.MEMORY:
+        return (f"insufficient memory: needs {req.memory_mib} MiB, "
+                f"{int(snap.mem_free[node])} MiB free")
+    if why == Why.FREE_GPUS:
+        free = int(snap.free_mask[node]).bit_count()
+        return f"needs {req.gpus} free GPUs, {free} free"
+    if why == Why.QUALITY:
+        _, q = whole_set_lookup(snap, np.array([node]), req.gpus, flat_tables(snap))
+        return (f"needs {req.gpus} GPUs linked at quality >= {config.min_quality:.2f}; the best "
+                f"free set reaches {float(q[0]):.2f} ({int(snap.free_mask[node]).bit_count()} "
+                f"free)")
+    if why == Why.SHARE:
+        n = int(snap.gpu_count[node])
+        most = int(snap.milli_free[node, :n].max()) if n else 0
+        return (f"needs {req.gpu_milli} thousandths of one GPU, at most {most} free on any GPU")
+    if why == Why.SHARE_MEMORY:
+        n = int(snap.gpu_count[node])
+        ok = snap.milli_free[node, :n] >= req.gpu_milli
+        mem = int(snap.gpu_mem_free[node, :n][ok].max()) if ok.any() else 0
+        return (f"needs {req.gpu_milli} thousandths and {req.gpu_memory_mib} MiB on one GPU; "
+                f"the GPUs with room have at most {mem} MiB free")
+    return "fits"
+
+
+@cache
+def _prior_classes() -> MixClasses:
+    return PodMix().classes()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Choice:
+    """What the score assumed on each node: the GPU mask (whole GPUs) or GPU (share)."""
+
+    sets: np.ndarray
+    share_gpu: np.ndarray
+
+
+def evaluate(
+    req: PodRequest,
+    snap: Snapshot,
+    idx: np.ndarray,
+    mix: PodMix | None,
+    config: PolicyConfig,
+    prefer: np.ndarray | None = None,
+) -> tuple[np.ndarray, Choice]:
+    """Scores of nodes idx (all assumed feasible) and the GPUs each score assumed.
+
+    `prefer` marks nodes that earn the gang-affinity bonus.
+    """
+    classes = mix.classes() if mix is not None else _prior_classes()
+    grid = mix.milli_grid if mix is not None else 10
+    flat = flat_tables(snap)
+    topo = snap.topo_id[idx]
+    fm = snap.free_mask[idx]
+    n_gpu = snap.gpu_count[idx]
+    empty = np.zeros(len(idx), np.int64)
+    score = np.zeros(len(idx), np.float64)
+    if req.gpus:
+        sets, q = whole_set_lookup(snap, idx, req.gpus, flat)
+        dfrag = frag_delta_whole(snap, idx, req.gpus, req.cpu_milli, classes, grid)
+        loss = flat.value_of(topo, fm) - flat.value_of(topo, fm & ~sets)
+        score += config.topology_weight_for(req.gpus) * np.maximum(q, 0.0)
+        choice = Choice(sets, empty)
+    elif req.is_share:
+        gpu, free_before = choose_share_gpu(
+            snap, idx, req.gpu_milli, req.gpu_memory_mib, classes, flat)
+        dfrag = frag_delta_share(snap, idx, free_before, req.gpu_milli, req.cpu_milli,
+                                 classes, grid)
+        bit = np.left_shift(np.int64(1), np.maximum(gpu, 0))
+        took_free = (gpu >= 0) & ((fm & bit) != 0)
+        loss = np.where(took_free, flat.value_of(topo, fm) - flat.value_of(topo, fm & ~bit), 0.0)
+        choice = Choice(empty, gpu)
+    else:
+        dfrag = frag_delta_whole(snap, idx, 0, req.cpu_milli, classes, grid)
+        loss = np.zeros(len(idx))
+        choice = Choice(empty, empty)
+    score -= config.frag_weight * dfrag / MILLI_PER_GPU
+    score -= config.value_weight * loss
+    if req.wants_gpu:
+        cap = np.maximum(n_gpu, 1) * MILLI_PER_GPU
+        used = 1.0 - snap.milli_free[idx].sum(axis=1) / cap
+        score += config.pack_weight * used
+    else:
+        # CPU pods: fill CPU nodes and busy nodes first, keep GPU nodes' CPU for GPU pods.
+        cpu_used = 1.0 - snap.cpu_free[idx] / np.maximum(snap.cpu_total[idx], 1)
+        score += config.pack_weight * (cpu_used - (n_gpu > 0))
+    if prefer is not None:
+        score += config.gang_affinity_weight * prefer[idx]
+    return score, choice
+
+
+def score_nodes(
+    req: PodRequest,
+    snap: Snapshot,
+    feasible: np.ndarray,
+    mix: PodMix | None = None,
+    config: PolicyConfig = DEFAULT_CONFIG,
+) -> np.ndarray:
+    """Score (float64, higher is better) of each feasible node, aligned with `feasible`."""
+    idx = np.asarray(feasible, dtype=np.int64).ravel()
+    score, _ = evaluate(req, snap, idx, mix, config)
+    return score
+
+
+def extender_scores(scores: np.ndarray) -> np.ndarray:
+    """Map float scores to kube-scheduler's 0..10: the best distinct score gets 10, the next
+    9, and so on (0 from the eleventh on).
+
+    Ranks, not a linear rescale: the topology term makes raw scores span orders of magnitude,
+    and a linear map would flatten the fragmentation differences that decide 1-GPU pods.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    if s.size == 0:
+        return np.zeros(0, np.int64)
+    levels = np.unique(np.round(s, 9))[::-1]
+    rank = np.searchsorted(-levels, -np.round(s, 9))
+    out: np.ndarray = np.clip(MAX_EXTENDER_PRIORITY - rank, MIN_EXTENDER_PRIORITY,
+                              MAX_EXTENDER_PRIORITY).astype(np.int64)
+    return out
+
+
+def _mask_gpus(mask: int) -> tuple[int, ...]:
+    return tuple(i for i in range(mask.bit_length()) if mask >> i & 1)
+
+
+def assignment_for(
+    req: PodRequest, snap: Snapshot, node: int, choice: Choice, j: int
+) -> Assignment:
+    """The Assignment a choice (as evaluate made it, entry j) stands for on `node`."""
+    name = snap.names[node]
+    gpus: tuple[int, ...] = ()
+    milli, gmem = MILLI_PER_GPU, 0
+    if req.gpus:
+        tables = snap.tables_of(node)
+        if tables is None:
+            free = [g for g in range(int(snap.gpu_count[node]))
+                    if int(snap.free_mask[node]) >> g & 1]
+            got = greedy_best_set(snap.topology_of(node).bandwidth(), free, req.gpus)
+            if got is None:
+                raise AllocationError(f"node {name!r}: needs {req.gpus} free GPUs")
+            gpus = tuple(got)
+        else:
+            gpus = _mask_gpus(int(choice.sets[j]))
+    elif req.is_share:
+        g = int(choice.share_gpu[j])
+        if g < 0:
+            raise AllocationError(f"node {name!r}: no GPU has room for the share")
+        gpus, milli, gmem = (g,), req.gpu_milli, req.gpu_memory_mib
+    return Assignment(pod=req.key, node=name, gpus=gpus, gpu_milli=milli, gpu_memory_mib=gmem,
+                      cpu_milli=req.cpu_milli, memory_mib=req.memory_mib)
+
+
+def assign(
+    req: PodRequest,
+    snap: Snapshot,
+    node: int,
+    config: PolicyConfig = DEFAULT_CONFIG,
+    mix: PodMix | None = None,
+) -> Assignment:
+    """The GPUs (and share) the pod gets on `node`: the ones its score assumed.
+
+    Pass the same `mix` as to score_nodes (it decides which GPU a share takes; without one
+    the prior mix is used). Raises AllocationError, with the reason, if the pod does not fit.
+    """
+    if not 0 <= node < snap.n_nodes:
+        raise AllocationError(f"node index {node} outside 0..{snap.n_nodes - 1}")
+    fr = filter_nodes(req, snap, np.array([node]), config)
+    if not fr.feasible.size:
+        raise AllocationError(f"node {snap.names[node]!r}: {fr.reasons[node]}")
+    idx = np.array([node], dtype=np.int64)
+    _, choice = evaluate(req, snap, idx, mix, config)
+    return assignment_for(req, snap, node, choice, 0)
+
+
+def best_node(
+    req: PodRequest,
+    snap: Snapshot,
+    candidates: np.ndarray | None = None,
+    mix: PodMix | None = None,
+    config: PolicyConfig = DEFAULT_CONFIG,
+) -> int | None:
+    """Index of the best feasible node (lowest index among equals), or None."""
+    fr = filter_nodes(req, snap, candidates, config)
+    if not fr.feasible.size:
+        return None
+    score, _ = evaluate(req, snap, fr.feasible, mix, config)
+    return int(fr.feasible[int(np.argmax(score))])
+
+
+def place(
+    req: PodRequest,
+    snap: Snapshot,
+    mix: PodMix | None = None,
+    config: PolicyConfig = DEFAULT_CONFIG,
+    candidates: np.ndarray | None = None,
+    prefer: np.ndarray | None = None,
+) -> Assignment | None:
+    """filter + score + assign in one pass (the simulator's path): the best node's assignment."""
+    fr = filter_nodes(req, snap, candidates, config)
+    if not fr.feasible.size:
+        return None
+    score, choice = evaluate(req, snap, fr.feasible, mix, config, prefer)
+    j = int(np.argmax(score))
+    return assignment_for(req, snap, int(fr.feasible[j]), choice, j)

@@ -1,0 +1,180 @@
+"""Gangs: every member placed at once, in the narrowest network domain that holds them all.
+
+Levels are the snapshot's `level_ids` columns, narrowest first (-1 = unknown: such a node is
+a domain of its own at that level); after the last level the whole cluster is one domain.
+Inside a domain members go one by one, largest first, each on its best node and GPU set
+(the single-pod policy), with a bonus for nodes already holding a member, so two 4-GPU
+members share one NVSwitch node rather than two. Planning runs on a copy of the snapshot;
+the plan becomes real only through reserve_gang, and release_gang undoes it exactly.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
+from scheduler.policy.decide import assignment_for, evaluate, filter_nodes
+from scheduler.policy.mix import PodMix
+from scheduler.policy.request import MILLI_PER_GPU, PodRequest
+from scheduler.policy.snapshot import AllocationError, Assignment, Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class GangPlan:
+    """Assignments aligned with the members; `level` is the level_ids column whose domain
+    `domain` holds them all (None, None: no common domain, spread over the cluster)."""
+
+    assignments: tuple[Assignment, ...]
+    level: int | None
+    domain: int | None
+    score: float
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """Distinct node names the gang uses, in member order."""
+        return tuple(dict.fromkeys(a.node for a in self.assignments))
+
+
+def _domains(snap: Snapshot, level: int | None) -> np.ndarray:
+    """Domain id per node at a level; unknown (-1) nodes get an id of their own."""
+    n = snap.n_nodes
+    if level is None:
+        return np.zeros(n, dtype=np.int64)
+    dom = snap.level_ids[:, level].astype(np.int64)
+    unknown = dom < 0
+    top = int(dom.max()) + 1 if n else 0
+    dom[unknown] = top + np.flatnonzero(unknown)
+    return dom
+
+
+def _fits_capacity(snap: Snapshot, dom: np.ndarray, members: Sequence[PodRequest]) -> np.ndarray:
+    """Domain ids whose summed free capacity could hold the gang (a necessary condition)."""
+    size = int(dom.max()) + 1 if dom.size else 0
+    whole = sum(m.gpus for m in members)
+    milli = sum(m.gpu_demand_milli for m in members)
+    cpu = sum(m.cpu_milli for m in members)
+    mem = sum(m.memory_mib for m in members)
+    free_gpus = np.bincount(dom, weights=np.bitwise_count(snap.free_mask), minlength=size)
+    free_milli = np.bincount(dom, weights=snap.milli_free.sum(axis=1), minlength=size)
+    free_cpu = np.bincount(dom, weights=snap.cpu_free, minlength=size)
+    free_mem = np.bincount(dom, weights=snap.mem_free, minlength=size)
+    present = np.bincount(dom, minlength=size) > 0
+    ok = present & (free_gpus >= whole) & (free_milli >= milli) & (free_cpu >= cpu) & (
+        free_mem >= mem)
+    ids = np.flatnonzero(ok)
+    # Tightest domains first: a gang that fits a small domain leaves big ones whole.
+    order = np.lexsort((ids, free_milli[ids]))
+    return ids[order]
+
+
+def _try_domain(
+    work: Snapshot,
+    members: Sequence[PodRequest],
+    order: list[int],
+    nodes: np.ndarray,
+    mix: PodMix | None,
+    config: PolicyConfig,
+) -> tuple[list[Assignment | None], float] | None:
+    """Place members (in `order`) on `nodes` of `work`; undo everything before returning."""
+    placed: list[Assignment] = []
+    out: list[Assignment | None] = [None] * len(members)
+    prefer = np.zeros(work.n_nodes, dtype=np.float64)
+    total = 0.0
+    try:
+        for i in order:
+            req = members[i]
+            fr = filter_nodes(req, work, nodes, config)
+            if not fr.feasible.size:
+                return None
+            score, choice = evaluate(req, work, fr.feasible, mix, config, prefer)
+            j = int(np.argmax(score))
+            node = int(fr.feasible[j])
+            a = assignment_for(req, work, node, choice, j)
+            work.allocate(a)
+            placed.append(a)
+            out[i] = a
+            prefer[node] = 1.0
+            total += float(score[j])
+        return out, total
+    finally:
+        for a in reversed(placed):
+            work.release(a.pod)
+
+
+def _no_fit_reason(req: PodRequest, snap: Snapshot, config: PolicyConfig) -> str:
+    fr = filter_nodes(req, snap, None, config)
+    counts = Counter(fr.reasons.values())
+    if not counts:
+        return f"member {req.key!r} fits no node (the cluster has no nodes)"
+    text, n = counts.most_common(1)[0]
+    return f"member {req.key!r} fits no node ({n} of {snap.n_nodes} nodes: {text})"
+
+
+def plan_gang(
+    members: Sequence[PodRequest],
+    snap: Snapshot,
+    mix: PodMix | None = None,
+    config: PolicyConfig = DEFAULT_CONFIG,
+) -> GangPlan | str:
+    """A placement for every member in the narrowest domain that holds them, or the reason
+    there is none. The snapshot is not changed."""
+    if not members:
+        return "empty gang: no members to place"
+    keys = [m.key for m in members]
+    dup = sorted(k for k, c in Counter(keys).items() if c > 1)
+    if dup:
+        return f"gang members repeat: {', '.join(dup)}"
+    held = sorted(k for k in keys if k in snap.holdings)
+    if held:
+        return f"gang members already hold resources: {', '.join(held)}"
+    for m in members:
+        if not filter_nodes(m, snap, None, config).feasible.size:
+            return _no_fit_reason(m, snap, config)
+    order = sorted(range(len(members)),
+                   key=lambda i: (-members[i].gpus, -members[i].gpu_demand_milli,
+                                  -members[i].cpu_milli, i))
+    work = snap.copy()
+    levels: list[int | None] = [*range(snap.level_ids.shape[1]), None]
+    for level in levels:
+        dom = _domains(work, level)
+        best: tuple[list[Assignment | None], float, int] | None = None
+        for d in _fits_capacity(work, dom, members)[: config.gang_domains_per_level]:
+            got = _try_domain(work, members, order, np.flatnonzero(dom == d), mix, config)
+            if got is not None and (best is None or got[1] > best[1]):
+                best = (got[0], got[1], int(d))
+        if best is not None:
+            assignments = tuple(a for a in best[0] if a is not None)
+            named = level is not None and int(snap.level_ids[
+                work.index[assignments[0].node], level]) >= 0
+            return GangPlan(assignments, level if named else None,
+                            best[2] if named else None, best[1])
+    total = sum(m.gpu_demand_milli for m in members) / MILLI_PER_GPU
+    return (f"no room for the whole gang of {len(members)} pods ({total:g} GPUs) at once: "
+            f"each member fits somewhere, but not all together")
+
+
+def reserve_gang(snap: Snapshot, plan: GangPlan) -> None:
+    """Allocate every member of the plan, all or none (AllocationError leaves snap as it was)."""
+    done: list[str] = []
+    try:
+        for a in plan.assignments:
+            snap.allocate(a)
+            done.append(a.pod)
+    except AllocationError:
+        for pod in reversed(done):
+            snap.release(pod)
+        raise
+
+
+def release_gang(snap: Snapshot, plan: GangPlan) -> None:
+    """Release every member the plan reserved; the exact inverse of reserve_gang."""
+    missing = [a.pod for a in plan.assignments if a.pod not in snap.holdings]
+    for a in reversed(plan.assignments):
+        if a.pod in snap.holdings:
+            snap.release(a.pod)
+    if missing:
+        raise AllocationError(f"gang members held nothing: {', '.join(missing)}")

@@ -1,0 +1,68 @@
+"""Which GPU of a node a fractional request takes.
+
+The GPU where the share leaves the least unusable remainder for the typical mix: putting m
+on a GPU with f free turns f into f - m, and a GPU with x free is a fragment (for FGD) for
+every class needing more than x, so its expected waste is phi(x) = x * P(class needs > x).
+The GPU minimising phi(f - m) - phi(f) wins; ties go to already-shared GPUs, then to the
+tightest fit. A wholly free GPU is represented by the one the topology tables would give a
+1-GPU pod (the one whose loss hurts the node's remaining sets least). Never over 1000
+thousandths nor over the GPU's free memory.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scheduler.policy.flat_tables import FlatTables
+from scheduler.policy.mix import MixClasses
+from scheduler.policy.request import MILLI_PER_GPU
+from scheduler.policy.snapshot import Snapshot
+
+# Tie-breaks ride on the cost at a scale far below any real difference of expected waste.
+_TIE = 1e-7
+
+
+def waste_curve(classes: MixClasses) -> np.ndarray:
+    """phi[x] for x = 0..1000: x times the weight of classes needing more than x per GPU."""
+    x = np.arange(MILLI_PER_GPU + 1)
+    order = np.argsort(classes.milli)
+    m = classes.milli[order]
+    cum = np.concatenate([[0.0], np.cumsum(classes.weight[order])])
+    # weight of classes with milli > x = total - weight of classes with milli <= x
+    above = cum[-1] - cum[np.searchsorted(m, x, side="right")]
+    out: np.ndarray = x * above
+    return out
+
+
+def choose_share_gpu(
+    snap: Snapshot,
+    idx: np.ndarray,
+    milli: int,
+    gpu_memory_mib: int,
+    classes: MixClasses,
+    flat: FlatTables,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(GPU index per node of idx, -1 where none fits; thousandths free on it before)."""
+    mf = snap.milli_free[idx]
+    gm = snap.gpu_mem_free[idx]
+    phi = waste_curve(classes)
+    shared = (mf >= milli) & (mf < MILLI_PER_GPU) & (gm >= gpu_memory_mib)
+    rem = np.where(shared, mf - milli, 0)
+    cost = np.where(shared, phi[rem] - phi[np.minimum(mf, MILLI_PER_GPU)] + _TIE * mf, np.inf)
+    # The wholly free candidate: the table's best single GPU of the free mask.
+    topo = snap.topo_id[idx]
+    fm = snap.free_mask[idx]
+    one = flat.best_set[flat.positions(topo, fm, 1)]
+    one = np.where(flat.exact[topo], one, fm & -fm)  # no tables: lowest free GPU
+    free_gpu = np.where(one > 0, np.log2(np.maximum(one, 1)).astype(np.int64), 0)
+    free_mem = snap.gpu_mem_total[idx, free_gpu] if len(idx) else np.zeros(0, np.int64)
+    free_ok = (one > 0) & (free_mem >= gpu_memory_mib)
+    free_cost = phi[MILLI_PER_GPU - milli] - phi[MILLI_PER_GPU] + _TIE * (MILLI_PER_GPU + 1)
+    best_shared = np.argmin(cost, axis=1) if mf.shape[1] else np.zeros(len(idx), np.int64)
+    best_cost = (cost[np.arange(len(idx)), best_shared] if mf.shape[1]
+                 else np.full(len(idx), np.inf))
+    use_free = free_ok & (free_cost < best_cost)
+    gpu = np.where(use_free, free_gpu, np.where(np.isfinite(best_cost), best_shared, -1))
+    free_before = np.where(gpu >= 0, mf[np.arange(len(idx)), np.maximum(gpu, 0)]
+                           if mf.shape[1] else 0, 0)
+    return gpu.astype(np.int64), free_before.astype(np.int64)

@@ -1,0 +1,35 @@
+"""Our placement policy behind the PlacementPolicy interface: what the simulator replays."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
+from scheduler.policy.decide import place
+from scheduler.policy.gang import plan_gang
+from scheduler.policy.mix import PodMix
+from scheduler.policy.request import PodRequest
+from scheduler.policy.snapshot import Assignment, Snapshot
+
+
+class TopologyPolicy:
+    """Topology first for multi-GPU pods, FGD fragmentation for the rest (see PolicyConfig)."""
+
+    name = "topology"
+
+    def __init__(self, config: PolicyConfig = DEFAULT_CONFIG, mix: PodMix | None = None) -> None:
+        self.config = config
+        self.mix = mix if mix is not None else PodMix()
+
+    def place(self, req: PodRequest, snap: Snapshot) -> Assignment | None:
+        """filter + score + assign on the best node; the snapshot is not changed."""
+        return place(req, snap, self.mix, self.config)
+
+    def place_gang(self, members: Sequence[PodRequest], snap: Snapshot) -> list[Assignment] | None:
+        """Every member at once (plan_gang), or None."""
+        plan = plan_gang(members, snap, self.mix, self.config)
+        return None if isinstance(plan, str) else list(plan.assignments)
+
+    def observe(self, req: PodRequest) -> None:
+        """Learn the pod mix from an arrived request."""
+        self.mix.observe(req)

@@ -1,0 +1,447 @@
+"""The live cluster: nodes and the pods that hold GPUs, as one Snapshot behind one lock.
+
+Source of truth is the API. What a pod holds is derived from its object alone:
+- our assignment annotations (signed) and bound: held until the pod finishes or is deleted;
+- our annotations but not bound yet: held as an assumption with a time to live, so a bind that
+  never lands does not leak GPUs;
+- bound, requesting nvidia.com/gpu, without our annotations (another scheduler's pod): held on
+  the lowest-indexed wholly free GPUs, since which ones the device plugin gave it is unknown.
+The only in-memory state is an assumption made by `assume` whose annotation has not reached
+the API yet; it is the one thing a restart loses (by design: a pod counts as held for restart
+purposes once it is annotated, and the extender annotates before it posts the Binding).
+
+Placement on a node is recomputed from these desired holdings in a fixed order (annotated pods
+by key, then in-memory assumptions by key, then other schedulers' pods by key), so the
+Snapshot is a function of the API objects and the order events arrived in does not matter: a
+cache rebuilt after a restart equals the old one (`durable_snapshot` is what it would rebuild).
+
+After `expire` or `forget` releases an annotated, unbound pod, its caller must remove the
+annotations from the pod (the extender does); until that patch is seen the stale annotation is
+ignored here, and a restart in that window would hold the pod for one more time to live.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from scheduler.cluster.nodes import NodeParseError, node_name, node_spec_from_k8s
+from scheduler.cluster.pods import (
+    AssignmentError,
+    assignment_from_pod,
+    assignment_signature_ok,
+    is_terminal,
+    node_name_of,
+    pod_key,
+    pod_resources,
+)
+from scheduler.cluster.signing import Signer
+from scheduler.constants import DEFAULT_NETWORK_LEVEL_LABELS
+from scheduler.policy.mix import PodMix
+from scheduler.policy.request import MILLI_PER_GPU, RequestError
+from scheduler.policy.snapshot import (
+    AllocationError,
+    Assignment,
+    NodeSpec,
+    Snapshot,
+    TopologyIndex,
+    build_snapshot,
+)
+
+DEFAULT_ASSUME_TTL_S = 30.0
+
+
+@dataclass(slots=True)
+class PodHolding:
+    """What one pod should hold, derived from its API object (or from `assume`).
+
+    `assignment` names exact GPUs; a foreign pod (no annotation of ours) has `foreign_gpus`
+    instead and its GPUs are chosen at placement. `durable` is True when the API object carries
+    this holding (it survives a restart); `deadline` is set while it is an assumption.
+    """
+
+    node: str
+    assignment: Assignment | None
+    durable: bool
+    deadline: float | None = None
+    foreign_gpus: int = 0
+    cpu_milli: int = 0
+    memory_mib: int = 0
+
+    @property
+    def rank(self) -> int:
+        """Placement order on a node: annotated, then in-memory assumptions, then foreign."""
+        if self.assignment is None:
+            return 2
+        return 0 if self.durable else 1
+
+
+class ClusterCache:
+    """Thread-safe cache of nodes and GPU holdings; read or change `snapshot` only under `lock`."""
+
+    def __init__(
+        self,
+        level_keys: Sequence[str] = DEFAULT_NETWORK_LEVEL_LABELS,
+        assume_ttl_s: float = DEFAULT_ASSUME_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+        signer: Signer | None = None,
+    ) -> None:
+        if not assume_ttl_s > 0:
+            raise ValueError(f"assume_ttl_s={assume_ttl_s!r}: must be > 0")
+        self.lock = threading.RLock()
+        self.level_keys = tuple(level_keys)
+        self.assume_ttl_s = assume_ttl_s
+        self.clock = clock
+        self.signer = signer
+        self.synced = False
+        self.errors: dict[str, str] = {}
+        self.pod_errors: dict[str, str] = {}
+        self.mix = PodMix()
+        self._specs: dict[str, NodeSpec] = {}
+        self._pods: dict[str, PodHolding] = {}
+        self._by_node: dict[str, set[str]] = {}
+        # Annotations released by expire/forget while the pod was unbound: not held again
+        # unless the pod turns out bound with them.
+        self._stale: dict[str, Assignment] = {}
+        self._topo_index = TopologyIndex()
+        # Keys held in `snapshot` per node, so a node is re-placed without scanning all pods.
+        self._placed: dict[str, set[str]] = {}
+        self.snapshot: Snapshot = build_snapshot([], topo_index=self._topo_index)
+
+    # ---- queries -------------------------------------------------------------------------
+
+    def node_index(self, name: str) -> int | None:
+        """Index of a schedulable node in the snapshot, None if unknown or kept out."""
+        with self.lock:
+            return self.snapshot.index.get(name)
+
+    def holding(self, key: str) -> PodHolding | None:
+        """What pod `key` should hold (held in the snapshot unless it conflicts)."""
+        with self.lock:
+            h = self._pods.get(key)
+            return None if h is None else replace(h)
+
+    def in_memory_keys(self) -> list[str]:
+        """Pods held only in memory (assumed, annotation not seen yet): lost by a restart."""
+        with self.lock:
+            return sorted(k for k, h in self._pods.items() if not h.durable)
+
+    def durable_snapshot(self) -> Snapshot:
+        """The snapshot a restart would rebuild from the API objects now (no in-memory holds)."""
+        with self.lock:
+            snap = build_snapshot(self._sorted_specs(), topo_index=self._topo_index)
+            durable = {k: h for k, h in self._pods.items() if h.durable}
+            for node in sorted({h.node for h in durable.values()}):
+                self._place(snap, node, {k: durable[k] for k in self._by_node.get(node, ())
+                                         if k in durable}, record=False)
+            return snap
+
+    # ---- nodes ---------------------------------------------------------------------------
+
+    def upsert_node(self, node: Mapping[str, Any]) -> str | None:
+        """Add or update a node (watch ADDED/MODIFIED). Returns the parse error, if any.
+
+        A node that does not parse is kept out of scheduling with its error in `errors`.
+        Raises NodeParseError only for an object without a usable metadata.name.
+        """
+        name = node_name(node)
+        with self.lock:
+            try:
+                spec = node_spec_from_k8s(node, level_keys=self.level_keys)
+            except (NodeParseError, ValueError, RecursionError) as e:
+                self.errors[name] = str(e)
+                if self._specs.pop(name, None) is not None:
+                    self._rebuild()
+                return str(e)
+            self.errors.pop(name, None)
+            if self._specs.get(name) == spec:
+                return None  # status heartbeats and label churn that change nothing we use
+            self._specs[name] = spec
+            self._rebuild()
+            return None
+
+    def delete_node(self, name: str) -> None:
+        """Remove a node (watch DELETED); its pods' holdings leave the snapshot with it."""
+        with self.lock:
+            self.errors.pop(name, None)
+            if self._specs.pop(name, None) is not None:
+                self._rebuild()
+
+    def replace_specs(self, specs: Iterable[NodeSpec]) -> None:
+        """Set the nodes from ready NodeSpecs (static mode: `gts serve --cluster FILE`)."""
+        with self.lock:
+            new: dict[str, NodeSpec] = {}
+            for s in specs:
+                if s.name in new:
+                    raise ValueError(f"node {s.name!r} appears twice")
+                new[s.name] = s
+            self._specs = new
+            self.errors = {}
+            self._rebuild()
+
+    def replace_nodes(self, nodes: Iterable[Mapping[str, Any]]) -> None:
+        """Re-list of nodes: every node not in `nodes` is gone."""
+        with self.lock:
+            self._load_nodes(nodes)
+            self._rebuild()
+
+    def _load_nodes(self, nodes: Iterable[Mapping[str, Any]]) -> None:
+        specs: dict[str, NodeSpec] = {}
+        errors: dict[str, str] = {}
+        for obj in nodes:
+            try:
+                name = node_name(obj)
+            except NodeParseError:
+                continue  # nothing to key it by; the apiserver never sends one
+            try:
+                specs[name] = node_spec_from_k8s(obj, level_keys=self.level_keys)
+            except (NodeParseError, ValueError, RecursionError) as e:
+                errors[name] = str(e)
+        self._specs = specs
+        self.errors = errors
+
+    # ---- pods ----------------------------------------------------------------------------
+
+    def upsert_pod(self, pod: Mapping[str, Any]) -> str | None:
+        """Apply a pod's current object (watch ADDED/MODIFIED). Returns its error, if any.
+
+        Raises RequestError only for an object without metadata.name.
+        """
+        key = pod_key(pod)
+        with self.lock:
+            old = self._pods.get(key)
+            try:
+                new = self._desired(pod, key, old)
+            except (RequestError, AssignmentError) as e:
+                # An object we cannot read changes nothing we hold for it.
+                self.pod_errors[key] = str(e)
+                return str(e)
+            self._set(key, new)
+            return self.pod_errors.get(key)
+
+    def delete_pod(self, pod: Mapping[str, Any]) -> None:
+        """The pod is gone (watch DELETED): release whatever it held."""
+        key = pod_key(pod)
+        with self.lock:
+            self._stale.pop(key, None)
+            self.pod_errors.pop(key, None)
+            self._set(key, None)
+
+    def replace_pods(self, pods: Iterable[Mapping[str, Any]]) -> None:
+        """Re-list of pods: rebuild every holding from the objects, keeping live assumptions."""
+        with self.lock:
+            self._load_pods(pods)
+            self._rebuild()
+
+    def replace_all(
+        self, nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]
+    ) -> None:
+        """A full re-list (start-up, or after 410 Gone): nodes and pods from scratch."""
+        with self.lock:
+            self._load_nodes(nodes)
+            self._load_pods(pods)
+            self._rebuild()
+
+    def _load_pods(self, pods: Iterable[Mapping[str, Any]]) -> None:
+        old_pods, old_stale = self._pods, self._stale
+        self._pods, self._by_node, self.pod_errors, self._stale = {}, {}, {}, {}
+        for obj in pods:
+            try:
+                key = pod_key(obj)
+            except RequestError:
+                continue  # nothing to key it by; the apiserver never sends one
+            if key in old_stale:
+                self._stale[key] = old_stale[key]
+            try:
+                new = self._desired(obj, key, old_pods.get(key))
+            except (RequestError, AssignmentError) as e:
+                self.pod_errors[key] = str(e)
+                continue
+            if new is not None:
+                self._pods[key] = new
+                self._by_node.setdefault(new.node, set()).add(key)
+
+    # ---- assumptions ---------------------------------------------------------------------
+
+    def assume(self, a: Assignment) -> None:
+        """Hold `a` now, before its annotation is written; expires after assume_ttl_s.
+
+        Raises AllocationError if it does not fit or the pod already holds something else.
+        """
+        with self.lock:
+            old = self._pods.get(a.pod)
+            if old is not None and old.assignment == a and old.deadline is not None:
+                old.deadline = self.clock() + self.assume_ttl_s
+                return
+            if old is not None:
+                raise AllocationError(f"pod {a.pod!r} already holds resources on {old.node!r}; "
+                                      "forget it first")
+            # Fit check against the current holdings; then place canonically with the rest.
+            self.snapshot.allocate(a)
+            self.snapshot.release(a.pod)
+            h = PodHolding(node=a.node, assignment=a, durable=False,
+                           deadline=self.clock() + self.assume_ttl_s)
+            self._set(a.pod, h)
+            if a.pod not in self.snapshot.holdings:  # pragma: no cover - see module docstring
+                why = self.pod_errors.pop(a.pod, "conflict")
+                self._set(a.pod, None)
+                raise AllocationError(why)
+            self._stale.pop(a.pod, None)
+
+    def confirm(self, key: str) -> bool:
+        """The pod's Binding was posted: keep its holding until it finishes or is deleted."""
+        with self.lock:
+            h = self._pods.get(key)
+            if h is None or h.assignment is None:
+                return False
+            h.deadline = None
+            return True
+
+    def forget(self, key: str) -> bool:
+        """Release what the pod holds (a failed bind or a gang that timed out).
+
+        A pod the API shows bound with our annotations keeps its holding (it does use the GPUs);
+        returns whether something was released.
+        """
+        with self.lock:
+            h = self._pods.get(key)
+            if h is None or (h.durable and h.deadline is None):
+                return False
+            if h.durable and h.assignment is not None:
+                self._stale[key] = h.assignment
+            self._set(key, None)
+            return True
+
+    def expire(self) -> list[str]:
+        """Release assumptions whose time to live has passed; returns their pod keys."""
+        with self.lock:
+            now = self.clock()
+            gone = sorted(k for k, h in self._pods.items()
+                          if h.deadline is not None and h.deadline <= now)
+            nodes: set[str] = set()
+            for k in gone:
+                h = self._pods.pop(k)
+                if h.durable and h.assignment is not None:
+                    self._stale[k] = h.assignment
+                self._by_node.get(h.node, set()).discard(k)
+                nodes.add(h.node)
+            for n in sorted(nodes):
+                self._resync(n)
+            return gone
+
+    # ---- internals -----------------------------------------------------------------------
+
+    def _desired(
+        self, pod: Mapping[str, Any], key: str, old: PodHolding | None
+    ) -> PodHolding | None:
+        """What the pod should hold given its object and what we knew before."""
+        if is_terminal(pod):
+            self._stale.pop(key, None)
+            self.pod_errors.pop(key, None)
+            return None
+        bound_to = node_name_of(pod)
+        self.pod_errors.pop(key, None)
+        try:
+            a = assignment_from_pod(pod)
+        except AssignmentError as e:
+            self.pod_errors[key] = str(e)
+            a = None
+        if a is not None and self.signer is not None and not assignment_signature_ok(
+                pod, a, self.signer):
+            self.pod_errors[key] = (f"pod {key}: assignment annotations are not signed by this "
+                                    "scheduler; ignored")
+            a = None
+        if a is not None and bound_to and a.node != bound_to:
+            self.pod_errors[key] = (f"pod {key}: annotated for node {a.node} but bound to "
+                                    f"{bound_to}; annotation ignored")
+            a = None
+        if a is not None:
+            if bound_to:
+                self._stale.pop(key, None)
+                return PodHolding(node=a.node, assignment=a, durable=True)
+            if self._stale.get(key) == a:
+                return None  # released earlier; waiting for the annotation to be removed
+            self._stale.pop(key, None)
+            if old is not None and old.assignment == a:
+                deadline = old.deadline
+            else:
+                deadline = self.clock() + self.assume_ttl_s
+            return PodHolding(node=a.node, assignment=a, durable=True, deadline=deadline)
+        if key in self._stale and key not in self.pod_errors:
+            del self._stale[key]  # the annotation is gone: nothing stale to ignore any more
+        if (old is not None and not old.durable and old.assignment is not None
+                and bound_to in ("", old.node)):
+            return old  # our own assumption; its annotation is not visible yet
+        if bound_to:
+            res = pod_resources(pod)
+            if res.gpus > 0:
+                return PodHolding(node=bound_to, assignment=None, durable=True,
+                                  foreign_gpus=res.gpus, cpu_milli=res.cpu_milli,
+                                  memory_mib=res.memory_mib)
+        return None
+
+    def _set(self, key: str, new: PodHolding | None) -> None:
+        old = self._pods.pop(key, None)
+        if old is not None:
+            self._by_node.get(old.node, set()).discard(key)
+        if new is not None:
+            self._pods[key] = new
+            self._by_node.setdefault(new.node, set()).add(key)
+        for n in sorted({h.node for h in (old, new) if h is not None}):
+            self._resync(n)
+
+    def _sorted_specs(self) -> list[NodeSpec]:
+        # Sorted so that node order (and so the snapshot) never depends on event order.
+        return [self._specs[n] for n in sorted(self._specs)]
+
+    def _rebuild(self) -> None:
+        self.snapshot = build_snapshot(self._sorted_specs(), topo_index=self._topo_index)
+        self._placed = {}
+        for n in sorted(self._by_node):
+            if n in self.snapshot.index:
+                self._place(self.snapshot, n, self._holders(n), record=True)
+
+    def _holders(self, node: str) -> dict[str, PodHolding]:
+        return {k: self._pods[k] for k in self._by_node.get(node, ())}
+
+    def _resync(self, node: str) -> None:
+        """Release every holding on `node` and place them again in the canonical order."""
+        snap = self.snapshot
+        for k in sorted(self._placed.pop(node, ())):
+            snap.release(k)
+        if node in snap.index:
+            self._place(snap, node, self._holders(node), record=True)
+
+    def _place(
+        self, snap: Snapshot, node: str, holders: Mapping[str, PodHolding], *, record: bool
+    ) -> None:
+        i = snap.index[node]
+        for key in sorted(holders, key=lambda k: (holders[k].rank, k)):
+            h = holders[key]
+            a = h.assignment
+            if a is None:
+                free = [g for g in range(int(snap.gpu_count[i]))
+                        if snap.milli_free[i, g] == MILLI_PER_GPU]
+                a = Assignment(pod=key, node=node, gpus=tuple(free[:h.foreign_gpus]),
+                               gpu_milli=MILLI_PER_GPU, cpu_milli=h.cpu_milli,
+                               memory_mib=h.memory_mib)
+                if len(free) < h.foreign_gpus:
+                    if record:
+                        self.pod_errors[key] = (
+                            f"pod {key}: bound to {node} with {h.foreign_gpus} GPUs but only "
+                            f"{len(free)} are free there; not counted")
+                    continue
+            try:
+                snap.allocate(a)
+            except AllocationError as e:
+                if record:
+                    self.pod_errors[key] = f"pod {key}: conflicts on {node}: {e}; not counted"
+                continue
+            if record:
+                self._placed.setdefault(node, set()).add(key)
+                if self.pod_errors.get(key, "").endswith("not counted"):
+                    del self.pod_errors[key]
+

@@ -1,0 +1,63 @@
+"""`gts serve`: the kube-scheduler extender (Kubernetes, or static with --cluster FILE)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+from scheduler.extender.config import YAML_EXAMPLE, ConfigError, add_arguments, resolve
+
+DESCRIPTION = """\
+Serve kube-scheduler's extender verbs at /filter, /prioritize and /bind (urlPrefix is
+http[s]://HOST:PORT), plus /healthz, /readyz (ready once the cluster cache has synced) and
+/metrics (Prometheus). With Kubernetes (in-cluster, or --kubeconfig) it watches nodes and pods
+and binds through the API server; with --cluster FILE it serves decisions for a static
+cluster and bind only records the assignment in memory.
+"""
+
+log = logging.getLogger("gts.extender")
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register `gts serve`."""
+    p = subparsers.add_parser(
+        "serve", help="run the kube-scheduler extender", description=DESCRIPTION,
+        epilog=YAML_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the extender and serve until SIGTERM or SIGINT."""
+    from scheduler.extender.logs import setup_logging
+
+    try:
+        cfg = resolve(args)
+        setup_logging(cfg.log_level)
+        from scheduler.extender.runtime import kube_extender, static_extender
+
+        ext = static_extender(cfg) if cfg.static else kube_extender(cfg)
+    except ConfigError as e:
+        print(f"gts serve: {e}", file=sys.stderr)
+        return 2
+    done = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        done.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    ext.start()
+    log.info("serving", extra={
+        "url": ext.url, "mode": "static" if cfg.static else "kubernetes",
+        "gang_timeout_s": cfg.gang_timeout,
+        "min_http_timeout_s": cfg.min_http_timeout,
+        "tls": cfg.tls_cert is not None})
+    done.wait()
+    ext.stop()
+    return 0

@@ -1,0 +1,181 @@
+"""Extender v1 wire format against real kube-scheduler v1.36.2 traffic (../shared/fixtures)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from scheduler.extender.wire import (
+    BindingArgs,
+    WireError,
+    bind_reply,
+    check_bind_reply,
+    check_filter_reply,
+    check_prioritize_reply,
+    decode_json,
+    encode_json,
+    filter_reply,
+    parse_binding_args,
+    parse_extender_args,
+    parse_preemption_args,
+    preemption_reply,
+    prioritize_reply,
+)
+
+MODES = ("ncc-true", "ncc-false")
+
+
+def _fixtures(shared: Path, mode: str) -> list[tuple[str, dict, object]]:
+    """(verb, request, response) of every call captured in one mode, in order."""
+    out = []
+    for req in sorted((shared / "fixtures/extender" / mode / "all").glob("*.request.json")):
+        verb = req.name.split("-")[1]
+        resp = req.with_name(req.name.replace(".request.", ".response."))
+        out.append((verb, json.loads(req.read_bytes()), json.loads(resp.read_bytes())))
+    return out
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_fixture_request_parses_and_its_reply_shape_round_trips(
+        shared: Path, mode: str) -> None:
+    calls = _fixtures(shared, mode)
+    assert {v for v, _, _ in calls} == {"filter", "prioritize", "bind", "preempt"}
+    for verb, req, resp in calls:
+        if verb in ("filter", "prioritize"):
+            args = parse_extender_args(req)
+            assert args.node_cache_capable == (mode == "ncc-true")
+            if mode == "ncc-true":
+                assert args.names == tuple(req["NodeNames"])
+            else:
+                assert args.names == tuple(n["metadata"]["name"] for n in req["Nodes"]["items"])
+                assert args.nodes == tuple(req["Nodes"]["items"])
+            assert args.pod is req["Pod"]
+            if verb == "filter":
+                # The reply kube-scheduler accepted, rebuilt from its parts by our encoder.
+                accepted = check_filter_reply(resp, args)
+                pos = [args.names.index(n) for n in accepted]
+                ours = filter_reply(args, pos, resp["FailedNodes"],
+                                    resp["FailedAndUnresolvableNodes"], resp["Error"])
+                assert ours == resp
+                assert json.loads(encode_json(ours)) == resp
+            else:
+                scores = check_prioritize_reply(resp, args)
+                ours = prioritize_reply(list(scores), list(scores.values()))
+                assert ours == resp
+        elif verb == "bind":
+            b = parse_binding_args(req)
+            assert b == BindingArgs(req["PodName"], req["PodNamespace"], req["PodUID"],
+                                    req["Node"])
+            assert check_bind_reply(resp) == ""
+            assert bind_reply("") == resp
+        else:
+            p = parse_preemption_args(req)
+            assert p.meta == (mode == "ncc-true")
+            assert set(p.victims) == set(resp["NodeNameToMetaVictims"])
+            if not p.meta:
+                for node, v in p.victims.items():
+                    assert v.uids == tuple(x["metadata"]["uid"]
+                                           for x in req["NodeNameToVictims"][node]["Pods"])
+            # The demo extender accepted every victim; our encoder writes the same shape.
+            assert set(preemption_reply(p.victims)) == set(resp)
+            if p.meta:
+                assert preemption_reply(p.victims) == resp
+
+
+def test_keys_are_read_like_go_exact_first_then_ignoring_case() -> None:
+    pod = {"metadata": {"name": "p", "namespace": "ns", "uid": "u"}}
+    args = parse_extender_args({"pod": pod, "nodenames": ["a", "b"], "nodes": None})
+    assert args.names == ("a", "b") and args.node_cache_capable
+    exact = parse_extender_args({"Pod": pod, "NodeNames": ["x"], "nodeNames": ["y"]})
+    assert exact.names == ("x",)
+    b = parse_binding_args({"podName": "p", "podNamespace": "ns", "podUID": "u", "node": "n"})
+    assert b.pod_key == "ns/p" and b.node == "n"
+
+
+def test_replies_use_exact_go_field_names() -> None:
+    pod = {"metadata": {"name": "p"}}
+    names = parse_extender_args({"Pod": pod, "NodeNames": ["a", "b"]})
+    assert list(filter_reply(names, [1], {"a": "busy"}, {})) == [
+        "NodeNames", "FailedNodes", "FailedAndUnresolvableNodes", "Error"]
+    nodes = parse_extender_args({"Pod": pod, "Nodes": {"items": [
+        {"metadata": {"name": "a"}, "x": 1}, {"metadata": {"name": "b"}}]}})
+    r = filter_reply(nodes, [0], {}, {"b": "wrong model"})
+    assert r["Nodes"] == {"metadata": {}, "items": [{"metadata": {"name": "a"}, "x": 1}]}
+    assert "NodeNames" not in r
+    # Unresolvable wins over failed for the same node, as kube-scheduler reads them.
+    both = filter_reply(names, [], {"a": "x"}, {"a": "y"})
+    assert both["FailedNodes"] == {} and both["FailedAndUnresolvableNodes"] == {"a": "y"}
+    assert prioritize_reply(["a"], [7]) == [{"Host": "a", "Score": 7}]
+
+
+def test_neither_nodes_nor_names_means_no_candidates() -> None:
+    args = parse_extender_args({"Pod": {"metadata": {"name": "p"}}, "Nodes": None,
+                                "NodeNames": None})
+    assert args.names == ()
+    assert filter_reply(args, [], {}, {})["NodeNames"] == []
+
+
+@pytest.mark.parametrize(("doc", "field"), [
+    ([], "body"),
+    ("filter", "body"),
+    ({}, "Pod"),
+    ({"Pod": None}, "Pod"),
+    ({"Pod": []}, "Pod"),
+    ({"Pod": {}}, "Pod.metadata"),
+    ({"Pod": {"metadata": {"name": 3}}}, "Pod.metadata.name"),
+    ({"Pod": {"metadata": {"name": ""}}}, "Pod.metadata.name"),
+    ({"Pod": {"metadata": {"name": "p", "namespace": 1}}}, "Pod.metadata.namespace"),
+    ({"Pod": {"metadata": {"name": "p"}}, "NodeNames": "a"}, "NodeNames"),
+    ({"Pod": {"metadata": {"name": "p"}}, "NodeNames": ["a", 2]}, "NodeNames[1]"),
+    ({"Pod": {"metadata": {"name": "p"}}, "NodeNames": [""]}, "NodeNames[0]"),
+    ({"Pod": {"metadata": {"name": "p"}}, "Nodes": []}, "Nodes"),
+    ({"Pod": {"metadata": {"name": "p"}}, "Nodes": {"items": {}}}, "Nodes.items"),
+    ({"Pod": {"metadata": {"name": "p"}}, "Nodes": {"items": [{"metadata": {}}]}},
+     "Nodes.items[0].metadata.name"),
+])
+def test_wrong_shapes_name_the_field(doc: object, field: str) -> None:
+    with pytest.raises(WireError) as e:
+        parse_extender_args(doc)
+    assert e.value.field == field
+    assert field in str(e.value)
+
+
+@pytest.mark.parametrize(("doc", "field"), [
+    ({"PodName": "p", "PodNamespace": "ns", "PodUID": "u"}, "Node"),
+    ({"PodName": "", "PodNamespace": "ns", "Node": "n"}, "PodName"),
+    ({"PodName": "p", "PodNamespace": 5, "Node": "n"}, "PodNamespace"),
+    ({"PodName": "p", "PodNamespace": "ns", "PodUID": 7, "Node": "n"}, "PodUID"),
+])
+def test_bad_bind_args_name_the_field(doc: object, field: str) -> None:
+    with pytest.raises(WireError) as e:
+        parse_binding_args(doc)
+    assert e.value.field == field
+
+
+def test_bodies_that_are_not_json_are_named() -> None:
+    with pytest.raises(WireError, match="not JSON"):
+        decode_json(b"{nope")
+    with pytest.raises(WireError, match="not UTF-8"):
+        decode_json(b'{"a": "\xff"}')
+    with pytest.raises(WireError, match="nested too deeply"):
+        decode_json(b"[" * 100_000 + b"]" * 100_000)
+
+
+def test_reply_checkers_reject_what_kube_scheduler_rejects() -> None:
+    args = parse_extender_args({"Pod": {"metadata": {"name": "p"}}, "NodeNames": ["a", "b"]})
+    with pytest.raises(WireError, match="not in the input node list"):
+        check_filter_reply({"NodeNames": ["c"]}, args)
+    with pytest.raises(WireError, match="both passed and failed"):
+        check_filter_reply({"NodeNames": ["a"], "FailedNodes": {"a": "x"}}, args)
+    with pytest.raises(WireError, match=r"0\.\.10"):
+        check_prioritize_reply([{"Host": "a", "Score": 11}], args)
+    with pytest.raises(WireError, match="not a candidate"):
+        check_prioritize_reply([{"Host": "z", "Score": 1}], args)
+    nodes = parse_extender_args({"Pod": {"metadata": {"name": "p"}},
+                                 "Nodes": {"items": [{"metadata": {"name": "a"}, "k": 1}]}})
+    with pytest.raises(WireError, match="unchanged"):
+        check_filter_reply({"Nodes": {"items": [{"metadata": {"name": "a"}, "k": 2}]}}, nodes)
+    with pytest.raises(WireError):
+        check_bind_reply({"error": ""})

@@ -1,0 +1,1 @@
+"""Generated kubelet device plugin API v1beta1 (from deviceplugin.proto)."""

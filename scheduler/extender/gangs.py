@@ -397,6 +397,14 @@ class GangCoordinator:
         with self._lock:
             return sum(g.gpus() for g in self._gangs.values())
 
+    def status(self, gang_key: str) -> tuple[GangState, int, int, int] | None:
+        """(state, members seen at filter, members waiting at bind, min_member) of a live gang."""
+        with self._lock:
+            g = self._gangs.get(gang_key)
+            if g is None:
+                return None
+            return g.state, len(g.members), sum(s.at_bind for s in g.slots), len(g.slots)
+
     def active(self) -> int:
         """Gangs reserved or binding."""
         with self._lock:

@@ -81,6 +81,9 @@ class ExtenderApp:
             except WireError as e:
                 log.info("bad request", extra={"verb": verb, "reason": str(e)})
                 return 400, JSON, error_body(f"not an extender {verb} request: {e}")
+        if verb not in ("healthz", "readyz", "metrics"):
+            return 404, TEXT, (f"no such path /{verb}; verbs: /filter /prioritize /bind, "
+                               f"and /healthz /readyz /metrics\n").encode()
         if method != "GET":
             return 405, TEXT, b"use GET\n"
         if verb == "healthz":
@@ -89,10 +92,7 @@ class ExtenderApp:
             if self.ready():
                 return 200, TEXT, b"ok\n"
             return 503, TEXT, b"cluster cache not synced yet\n"
-        if verb == "metrics":
-            return 200, PROMETHEUS, self.metrics.render()
-        return 404, TEXT, (f"no such path /{verb}; verbs: /filter /prioritize /bind, "
-                           f"and /healthz /readyz /metrics\n").encode()
+        return 200, PROMETHEUS, self.metrics.render()
 
 
 class _Handler(BaseHTTPRequestHandler):

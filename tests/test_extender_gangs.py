@@ -1,0 +1,208 @@
+"""Gangs through the extender: planned whole, reserved, bound together or released."""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from extender_fakes import (
+    KEY,
+    ApiFailure,
+    FakeBinder,
+    check_invariants,
+    gpu_owners,
+    pod_obj,
+    spec,
+    static_cache,
+)
+
+from scheduler.cluster.signing import Signer
+from scheduler.constants import ASSIGNED_NODE_ANNOTATION, VOLCANO_GROUP_ANNOTATION
+from scheduler.extender.gangs import PLACEHOLDER_PREFIX, GangState
+from scheduler.extender.server import ExtenderApp
+from scheduler.extender.service import ExtenderService, ServiceOptions
+from scheduler.extender.wire import check_filter_reply, parse_extender_args
+
+NODES = ["n1", "n2", "n3"]
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def make(timeout: float = 20.0, binder: FakeBinder | None = None, clock: Any = None,
+         nodes: list[Any] | None = None) -> tuple[ExtenderApp, ExtenderService, FakeBinder]:
+    cache = static_cache(nodes or [spec(n) for n in NODES], assume_ttl_s=timeout + 60)
+    binder = binder or FakeBinder()
+    kw = {"clock": clock} if clock else {}
+    svc = ExtenderService(cache, binder, Signer(KEY),
+                          ServiceOptions(gang_timeout_s=timeout, gang_bind_grace_s=2.0), **kw)
+    return ExtenderApp(svc, svc.metrics, ready=lambda: True), svc, binder
+
+
+def post(app: ExtenderApp, verb: str, doc: object) -> Any:
+    st, _, body = app.handle("POST", f"/{verb}", json.dumps(doc).encode())
+    assert st == 200, body
+    return json.loads(body)
+
+
+def filt(app: ExtenderApp, pod: dict[str, Any], names: list[str] = NODES) -> list[str]:
+    doc = {"Pod": pod, "NodeNames": names}
+    return check_filter_reply(post(app, "filter", doc), parse_extender_args(doc))
+
+
+def bind(app: ExtenderApp, pod: dict[str, Any], node: str) -> str:
+    m = pod["metadata"]
+    return str(post(app, "bind", {"PodName": m["name"], "PodNamespace": m["namespace"],
+                                  "PodUID": m["uid"], "Node": node})["Error"])
+
+
+def wait_for(cond: Any) -> None:
+    ev = threading.Event()
+    for _ in range(2000):
+        if cond():
+            return
+        ev.wait(0.005)
+    raise AssertionError("condition not reached")
+
+
+def test_gang_with_a_late_member_is_bound_together_and_packed() -> None:
+    app, svc, binder = make()
+    members = [pod_obj(f"w{i}", gpus=4, gang="job", min_member=4) for i in range(4)]
+    nodes = {}
+    for p in members[:3]:
+        passed = filt(app, p)
+        assert len(passed) == 1  # steered to its reserved node
+        nodes[p["metadata"]["name"]] = passed[0]
+    # The whole gang (4 x 4 GPUs) was reserved at the first filter, packed on two nodes.
+    assert svc.gangs.reserved_gpus() == 16
+    with ThreadPoolExecutor(4) as pool:
+        early: list[Future[str]] = [pool.submit(bind, app, p, nodes[p["metadata"]["name"]])
+                                    for p in members[:3]]
+        wait_for(lambda: (svc.gangs.status("default/job") or (None, 0, 0, 0))[2] == 3)
+        assert binder.bound == {} and not any(f.done() for f in early)
+        late = members[3]
+        passed = filt(app, late)
+        assert len(passed) == 1
+        assert bind(app, late, passed[0]) == ""
+        assert [f.result(timeout=10) for f in early] == ["", "", ""]
+    assert set(binder.bound) == {f"default/w{i}" for i in range(4)}
+    assert len(set(binder.bound.values())) == 2
+    snap = svc.cache.snapshot
+    assert sorted(snap.holdings) == sorted(binder.bound)
+    assert not any(k.startswith(PLACEHOLDER_PREFIX) for k in snap.holdings)
+    assert all(len(v) == 1 for v in gpu_owners(snap).values())
+    assert svc.gangs.reserved_gpus() == 0 and svc.gangs.active() == 0
+    # Annotations were all written before the first Binding was posted.
+    ops = [op for op, _ in binder.calls]
+    assert ops == ["annotate"] * 4 + ["bind"] * 4
+    check_invariants(snap)
+
+
+def test_gang_that_never_completes_is_released_at_the_timeout() -> None:
+    app, svc, binder = make(timeout=0.6)
+    members = [pod_obj(f"w{i}", gpus=2, gang="stuck", min_member=3) for i in range(2)]
+    with ThreadPoolExecutor(2) as pool:
+        futs = [pool.submit(lambda p: bind(app, p, filt(app, p)[0]), p) for p in members]
+        errors = [f.result(timeout=30) for f in futs]
+    for e in errors:
+        assert "only 2 of 3 members reached bind" in e and "released" in e
+    assert binder.bound == {} and binder.calls == []
+    assert svc.cache.snapshot.holdings == {}
+    assert svc.gangs.reserved_gpus() == 0
+    text = svc.metrics.render().decode()
+    assert 'gts_gang_events_total{event="timeout"} 1.0' in text
+    check_invariants(svc.cache.snapshot)
+
+
+def test_reservation_of_members_that_never_reach_bind_expires_by_the_clock() -> None:
+    clock = Clock()
+    app, svc, _ = make(timeout=30, clock=clock)
+    p = pod_obj("w0", gpus=8, gang="idle", min_member=2)
+    assert len(filt(app, p)) == 1
+    assert svc.gangs.reserved_gpus() == 16 and len(svc.cache.snapshot.holdings) == 2
+    clock.t += 29.9
+    svc.tick()
+    assert svc.gangs.reserved_gpus() == 16
+    clock.t += 0.2
+    svc.tick()
+    assert svc.gangs.reserved_gpus() == 0 and svc.cache.snapshot.holdings == {}
+    # A member retried later plans the gang anew.
+    assert len(filt(app, p)) == 1 and svc.gangs.active() == 1
+
+
+def test_one_member_failing_to_annotate_fails_the_whole_gang_before_any_binding() -> None:
+    binder = FakeBinder()
+    app, svc, _ = make(binder=binder)
+    members = [pod_obj(f"w{i}", gpus=2, gang="frail", min_member=3) for i in range(3)]
+    binder.fail[("annotate", "default/w2")] = ApiFailure("404 NotFound: pod deleted")
+    with ThreadPoolExecutor(3) as pool:
+        futs = [pool.submit(lambda p: bind(app, p, filt(app, p)[0]), p) for p in members]
+        errors = [f.result(timeout=30) for f in futs]
+    assert all(errors) and any("404 NotFound" in e for e in errors)
+    assert binder.bound == {}
+    assert all(ASSIGNED_NODE_ANNOTATION not in a for a in binder.annotations.values())
+    assert svc.cache.snapshot.holdings == {} and svc.gangs.active() == 0
+    # kube-scheduler retries every member: now the gang goes through.
+    with ThreadPoolExecutor(3) as pool:
+        futs = [pool.submit(lambda p: bind(app, p, filt(app, p)[0]), p) for p in members]
+        assert [f.result(timeout=30) for f in futs] == ["", "", ""]
+    assert len(binder.bound) == 3
+    check_invariants(svc.cache.snapshot)
+
+
+def test_members_must_ask_the_same_and_extras_go_as_single_pods() -> None:
+    app, svc, binder = make()
+    a = pod_obj("a", gpus=2, gang="g", min_member=2)
+    odd = pod_obj("odd", gpus=1, gang="g", min_member=2)
+    filt(app, a)
+    doc = {"Pod": odd, "NodeNames": NODES}
+    reply = post(app, "filter", doc)
+    assert reply["NodeNames"] == []
+    assert "must ask the same resources" in next(iter(reply["FailedNodes"].values()))
+    b = pod_obj("b", gpus=2, gang="g", min_member=2)
+    with ThreadPoolExecutor(2) as pool:
+        futs = [pool.submit(lambda p: bind(app, p, filt(app, p)[0]), p) for p in (a, b)]
+        assert [f.result(timeout=30) for f in futs] == ["", ""]
+    extra = pod_obj("c", gpus=2, gang="g", min_member=2)
+    passed = filt(app, extra)
+    assert len(passed) == 3  # not steered: the gang is bound, this one goes on its own
+    assert bind(app, extra, passed[0]) == ""
+    assert len(binder.bound) == 3
+
+
+def test_min_member_from_podgroup_wins_over_annotation_and_volcano_is_accepted() -> None:
+    binder = FakeBinder(podgroups={"default/pg": 3})
+    app, svc, _ = make(binder=binder)
+    filt(app, pod_obj("x", gpus=1, gang="pg", min_member=2))
+    assert svc.gangs.status("default/pg") == (GangState.RESERVED, 1, 0, 3)
+    v = pod_obj("v0", gpus=1, annotations={VOLCANO_GROUP_ANNOTATION: "vc",
+                                           "gts.dev/gang-min-member": "2"})
+    filt(app, v)
+    assert svc.gangs.status("default/vc") == (GangState.RESERVED, 1, 0, 2)
+
+
+def test_plan_uses_only_the_nodes_kube_scheduler_allowed() -> None:
+    app, svc, _ = make()
+    p = pod_obj("w0", gpus=4, gang="sel", min_member=2)
+    passed = filt(app, p, names=["n2", "n3"])
+    assert passed and passed[0] in ("n2", "n3")
+    assert {a.node for a in svc.cache.snapshot.holdings.values()} <= {"n2", "n3"}
+
+
+def test_gang_too_big_for_the_cluster_says_why() -> None:
+    app, svc, _ = make()
+    doc = {"Pod": pod_obj("w0", gpus=8, gang="huge", min_member=4), "NodeNames": NODES}
+    reply = post(app, "filter", doc)
+    assert reply["NodeNames"] == []
+    why = reply["FailedNodes"]["n1"]
+    assert "gang default/huge" in why and "cannot be placed" in why
+    assert svc.cache.snapshot.holdings == {} and svc.gangs.active() == 0

@@ -37,6 +37,7 @@ from scheduler.cluster.pods import (
     node_name_of,
     pod_key,
     pod_resources,
+    pod_uid,
 )
 from scheduler.cluster.signing import Signer
 from scheduler.constants import DEFAULT_NETWORK_LEVEL_LABELS
@@ -70,6 +71,7 @@ class PodHolding:
     foreign_gpus: int = 0
     cpu_milli: int = 0
     memory_mib: int = 0
+    uid: str = ""
 
     @property
     def rank(self) -> int:
@@ -105,7 +107,7 @@ class ClusterCache:
         self._by_node: dict[str, set[str]] = {}
         # Annotations released by expire/forget while the pod was unbound: not held again
         # unless the pod turns out bound with them.
-        self._stale: dict[str, Assignment] = {}
+        self._stale: dict[str, tuple[Assignment, str]] = {}
         self._topo_index = TopologyIndex()
         # Keys held in `snapshot` per node, so a node is re-placed without scanning all pods.
         self._placed: dict[str, set[str]] = {}
@@ -128,6 +130,12 @@ class ClusterCache:
         """Pods held only in memory (assumed, annotation not seen yet): lost by a restart."""
         with self.lock:
             return sorted(k for k, h in self._pods.items() if not h.durable)
+
+    def stale_annotations(self) -> list[tuple[str, str]]:
+        """(pod key, uid) of pods whose assignment annotations were released and should be
+        removed from the API (the watch shows them still there)."""
+        with self.lock:
+            return sorted((k, uid) for k, (_, uid) in self._stale.items())
 
     def durable_snapshot(self) -> Snapshot:
         """The snapshot a restart would rebuild from the API objects now (no in-memory holds)."""
@@ -311,7 +319,7 @@ class ClusterCache:
             if h is None or (h.durable and h.deadline is None):
                 return False
             if h.durable and h.assignment is not None:
-                self._stale[key] = h.assignment
+                self._stale[key] = (h.assignment, h.uid)
             self._set(key, None)
             return True
 
@@ -325,7 +333,7 @@ class ClusterCache:
             for k in gone:
                 h = self._pods.pop(k)
                 if h.durable and h.assignment is not None:
-                    self._stale[k] = h.assignment
+                    self._stale[k] = (h.assignment, h.uid)
                 self._by_node.get(h.node, set()).discard(k)
                 nodes.add(h.node)
             for n in sorted(nodes):
@@ -343,6 +351,7 @@ class ClusterCache:
             self.pod_errors.pop(key, None)
             return None
         bound_to = node_name_of(pod)
+        uid = pod_uid(pod)
         self.pod_errors.pop(key, None)
         try:
             a = assignment_from_pod(pod)
@@ -361,15 +370,17 @@ class ClusterCache:
         if a is not None:
             if bound_to:
                 self._stale.pop(key, None)
-                return PodHolding(node=a.node, assignment=a, durable=True)
-            if self._stale.get(key) == a:
+                return PodHolding(node=a.node, assignment=a, durable=True, uid=uid)
+            stale = self._stale.get(key)
+            if stale is not None and stale[0] == a:
                 return None  # released earlier; waiting for the annotation to be removed
             self._stale.pop(key, None)
             if old is not None and old.assignment == a:
                 deadline = old.deadline
             else:
                 deadline = self.clock() + self.assume_ttl_s
-            return PodHolding(node=a.node, assignment=a, durable=True, deadline=deadline)
+            return PodHolding(node=a.node, assignment=a, durable=True, deadline=deadline,
+                              uid=uid)
         if key in self._stale and key not in self.pod_errors:
             del self._stale[key]  # the annotation is gone: nothing stale to ignore any more
         if (old is not None and not old.durable and old.assignment is not None
@@ -380,7 +391,7 @@ class ClusterCache:
             if res.gpus > 0:
                 return PodHolding(node=bound_to, assignment=None, durable=True,
                                   foreign_gpus=res.gpus, cpu_milli=res.cpu_milli,
-                                  memory_mib=res.memory_mib)
+                                  memory_mib=res.memory_mib, uid=uid)
         return None
 
     def _set(self, key: str, new: PodHolding | None) -> None:

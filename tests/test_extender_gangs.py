@@ -160,7 +160,7 @@ def test_one_member_failing_to_annotate_fails_the_whole_gang_before_any_binding(
 
 
 def test_members_must_ask_the_same_and_extras_go_as_single_pods() -> None:
-    app, svc, binder = make()
+    app, _svc, binder = make()
     a = pod_obj("a", gpus=2, gang="g", min_member=2)
     odd = pod_obj("odd", gpus=1, gang="g", min_member=2)
     filt(app, a)

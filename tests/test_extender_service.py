@@ -152,11 +152,11 @@ def test_unacceptable_pods_get_200_with_every_node_unresolvable(
 def test_reasons_split_never_fits_from_busy_and_unknown() -> None:
     cache = static_cache([spec("dgx"), spec("small", "pcie-4gpu"), spec("cpu", "")])
     cache.errors["broken"] = "annotation gts.dev/topology: not JSON"
-    app, svc, _ = make([], cache=cache)
+    app, _svc, _ = make([], cache=cache)
     with cache.lock:
         cache.assume(policy.Assignment("default/filler", "dgx", gpus=tuple(range(6))))
     pod = pod_obj("p8", gpus=8)
-    st, fr = call(app, "filter", args_doc(pod, ["dgx", "small", "cpu", "broken", "ghost"]))
+    _, fr = call(app, "filter", args_doc(pod, ["dgx", "small", "cpu", "broken", "ghost"]))
     assert fr["NodeNames"] == []
     assert "2 free" in fr["FailedNodes"]["dgx"]  # busy: may fit later (preemption may help)
     assert "not in the extender's cache" in fr["FailedNodes"]["ghost"]
@@ -164,7 +164,7 @@ def test_reasons_split_never_fits_from_busy_and_unknown() -> None:
     assert "4 in total" in unres["small"] and "0 in total" in unres["cpu"]
     assert "not JSON" in unres["broken"]
     pod2 = pod_obj("p2", gpus=2)
-    st, fr = call(app, "filter", args_doc(pod2, ["dgx", "small"]))
+    _st, fr = call(app, "filter", args_doc(pod2, ["dgx", "small"]))
     assert fr["NodeNames"] == ["dgx", "small"]
 
 
@@ -206,13 +206,13 @@ def test_api_failure_during_bind_rolls_back(op: str) -> None:
     binder = FakeBinder()
     app, svc, _ = make([spec("a")], binder=binder)
     binder.fail[(op, "default/p")] = ApiFailure("409 Conflict: uid precondition failed")
-    node, err = schedule(app, pod_obj("p", gpus=2), ["a"])
+    _, err = schedule(app, pod_obj("p", gpus=2), ["a"])
     assert "409 Conflict" in err and "released" in err
     assert svc.cache.snapshot.holdings == {}
     assert ASSIGNED_NODE_ANNOTATION not in binder.annotations.get("default/p", {})
     assert "default/p" not in binder.bound
     # kube-scheduler retries: this time it works, and nothing was leaked in between.
-    node, err = schedule(app, pod_obj("p", gpus=2), ["a"])
+    _node, err = schedule(app, pod_obj("p", gpus=2), ["a"])
     assert err == "" and binder.bound["default/p"] == "a"
     check_invariants(svc.cache.snapshot)
 
@@ -231,14 +231,14 @@ def test_bind_of_a_pod_never_filtered_or_recreated_fails_clearly() -> None:
 
 
 def test_bind_to_a_node_that_filled_up_meanwhile_fails_without_overcommit() -> None:
-    app, svc, binder = make([spec("a")])
+    app, svc, _binder = make([spec("a")])
     pods = [pod_obj(f"p{i}", gpus=4) for i in range(3)]
     for p in pods:  # all three pass filter while the node is empty
-        st, fr = call(app, "filter", args_doc(p, ["a"]))
+        _, fr = call(app, "filter", args_doc(p, ["a"]))
         assert fr["NodeNames"] == ["a"]
     errors = []
     for p in pods:
-        st, br = call(app, "bind", {"PodName": p["metadata"]["name"], "PodNamespace": "default",
+        _st, br = call(app, "bind", {"PodName": p["metadata"]["name"], "PodNamespace": "default",
                                     "PodUID": p["metadata"]["uid"], "Node": "a"})
         errors.append(br["Error"])
     assert errors[:2] == ["", ""] and "no longer fits" in errors[2]
@@ -251,11 +251,11 @@ def test_best_node_only_passes_just_the_top_nodes() -> None:
     with svc.cache.lock:
         # a and b lose a different number of GPUs, so one of them is strictly best for 2 GPUs.
         svc.cache.assume(policy.Assignment("default/x", "a", gpus=(0, 1, 2)))
-    st, fr = call(app, "filter", args_doc(pod_obj("p", gpus=2), ["a", "b", "c"]))
+    _, fr = call(app, "filter", args_doc(pod_obj("p", gpus=2), ["a", "b", "c"]))
     assert 1 <= len(fr["NodeNames"]) < 3
     for n, why in fr["FailedNodes"].items():
         assert "best-node-only" in why and n not in fr["NodeNames"]
-    st, pr = call(app, "prioritize", args_doc(pod_obj("p", gpus=2), fr["NodeNames"]))
+    _st, pr = call(app, "prioritize", args_doc(pod_obj("p", gpus=2), fr["NodeNames"]))
     assert {e["Score"] for e in pr} == {10}
 
 
@@ -263,7 +263,7 @@ def test_static_mode_bind_only_records() -> None:
     cache = static_cache([spec("a")])
     svc = ExtenderService(cache, RecordOnlyBinder(), None, ServiceOptions(record_only=True))
     app = ExtenderApp(svc, svc.metrics, ready=lambda: True)
-    node, err = schedule(app, pod_obj("p", gpus=1), ["a"])
+    _node, err = schedule(app, pod_obj("p", gpus=1), ["a"])
     assert err == "" and list(cache.snapshot.holdings) == ["default/p"]
     with pytest.raises(ValueError, match="signing key"):
         ExtenderService(cache, FakeBinder(), None, ServiceOptions())
@@ -296,7 +296,7 @@ def test_not_extender_requests_get_400_naming_the_problem() -> None:
         ("prioritize", b'{"Pod": 1}', "Pod"),
         ("bind", b'{"PodName": "p"}', "PodNamespace"),
     ]:
-        st, ctype, out = app.handle("POST", f"/{verb}", body)
+        st, _ctype, out = app.handle("POST", f"/{verb}", body)
         assert st == 400 and needle in json.loads(out)["Error"]
     assert app.handle("GET", "/filter", b"")[0] == 405
     assert app.handle("GET", "/nope", b"")[0] == 404

@@ -26,12 +26,12 @@ class CacheLike(Protocol):
         """Hold `a` now; expires unless confirmed."""
         ...
 
-    def confirm(self, pod_key: str) -> None:
-        """Keep an assumption until the pod is deleted or finishes."""
+    def confirm(self, key: str) -> bool:
+        """Keep an assumption until the pod is deleted or finishes; False if none."""
         ...
 
-    def forget(self, pod_key: str) -> None:
-        """Release what the pod holds."""
+    def forget(self, key: str) -> bool:
+        """Release what the pod holds; False if nothing was released."""
         ...
 
     def expire(self) -> list[str]:

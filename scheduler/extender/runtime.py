@@ -46,6 +46,7 @@ class Extender:
     def url(self) -> str:
         """Base URL (kube-scheduler's urlPrefix)."""
         host, port = self.server.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host
         scheme = "https" if self.server.tls is not None else "http"
         return f"{scheme}://{host}:{port}"
 
@@ -99,7 +100,8 @@ def _options(cfg: ServeConfig, record_only: bool) -> ServiceOptions:
     return ServiceOptions(policy_config=load_policy_config(cfg),
                           gang_timeout_s=cfg.gang_timeout,
                           gang_bind_grace_s=cfg.gang_bind_grace,
-                          record_only=record_only)
+                          record_only=record_only,
+                          expire_assumptions=record_only)
 
 
 def static_extender(cfg: ServeConfig) -> Extender:
@@ -136,10 +138,12 @@ def kube_extender(cfg: ServeConfig) -> Extender:
     signer = Signer(load_signing_key(cfg.signing_key_file))
     configuration = client.Configuration()
     if cfg.kubeconfig:
-        config.load_kube_config(config_file=cfg.kubeconfig, client_configuration=configuration)
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=cfg.kubeconfig, client_configuration=configuration)
     else:
         try:
-            config.load_incluster_config(client_configuration=configuration)
+            config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration)
         except config.ConfigException as e:
             raise ConfigError(f"not running in a cluster and no --kubeconfig given: {e}; "
                               "use --cluster FILE for static mode") from None
@@ -147,9 +151,11 @@ def kube_extender(cfg: ServeConfig) -> Extender:
     cache = ClusterCache(level_keys=cfg.level_label_keys, assume_ttl_s=cfg.assume_ttl,
                          signer=signer)
     tls = tls_context(cfg.tls_cert, cfg.tls_key) if cfg.tls_cert and cfg.tls_key else None
-    ext = build(cache, KubeBinder(api), signer, _options(cfg, record_only=False),
+    binder = KubeBinder(api)
+    ext = build(cache, binder, signer, _options(cfg, record_only=False),
                 host=cfg.host, port=cfg.port, tls=tls)
-    source = KubeSource(api, cache)
+    # The source's expiry loop also removes expired pods' annotations from the API.
+    source = KubeSource(api, cache, binder=binder)
     source.start()
     ext.stoppers.append(source.stop)
     return ext

@@ -68,6 +68,9 @@ class ServiceOptions:
     gang_timeout_s: float = 30.0
     gang_bind_grace_s: float = 10.0
     record_only: bool = False  # static mode: bind records in the cache, posts nothing
+    # tick() expires the cache's assumptions; False when the watch (KubeSource) does it and
+    # also removes the expired pods' annotations from the API.
+    expire_assumptions: bool = True
 
 
 class ExtenderService:
@@ -325,6 +328,8 @@ class ExtenderService:
                 self.binder.annotate(ns, name, uid,
                                      assignment_annotations(a, self.signer, uid=uid))
             except Exception as e:  # any API failure must roll the reservation back
+                # A timed-out patch may still have landed: remove it either way.
+                self._clear_annotations(ns, name, uid)
                 return _api_error("annotating", ns, name, e)
         err = self._post_binding(ns, name, uid, a.node)
         if err and not self.options.record_only:
@@ -363,7 +368,7 @@ class ExtenderService:
                     done.append(m)
                 except Exception as e:  # one member failing fails the gang before any Binding
                     why = _api_error("annotating", m.namespace, m.name, e)
-                    for d in done:
+                    for d in (*done, m):
                         self._clear_annotations(d.namespace, d.name, d.uid)
                     return {x.assignment.pod: (why if x is m else
                             f"gang member {m.namespace}/{m.name} failed ({why}); no member "
@@ -387,10 +392,11 @@ class ExtenderService:
     def tick(self) -> None:
         """Release expired assumptions and timed-out gangs (call about once a second)."""
         self.gangs.expire()
-        with self.cache.lock:
-            expired = self.cache.expire()
-        for k in expired:
-            log.warning("assumption expired", extra={"pod": k})
+        if self.options.expire_assumptions:
+            with self.cache.lock:
+                expired = self.cache.expire()
+            for k in expired:
+                log.warning("assumption expired", extra={"pod": k})
 
     def fragmentation(self, snap: Snapshot) -> float:
         """FGD fragmentation of the whole cluster against the recent mix, in GPUs."""

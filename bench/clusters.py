@@ -266,7 +266,10 @@ def load_cluster(
     except ModuleNotFoundError as e:
         raise ClusterError(f"{path}: YAML cluster specs are read by scheduler.cluster.static, "
                            f"which this build lacks ({e.name})") from None
-    return list(load_cluster_file(path))
+    try:
+        return list(load_cluster_file(path))
+    except ValueError as e:  # StaticClusterError and YAML errors name the file and key
+        raise ClusterError(str(e)) from None
 
 
 # The embedded default cluster: 64 nodes, 432 GPUs, in blocks (leaf switches) of 8 nodes and

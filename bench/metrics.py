@@ -119,7 +119,7 @@ def band(xs: np.ndarray, curves: Sequence[tuple[np.ndarray, np.ndarray]]
     return med, lo, hi
 
 
-def ecdf(values: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def ecdf(values: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sorted values and their cumulative fractions."""
     v = np.sort(np.asarray(values, dtype=np.float64))
     return v, (np.arange(1, v.size + 1) / v.size if v.size else v)

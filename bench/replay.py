@@ -65,10 +65,12 @@ def check_assignment(req: PodRequest, a: Assignment, snap: Snapshot, policy: str
         problems.append(f"cpu/memory {a.cpu_milli}/{a.memory_mib} instead of "
                         f"{req.cpu_milli}/{req.memory_mib}")
     if req.is_share:
-        if len(a.gpus) != 1 or a.gpu_milli != req.gpu_milli:
+        # A scheduler without GPU sharing (kube-scheduler's nvidia.com/gpu) gives a share a
+        # whole GPU; it then holds, and is counted as holding, all of it.
+        if len(a.gpus) != 1 or a.gpu_milli not in (req.gpu_milli, MILLI_PER_GPU):
             problems.append(f"{a.gpu_milli} thousandths on GPUs {a.gpus} instead of "
                             f"{req.gpu_milli} on one GPU")
-        if a.gpu_memory_mib != req.gpu_memory_mib:
+        if a.gpu_milli != MILLI_PER_GPU and a.gpu_memory_mib != req.gpu_memory_mib:
             problems.append(f"gpu_memory_mib {a.gpu_memory_mib} instead of {req.gpu_memory_mib}")
     elif len(a.gpus) != req.gpus or (req.gpus and a.gpu_milli != MILLI_PER_GPU):
         problems.append(f"GPUs {a.gpus} x {a.gpu_milli} instead of {req.gpus} whole GPUs")
@@ -177,6 +179,8 @@ class FillResult:
     n_original: int
     arrived_pct: np.ndarray  # after each submitted pod
     allocated_pct: np.ndarray
+    placed_request_pct: np.ndarray  # GPU requested by the pods placed so far (a policy that
+    # rounds shares up to whole GPUs allocates more than this)
     placed: np.ndarray  # bool per submitted pod
     cp_arrived_pct: np.ndarray  # checkpoints
     cp_allocated_pct: np.ndarray
@@ -235,13 +239,14 @@ def replay_fill(
     n = len(order)
     arrived = np.zeros(n, dtype=np.int64)
     allocated = np.zeros(n, dtype=np.int64)
+    requested = np.zeros(n, dtype=np.int64)
     placed = np.zeros(n, dtype=bool)
     cps: list[tuple[float, float, float, float, int]] = []
     qual: list[tuple[int, float, float]] = []
     masks = _ModelMasks(snap)
     step = max(record_every, 1e-9) / 100.0 * capacity
     next_cp = 0.0
-    arr = alloc = 0
+    arr = alloc = req_placed = 0
     policy_s = 0.0
     name = policy.name
     prog_step = max(1, n // 100)
@@ -266,9 +271,11 @@ def replay_fill(
                 qual.append((req.gpus, set_quality(snap, a), best_free_quality(snap, req, masks)))
             _allocate(snap, a, name)
             alloc += _held_milli(a)
+            req_placed += req.gpu_demand_milli
             placed[i] = True
         arrived[i] = arr
         allocated[i] = alloc
+        requested[i] = req_placed
         if arr >= next_cp:
             checkpoint()
             next_cp = (np.floor(arr / step) + 1) * step
@@ -282,7 +289,7 @@ def replay_fill(
     return FillResult(
         policy=name, seed=seed, capacity_milli=capacity, n_original=n_orig,
         arrived_pct=100.0 * arrived / capacity, allocated_pct=100.0 * allocated / capacity,
-        placed=placed,
+        placed_request_pct=100.0 * requested / capacity, placed=placed,
         cp_arrived_pct=cp[:, 0], cp_allocated_pct=cp[:, 1], cp_frag_gpus=cp[:, 2],
         cp_frag_pct=cp[:, 3], cp_used_gpus=cp[:, 4].astype(np.int64),
         q_gpus=q[:, 0].astype(np.int64), q_chosen=q[:, 1], q_best=q[:, 2],
@@ -376,7 +383,18 @@ class DynamicResult:
     policy_s: float = 0.0
     wall_s: float = 0.0
     makespan_s: float = 0.0
+    last_arrival_s: float = 0.0
     speed: dict[str, object] = field(default_factory=dict)
+
+    def utilization_pct(self) -> float:
+        """Time-weighted mean GPU allocation (%) while jobs keep arriving (first to last
+        arrival): the drain after the last arrival would dilute it."""
+        if self.t.size < 2 or self.last_arrival_s <= self.t[0]:
+            return float("nan")
+        t = np.minimum(self.t, self.last_arrival_s)
+        dt = np.diff(t, append=self.last_arrival_s)
+        span = self.last_arrival_s - float(self.t[0])
+        return float((self.alloc_milli * dt).sum() / span / self.capacity_milli * 100.0)
 
     @property
     def max_held_incomplete_gpus(self) -> float:
@@ -556,5 +574,6 @@ def replay_dynamic(
         t=ts[:, 0], alloc_milli=ts[:, 1].astype(np.int64),
         held_incomplete_milli=ts[:, 2].astype(np.int64), queue_len=ts[:, 3].astype(np.int64),
         decisions=decisions, policy_s=policy_s, wall_s=clock() - t_start,
-        makespan_s=float(ts[-1, 0]) if ts.size else 0.0, speed=sm.describe(),
+        makespan_s=float(ts[-1, 0]) if ts.size else 0.0,
+        last_arrival_s=float(arrival.max()) if n else 0.0, speed=sm.describe(),
     )

@@ -1,0 +1,5 @@
+"""`python -m bench` is `gts simulate`."""
+
+from bench.cli import main
+
+raise SystemExit(main())

@@ -3,10 +3,13 @@ records what it was asked (and fails on demand), a static cache, and the snapsho
 
 from __future__ import annotations
 
+import http.client
+import json
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -17,6 +20,12 @@ from scheduler.constants import (
     GPU_RESOURCE,
     POD_GROUP_LABEL,
     TOPOLOGY_PRESET_LABEL,
+)
+from scheduler.extender.wire import (
+    check_bind_reply,
+    check_filter_reply,
+    check_prioritize_reply,
+    parse_extender_args,
 )
 from scheduler.policy.request import MILLI_PER_GPU
 from scheduler.policy.snapshot import NodeSpec, Snapshot, build_snapshot
@@ -149,3 +158,52 @@ def gpu_owners(snap: Snapshot) -> dict[tuple[str, int], list[str]]:
             for g in a.gpus:
                 out.setdefault((a.node, g), []).append(a.pod)
     return out
+
+
+class ExtenderClient:
+    """kube-scheduler's side of the wire over one keep-alive HTTP/1.1 connection."""
+
+    def __init__(self, url: str, context: Any = None, timeout: float = 60.0) -> None:
+        u = urlsplit(url)
+        assert u.hostname and u.port
+        if u.scheme == "https":
+            self.conn: Any = http.client.HTTPSConnection(u.hostname, u.port, context=context,
+                                                         timeout=timeout)
+        else:
+            self.conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+
+    def raw(self, method: str, path: str, body: bytes = b"",
+            headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
+        """One request; (status, body). The connection stays open."""
+        h = {"Content-Type": "application/json", **(headers or {})}
+        self.conn.request(method, path, body=body if method == "POST" else None, headers=h)
+        r = self.conn.getresponse()
+        return r.status, r.read()
+
+    def post(self, verb: str, doc: object) -> Any:
+        st, body = self.raw("POST", f"/{verb}", json.dumps(doc).encode())
+        assert st == 200, (st, body[:300])
+        return json.loads(body)
+
+    def schedule(self, pod: Mapping[str, Any], names: Sequence[str]) -> tuple[str, str]:
+        """filter -> prioritize (if more than one passed) -> best -> bind; (node, error)."""
+        doc = {"Pod": pod, "Nodes": None, "NodeNames": list(names)}
+        passed = check_filter_reply(self.post("filter", doc), parse_extender_args(doc))
+        if not passed:
+            return "", "no node passed filter"
+        node = passed[0]
+        if len(passed) > 1:
+            pdoc = {"Pod": pod, "Nodes": None, "NodeNames": passed}
+            scores = check_prioritize_reply(self.post("prioritize", pdoc),
+                                            parse_extender_args(pdoc))
+            node = max(passed, key=lambda n: (scores[n], -passed.index(n)))
+        return node, self.bind(pod, node)
+
+    def bind(self, pod: Mapping[str, Any], node: str) -> str:
+        m = pod["metadata"]
+        return check_bind_reply(self.post("bind", {
+            "PodName": m["name"], "PodNamespace": m.get("namespace", "default"),
+            "PodUID": m.get("uid", ""), "Node": node}))
+
+    def close(self) -> None:
+        self.conn.close()

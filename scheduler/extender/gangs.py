@@ -92,8 +92,16 @@ class _Gang:
         return sum(len(s.held.gpus) for s in self.slots)
 
 
+@dataclass(frozen=True, slots=True)
+class BindResult:
+    """How binding one member went: "" bound; `in_doubt` when the Binding may still land."""
+
+    error: str = ""
+    in_doubt: bool = False
+
+
 PlanFn = Callable[[list[PodRequest], Snapshot], "list[Assignment] | str"]
-BindAllFn = Callable[[Sequence[GangMember]], dict[str, str]]
+BindAllFn = Callable[[Sequence[GangMember]], dict[str, BindResult]]
 
 
 def _shape(req: PodRequest) -> tuple[object, ...]:
@@ -291,7 +299,7 @@ class GangCoordinator:
             results = bind_all(members)
         except Exception as e:  # the API edge may raise anything; nothing may stay held
             log.exception("gang bind failed", extra={"gang": gang_key})
-            results = {m.assignment.pod: f"gang {gang_key}: binding failed: {e}"
+            results = {m.assignment.pod: BindResult(f"gang {gang_key}: binding failed: {e}")
                        for m in members}
         return self._finish(g, results, pod_key, start)
 
@@ -311,13 +319,15 @@ class GangCoordinator:
             self._cond.wait(timeout=max(0.001, until - now))
         return slot.result if slot.result is not None else g.failure
 
-    def _finish(self, g: _Gang, results: dict[str, str], pod_key: str, start: float) -> str:
+    def _finish(self, g: _Gang, results: dict[str, BindResult], pod_key: str,
+                start: float) -> str:
         with self._lock:
             with self._cache.lock:
                 for s in g.slots:
-                    err = results.get(s.member, f"gang {g.key}: no result for {s.member}")
-                    s.result = err
-                    if err:
+                    r = results.get(s.member, BindResult(f"gang {g.key}: no result for "
+                                                         f"{s.member}"))
+                    err = s.result = r.error
+                    if err and not r.in_doubt:
                         self._forget(s.member)
                     else:
                         try:
@@ -335,7 +345,7 @@ class GangCoordinator:
                 "gang": g.key, "members": len(g.slots), "failed": failed})
             if self._metrics:
                 self._metrics.gang_event("bound" if not failed else "bind_failed")
-            result = results.get(pod_key, "")
+            result = g.members[pod_key].result or ""
         self._observe_wait(start, result)
         return result
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from scheduler import policy
+from scheduler.cluster.kube import Timeout as ApiTimeout
 from scheduler.cluster.pods import (
     assignment_annotations,
     cleared_assignment_annotations,
@@ -39,7 +40,7 @@ from scheduler.constants import (
     POD_GROUP_LABEL,
     SCHEDULER_NAME,
 )
-from scheduler.extender.gangs import GangCoordinator, GangMember
+from scheduler.extender.gangs import BindResult, GangCoordinator, GangMember
 from scheduler.extender.metrics import ExtenderMetrics
 from scheduler.extender.pending import PendingPods
 from scheduler.extender.ports import BinderLike, CacheLike
@@ -281,7 +282,7 @@ class ExtenderService:
                           "gang" if not err else "gang_failed", err, node=args.node)
             return bind_reply(err)
         if not req.wants_gpu:
-            err = self._post_binding(args.pod_namespace, args.pod_name, uid, args.node)
+            err, _ = self._post_binding(args.pod_namespace, args.pod_name, uid, args.node)
             self._decided("bind", key, "bound" if not err else "failed",
                           "no_gpu_request" if not err else "api_error", err, node=args.node)
             return bind_reply(err)
@@ -303,10 +304,12 @@ class ExtenderService:
                        f"kube-scheduler will retry it")
                 self._decided("bind", key, "failed", "no_fit", err)
                 return bind_reply(err)
-        err = self._write_assignment(args.pod_namespace, args.pod_name, uid, a)
+        err, in_doubt = self._write_assignment(args.pod_namespace, args.pod_name, uid, a)
         if err:
-            self._forget_locked(key)
-            self._decided("bind", key, "failed", "api_error", err, node=args.node)
+            if not in_doubt:
+                self._forget_locked(key)
+            self._decided("bind", key, "failed", "api_timeout" if in_doubt else "api_error",
+                          err, node=args.node)
             return bind_reply(err)
         with self.cache.lock:
             try:
@@ -320,8 +323,15 @@ class ExtenderService:
                       self.options.record_only else "")
         return bind_reply("")
 
-    def _write_assignment(self, ns: str, name: str, uid: str, a: Assignment) -> str:
-        """Annotate then bind; on failure clear what was written. "" on success."""
+    def _write_assignment(self, ns: str, name: str, uid: str,
+                          a: Assignment) -> tuple[str, bool]:
+        """Annotate then bind: ("", False) on success, else (error, in doubt).
+
+        On a failure the annotations are removed, except when the Binding timed out: it may
+        still land, and the pod must then keep its signed assignment (the node agent honours
+        nothing else). Its reservation then stays until the watch shows the pod bound, or
+        expires after assume-ttl (and the watch's expiry removes the annotations).
+        """
         if not self.options.record_only:
             assert self.signer is not None
             try:
@@ -330,20 +340,24 @@ class ExtenderService:
             except Exception as e:  # any API failure must roll the reservation back
                 # A timed-out patch may still have landed: remove it either way.
                 self._clear_annotations(ns, name, uid)
-                return _api_error("annotating", ns, name, e)
-        err = self._post_binding(ns, name, uid, a.node)
-        if err and not self.options.record_only:
+                return _api_error("annotating", ns, name, e), False
+        err, in_doubt = self._post_binding(ns, name, uid, a.node)
+        if err and not in_doubt:
             self._clear_annotations(ns, name, uid)
-        return err
+        return err, in_doubt
 
-    def _post_binding(self, ns: str, name: str, uid: str, node: str) -> str:
+    def _post_binding(self, ns: str, name: str, uid: str, node: str) -> tuple[str, bool]:
         if self.options.record_only:
-            return ""
+            return "", False
         try:
             self.binder.bind(ns, name, uid, node)
         except Exception as e:  # any API failure must roll the reservation back
-            return _api_error("binding", ns, name, e)
-        return ""
+            if isinstance(e, ApiTimeout | TimeoutError):
+                return (f"{SCHEDULER_NAME}: binding pod {ns}/{name} to {node} timed out "
+                        f"({e}); it may still land, so its GPUs stay reserved until the "
+                        f"pod is seen bound or the reservation expires"), True
+            return _api_error("binding", ns, name, e), False
+        return "", False
 
     def _clear_annotations(self, ns: str, name: str, uid: str) -> None:
         try:
@@ -354,9 +368,9 @@ class ExtenderService:
             log.info("could not clear assignment annotations", extra={
                 "pod": f"{ns}/{name}", "reason": str(e)})
 
-    def _bind_gang_members(self, members: Sequence[GangMember]) -> dict[str, str]:
+    def _bind_gang_members(self, members: Sequence[GangMember]) -> dict[str, BindResult]:
         """Bind a whole gang: annotate all first, post Bindings only if every annotation held."""
-        results: dict[str, str] = {}
+        results: dict[str, BindResult] = {}
         done: list[GangMember] = []
         if not self.options.record_only:
             assert self.signer is not None
@@ -370,15 +384,15 @@ class ExtenderService:
                     why = _api_error("annotating", m.namespace, m.name, e)
                     for d in (*done, m):
                         self._clear_annotations(d.namespace, d.name, d.uid)
-                    return {x.assignment.pod: (why if x is m else
-                            f"gang member {m.namespace}/{m.name} failed ({why}); no member "
-                            f"was bound and kube-scheduler will retry the gang")
-                            for x in members}
+                    return {x.assignment.pod: BindResult(
+                        why if x is m else f"gang member {m.namespace}/{m.name} failed ({why}); "
+                        f"no member was bound and kube-scheduler will retry the gang")
+                        for x in members}
         for m in members:
-            err = self._post_binding(m.namespace, m.name, m.uid, m.assignment.node)
-            if err and not self.options.record_only:
+            err, in_doubt = self._post_binding(m.namespace, m.name, m.uid, m.assignment.node)
+            if err and not in_doubt:
                 self._clear_annotations(m.namespace, m.name, m.uid)
-            results[m.assignment.pod] = err
+            results[m.assignment.pod] = BindResult(err, in_doubt)
         return results
 
     def _plan_gang(self, members: list[PodRequest], snap: Snapshot) -> list[Assignment] | str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import pytest
@@ -140,7 +140,7 @@ DGX1_EXPECTED = [
 ]
 
 
-def _dgx1_links(down: set[tuple[int, int]] = frozenset()) -> dict[int, list[tuple[str, int, bool]]]:  # type: ignore[assignment]
+def _dgx1_links(down: Collection[tuple[int, int]] = ()) -> dict[int, list[tuple[str, int, bool]]]:
     """Per GPU, its links in index order; `down` holds (gpu, link index) pairs that are off."""
     links: dict[int, list[tuple[str, int, bool]]] = {i: [] for i in range(8)}
     for (a, b), n in sorted(DGX1_NV.items()):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +18,7 @@ from scheduler.cluster.signing import Signer
 from scheduler.constants import GPU_MEMORY_RESOURCE, GPU_MILLI_RESOURCE, GPU_RESOURCE
 from scheduler.nodeagent.claims import ClaimBook, Want, read_node_pods
 from scheduler.nodeagent.devices import share_device_id, share_devices, whole_gpu_devices
+from scheduler.nodeagent.health import nvml_health_probe
 from scheduler.nodeagent.plugin import (
     API_VERSION,
     KUBELET_SOCKET,
@@ -282,11 +283,13 @@ def test_run_loop_stops_cleanly(agent: Agent) -> None:
     assert not t.is_alive()
 
 
-def preferred(stub: Any, available: list[str], size: int, must: list[str] = ()) -> list[str]:  # type: ignore[assignment]
+def preferred(stub: Any, available: list[str], size: int, must: Sequence[str] = ()) -> list[str]:
     req = pb.PreferredAllocationRequest(
         container_requests=[
             pb.ContainerPreferredAllocationRequest(
-                available_deviceIDs=available, must_include_deviceIDs=must, allocation_size=size
+                available_deviceIDs=available,
+                must_include_deviceIDs=list(must),
+                allocation_size=size,
             )
         ]
     )
@@ -530,3 +533,53 @@ def test_pod_source_failure_is_unavailable(tmp_path: Path) -> None:
             assert len(preferred(stub, [uuid(0), uuid(3)], 2)) == 2
     finally:
         server.stop(0)
+
+
+class HealthNvml:
+    """The NVML calls the health probe makes; `lost` GPUs fail, `driver_gone` fails init."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self, lost: set[str], driver_gone: bool = False) -> None:
+        self.lost, self.driver_gone = lost, driver_gone
+
+    def nvmlInit(self) -> None:
+        if self.driver_gone:
+            raise self.NVMLError("Driver Not Loaded")
+
+    def nvmlShutdown(self) -> None:
+        pass
+
+    def nvmlDeviceGetHandleByUUID(self, u: str) -> str:
+        if u in self.lost:
+            raise self.NVMLError("GPU is lost")
+        return u
+
+    def nvmlDeviceGetMemoryInfo(self, h: str) -> object:
+        return object()
+
+
+def test_nvml_health_probe_reports_lost_gpus() -> None:
+    uuids = [uuid(i) for i in range(4)]
+    assert nvml_health_probe(HealthNvml(set()), uuids)() == frozenset()
+    assert nvml_health_probe(HealthNvml({uuid(2)}), uuids)() == frozenset({2})
+    assert nvml_health_probe(HealthNvml(set(), driver_gone=True), uuids)() == frozenset(range(4))
+
+
+def test_runner_polls_health_on_its_interval(agent: Agent) -> None:
+    now = [100.0]
+    bad = [frozenset({3})]
+    agent.runner.health = lambda: bad[0]
+    agent.runner.health_every_s = 30.0
+    agent.runner.clock = lambda: now[0]
+    agent.runner.step()
+    assert agent.whole.device_list().devices[3].health == "Unhealthy"
+    assert agent.share.device_list().devices[3000].health == "Unhealthy"
+    bad[0] = frozenset()
+    now[0] += 10  # not yet due
+    agent.runner.step()
+    assert agent.whole.device_list().devices[3].health == "Unhealthy"
+    now[0] += 25
+    agent.runner.step()
+    assert agent.whole.device_list().devices[3].health == "Healthy"

@@ -36,7 +36,7 @@ from scheduler.policy.interface import PlacementPolicy
 from scheduler.policy.snapshot import NodeSpec
 
 DEFAULT_POLICIES = ("topology", "default", "binpack", "fgd", "random")
-DEFAULT_SEEDS = 3
+DEFAULT_SEEDS = 5
 DEFAULT_OUT = "gts-report"
 PolicyFactory = Callable[[str, int], PlacementPolicy]
 
@@ -56,8 +56,8 @@ class Scenario:
     nodes: list[NodeSpec]
     cluster_source: str
     workload: Workload | None
-    generated_jobs: int = 2000
-    load: float = 0.9
+    generated_jobs: int = 4000
+    load: float = 1.1
 
     def workload_for(self, seed: int) -> Workload:
         """The trace, or the generated workload of this seed."""
@@ -253,10 +253,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                    help="YAML/JSON rules choosing topology presets for trace nodes")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
                    help="worker processes (default: CPU count)")
-    p.add_argument("--generated-jobs", type=int, default=2000, metavar="N",
-                   help="jobs per seed of the generated workload (default 2000)")
-    p.add_argument("--load", type=float, default=0.9,
-                   help="offered load of the generated workload (default 0.9)")
+    p.add_argument("--generated-jobs", type=int, default=4000, metavar="N",
+                   help="jobs per seed of the generated workload (default 4000)")
+    p.add_argument("--load", type=float, default=1.1,
+                   help="offered load of the generated workload (default 1.1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=main_args)
 

@@ -353,6 +353,11 @@ def never_fits(snap: Snapshot, job: Job, masks: _ModelMasks) -> str | None:
     return None
 
 
+def pending_arrivals(events: Sequence[tuple[float, int, int, int]]) -> set[int]:
+    """Jobs whose arrival event is still in the heap (beyond the horizon)."""
+    return {e[3] for e in events if e[1] == 1}
+
+
 @dataclass(slots=True)
 class DynamicResult:
     """One dynamic replay: per-job times, time series, placement quality, throughput."""
@@ -366,6 +371,7 @@ class DynamicResult:
     queued_at_end: int
     running_at_end: int
     unschedulable: int
+    not_arrived: int  # jobs after the horizon
     unschedulable_examples: list[str]
     wait_s: np.ndarray  # per started job
     jct_s: np.ndarray  # per completed job
@@ -558,6 +564,8 @@ def replay_dynamic(
     gpus = np.array([sum(p.gpus for p in j.pods) for j in jobs], dtype=np.int64)
     started = np.isfinite(start)
     completed = started & np.isfinite(end) & (end >= 0)
+    arrived = np.ones(n, dtype=bool)
+    arrived[sorted(pending_arrivals(events))] = False
     multi = started & (gpus >= 2)
     ts = np.array(series, dtype=np.float64).reshape(-1, 4)
     qb = np.array(qbest, dtype=np.float64).reshape(-1, 2)
@@ -565,9 +573,9 @@ def replay_dynamic(
     return DynamicResult(
         policy=name, seed=seed, gang_mode="whole" if whole else "one-by-one",
         capacity_milli=capacity, n_jobs=n, completed=int(completed.sum()),
-        queued_at_end=int((~started).sum()) - n_unsched,
+        queued_at_end=int((~started & arrived).sum()) - n_unsched,
         running_at_end=int((started & ~completed).sum()), unschedulable=n_unsched,
-        unschedulable_examples=unsched,
+        not_arrived=int((~arrived).sum()), unschedulable_examples=unsched,
         wait_s=(start - arrival)[started], jct_s=(end - arrival)[completed],
         job_gpus=gpus[started], slowdown=slow[started],
         quality=qual[multi], quality_gpus=gpus[multi], q_best=qb[:, 0], q_chosen=qb[:, 1],

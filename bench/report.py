@@ -95,11 +95,20 @@ def _clean(x: object) -> object:
     return x
 
 
+def _or(v: float, fallback: float) -> float:
+    return v if math.isfinite(v) else fallback
+
+
 def fill_seed(r: FillResult) -> dict[str, object]:
     """Per-seed fill numbers."""
-    un = {str(x): 100.0 - at_arrived(r.arrived_pct, r.allocated_pct, x) for x in READ_OFF}
     ui = {str(x): 100.0 - interpolated_at(r.arrived_pct, r.allocated_pct, x) for x in READ_OFF}
-    pr = {str(x): at_arrived(r.arrived_pct, r.placed_request_pct, x) for x in READ_OFF}
+    # The artifact's read-off, or the interpolated value where no pod's arrival rounds to X
+    # (single pods span several % on small clusters).
+    un = {str(x): _or(100.0 - at_arrived(r.arrived_pct, r.allocated_pct, x), ui[str(x)])
+          for x in READ_OFF}
+    pr = {str(x): _or(at_arrived(r.arrived_pct, r.placed_request_pct, x),
+                      interpolated_at(r.arrived_pct, r.placed_request_pct, x))
+          for x in READ_OFF}
     fr = {str(x): interpolated_at(r.cp_arrived_pct, r.cp_frag_pct, x) for x in READ_OFF}
     fg = {str(x): interpolated_at(r.cp_arrived_pct, r.cp_frag_gpus, x) for x in READ_OFF}
     avail = r.q_best >= 1.0 - 1e-9
@@ -285,8 +294,18 @@ COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e3
           "#7f7f7f", "#bcbd22", "#17becf")
 
 
+LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (3, 1)))
+
+
 def _color(run: SimulationRun, name: str) -> str:
     return COLORS[run.policies.index(name) % len(COLORS)]
+
+
+def _line(run: SimulationRun, name: str) -> dict[str, object]:
+    """Color and dash per policy, so that curves lying on top of each other stay visible."""
+    k = run.policies.index(name)
+    return {"color": _color(run, name), "ls": LINESTYLES[k % len(LINESTYLES)],
+            "lw": 2.2 if k == 0 else 1.6}
 
 
 def plot_fill_unallocated(run: SimulationRun, path: Path) -> Path:
@@ -303,7 +322,7 @@ def plot_fill_unallocated(run: SimulationRun, path: Path) -> Path:
             curves = [(r.arrived_pct, 100.0 - r.allocated_pct) for r in res]
             med, lo, hi = band(xs, curves)
             c = _color(run, name)
-            ax.plot(xs, med, color=c, lw=1.8, label=name)
+            ax.plot(xs, med, label=name, **_line(run, name))
             if len(res) > 1:
                 ax.fill_between(xs, lo, hi, color=c, alpha=0.2, lw=0)
         ax.set_xlim(lo_x, hi_x)
@@ -341,7 +360,7 @@ def plot_fill_fragmentation(run: SimulationRun, path: Path) -> Path:
         c = _color(run, name)
         for ax, attr in zip(axes, ("cp_frag_gpus", "cp_frag_pct"), strict=True):
             med, lo, hi = band(xs, [(r.cp_arrived_pct, getattr(r, attr)) for r in res])
-            ax.plot(xs, med, color=c, lw=1.8, label=name)
+            ax.plot(xs, med, label=name, **_line(run, name))
             if len(res) > 1:
                 ax.fill_between(xs, lo, hi, color=c, alpha=0.2, lw=0)
     axes[0].set_ylabel("fragmented GPUs (FGD measure)")
@@ -406,12 +425,12 @@ def plot_dynamic_time(run: SimulationRun, path: Path) -> Path:
         if not res:
             continue
         r = res[0]
-        c = _color(run, name)
         h = r.t / 3600.0
-        axes[0].step(h, 100.0 * r.alloc_milli / r.capacity_milli, where="post", color=c,
-                     lw=1.2, label=name)
-        axes[1].step(h, r.held_incomplete_milli / MILLI_PER_GPU, where="post", color=c, lw=1.2)
-        axes[2].step(h, r.queue_len, where="post", color=c, lw=1.2)
+        st = {**_line(run, name), "lw": 1.2}
+        axes[0].step(h, 100.0 * r.alloc_milli / r.capacity_milli, where="post", label=name,
+                     **st)
+        axes[1].step(h, r.held_incomplete_milli / MILLI_PER_GPU, where="post", **st)
+        axes[2].step(h, r.queue_len, where="post", **st)
     axes[0].set_ylabel("GPU allocated (%)")
     axes[1].set_ylabel("GPUs held by\nincomplete gangs")
     axes[2].set_ylabel("jobs waiting")
@@ -439,11 +458,10 @@ def plot_wait_cdf(run: SimulationRun, path: Path) -> Path:
         res = run.dynamic.get(name)
         if not res:
             continue
-        c = _color(run, name)
         for ax, attr in zip(axes, ("wait_s", "jct_s"), strict=True):
             v, f = ecdf(np.concatenate([getattr(r, attr) for r in res]))
             if v.size:
-                ax.step(np.maximum(v, 1.0), f, where="post", color=c, lw=1.5, label=name)
+                ax.step(np.maximum(v, 1.0), f, where="post", label=name, **_line(run, name))
     axes[0].set_xlabel("waiting time (s, log; 0 shown at 1 s)")
     axes[1].set_xlabel("job completion time (s, log)")
     for ax in axes:
@@ -507,7 +525,8 @@ def _blocks(run: SimulationRun, doc: dict[str, object], images: dict[str, str]) 
                        "GPU request reaches 130 % of capacity, each pod is placed once (no "
                        "departures, failures not retried). Unallocated GPU % is read off as the "
                        "FGD artifact does: the mean over the pods whose arrived % rounds to 100 "
-                       "(130); medians over seeds with the interquartile range in brackets. "
+                       "(130), interpolated between pods where none does (small clusters); "
+                       "medians over seeds with the interquartile range in brackets. "
                        "'Requests placed' is the GPU request of the pods that got a place, in % "
                        "of capacity: below the allocated GPUs when a policy without GPU sharing "
                        "gives a fractional pod a whole GPU."))

@@ -349,10 +349,10 @@ DEFAULT_CAPACITY_GPUS = 432  # GPUs of bench.clusters.default_cluster()
 
 def generate_workload(
     seed: int,
-    n_jobs: int = 2000,
+    n_jobs: int = 4000,
     *,
     capacity_gpus: int = DEFAULT_CAPACITY_GPUS,
-    load: float = 0.9,
+    load: float = 1.1,
     share_fraction: float = ALIBABA_SHARE_FRACTION,
     cpu_only_fraction: float = ALIBABA_CPU_ONLY_FRACTION,
     multi_gpu_boost: float = 1.0,
@@ -362,7 +362,9 @@ def generate_workload(
     """A seeded synthetic workload following the Philly and Alibaba distributions.
 
     Arrivals are Poisson with the rate that offers `load` x `capacity_gpus` GPU-seconds per
-    second on average (from the sampled jobs' own GPU-seconds).
+    second on average (from the sampled jobs' own GPU-seconds). The default 1.1 is what a
+    cluster filling up from empty needs to be ~80-85% allocated over the arrival window of
+    4,000 jobs (long jobs are still ramping up), so that a queue forms at times.
     """
     if n_jobs < 1:
         raise ValueError(f"n_jobs={n_jobs}: must be at least 1")

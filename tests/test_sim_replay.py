@@ -231,7 +231,7 @@ def test_dynamic_every_job_completes_or_waits() -> None:
     for gangs in (True, False):
         r = replay_dynamic(FirstFit(gangs=gangs), nodes, wl.jobs, seed=5)
         assert r.completed + r.queued_at_end + r.running_at_end + r.unschedulable == 300
-        assert r.running_at_end == 0
+        assert r.running_at_end == 0 and r.not_arrived == 0
         assert np.all(r.wait_s >= 0) and np.all(r.jct_s >= r.wait_s.min())
         assert np.all(np.diff(r.t) >= 0)
         assert np.all((r.alloc_milli >= 0) & (r.alloc_milli <= r.capacity_milli))
@@ -239,6 +239,13 @@ def test_dynamic_every_job_completes_or_waits() -> None:
         if gangs:
             assert np.all(r.held_incomplete_milli == 0)
         assert r.decisions > 0
+
+
+def test_dynamic_horizon_counts_running_and_not_arrived() -> None:
+    jobs = [_gang(f"j{i}", 10.0 * i, 25.0, [8]) for i in range(10)]
+    r = replay_dynamic(FirstFit(), _nodes(1), jobs, seed=0, horizon_s=45.0)
+    # At t=45: j0 (0-25) and j1 (25-50) ran; j2..j4 arrived and wait; j5..j9 not yet arrived.
+    assert (r.completed, r.running_at_end, r.queued_at_end, r.not_arrived) == (1, 1, 3, 5)
 
 
 def test_dynamic_unschedulable_jobs_are_counted() -> None:

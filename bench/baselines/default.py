@@ -162,7 +162,8 @@ def gpus_needed(req: PodRequest) -> int:
 
 def free_gpu_counts(snap: Snapshot) -> np.ndarray:
     """Wholly free GPUs per node."""
-    return np.bitwise_count(snap.free_mask).astype(np.int64)
+    out: np.ndarray = np.bitwise_count(snap.free_mask).astype(np.int64)
+    return out
 
 
 def model_ok(req: PodRequest, snap: Snapshot) -> np.ndarray:

@@ -202,7 +202,7 @@ class FGDPolicy:
 
     def _set_typical(self, typical: TypicalPods) -> None:
         self.typical = typical
-        self._variants: dict[str, MixClasses] = {}
+        self._variants = {}
 
     def place(self, req: PodRequest, snap: Snapshot) -> Assignment | None:
         """Node and GPUs for one pod, or None when no node fits."""

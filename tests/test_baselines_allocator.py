@@ -166,3 +166,12 @@ def test_every_size_returns_that_many_free_gpus(name: str) -> None:
     for k in range(1, len(free) + 1):
         got = alloc.choose(topo, free, k, np.random.default_rng(k))
         assert len(got) == k and set(got) <= set(free)
+
+
+def test_sixteen_gpu_board_mid_sizes_take_the_best_single_set() -> None:
+    topo = preset("hgx-2-v100-16")
+    s = pair_scores(topo)
+    order = [int(x) for x in np.random.default_rng(0).permutation(16)]
+    best = max(combinations(order, 4),
+               key=lambda c: sum(int(s[a, b]) for a, b in combinations(c, 2)))
+    assert preferred_allocation(order, 4, s) == best

@@ -46,6 +46,9 @@ from topology.model import NodeTopology
 PCIE_POINTS: dict[str, int] = {"SYS": 10, "NODE": 20, "PHB": 30, "PXB": 40, "PIX": 50}
 NVLINK_POINTS = 100
 NVSWITCH_MIN_LINKS = 12
+# Partition search is exponential (Go's too): beyond 12 slots, sets of 3 to slots/2 - 1 GPUs
+# (16-GPU boards, 3 to 7 GPUs: seconds per call) take the best single set instead.
+EXACT_MAX_SLOTS = 12
 
 
 def is_nvswitch(topo: NodeTopology) -> bool:
@@ -98,6 +101,7 @@ def preferred_allocation(order: Sequence[int], size: int, scores: np.ndarray) ->
     Exact: the first highest-scoring partition in iterateGPUPartitions' order is found by a
     memoised search over the remaining slots instead of walking every partition, then its best
     set is taken. Sets holding padding are never returned (Go would hand back a nil device).
+    Above EXACT_MAX_SLOTS slots, for 3 to slots/2 - 1 GPUs, the best single set is taken.
     """
     devs = [int(d) for d in order]
     if size <= 0 or len(devs) < size:
@@ -110,6 +114,8 @@ def preferred_allocation(order: Sequence[int], size: int, scores: np.ndarray) ->
     n_slots = len(slots)
     padding = n_slots - len(devs)
     sc = np.asarray(scores)
+    if n_slots > EXACT_MAX_SLOTS and 2 < size < n_slots // 2:
+        return _best_single_set(devs, size, sc)
 
     def set_score(s: tuple[int, ...]) -> int:
         real = [slots[p] for p in s if slots[p] is not None]
@@ -165,6 +171,17 @@ def preferred_allocation(order: Sequence[int], size: int, scores: np.ndarray) ->
     if chosen is None:
         return ()
     return tuple(int(slots[p]) for p in chosen)  # type: ignore[arg-type]
+
+
+def _best_single_set(devs: list[int], size: int, sc: np.ndarray) -> tuple[int, ...]:
+    """The highest-scoring `size`-set, first in iterateGPUSets order on ties."""
+    best: tuple[int, ...] = ()
+    best_score = -1
+    for s in combinations(devs, size):
+        v = int(sum(int(sc[a, b]) for a, b in combinations(s, 2)))
+        if v > best_score:
+            best, best_score = s, v
+    return best
 
 
 class DevicePluginAllocator:

@@ -77,12 +77,6 @@ def random_gpu(req: PodRequest, snap: Snapshot, node: int, rng: np.random.Genera
     return int(cand[rng.integers(len(cand))])
 
 
-def pick_top(nodes: np.ndarray, scores: np.ndarray, rng: np.random.Generator) -> int:
-    """selectHost of stock kube-scheduler: a uniformly random node among the top scores."""
-    top = nodes[scores == scores.max()]
-    return int(top[rng.integers(len(top))]) if len(top) > 1 else int(top[0])
-
-
 class NodeRanking:
     """The artifact's tie-break among top-scoring nodes: a fixed per-seed node order.
 

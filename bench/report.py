@@ -240,7 +240,8 @@ def results_json(run: SimulationRun) -> dict[str, object]:
         "protocol": {
             "fill": "FGD ATC'23: shuffled pods, random copies appended until 130% of GPU "
                     "capacity is requested, no departures, failed pods not retried",
-            "read_off": "artifact: mean allocated % over pods whose arrived % rounds to X",
+            "read_off": "artifact: mean allocated % over pods whose arrived % rounds to X "
+                        "(interpolated between pods where no pod rounds to X)",
             "medians_over_seeds": True,
         },
         "notes": run.notes,

@@ -142,7 +142,7 @@ class ClusterCache:
         with self.lock:
             snap = build_snapshot(self._sorted_specs(), topo_index=self._topo_index)
             durable = {k: h for k, h in self._pods.items() if h.durable}
-            for node in sorted({h.node for h in durable.values()}):
+            for node in sorted({h.node for h in durable.values()} & set(snap.index)):
                 self._place(snap, node, {k: durable[k] for k in self._by_node.get(node, ())
                                          if k in durable}, record=False)
             return snap

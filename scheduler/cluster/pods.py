@@ -132,7 +132,8 @@ def node_name_of(pod: Mapping[str, Any]) -> str:
 
 def is_terminal(pod: Mapping[str, Any]) -> bool:
     """True once the pod Succeeded or Failed: its resources are free again."""
-    return _mapping(pod.get("status"), "status").get("phase") in TERMINAL_PHASES
+    phase = _mapping(pod.get("status"), "status").get("phase")
+    return isinstance(phase, str) and phase in TERMINAL_PHASES
 
 
 def annotations_of(pod: Mapping[str, Any]) -> Mapping[str, str]:

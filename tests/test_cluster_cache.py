@@ -1,0 +1,627 @@
+"""ClusterCache: holdings derived from API objects, TTL assumptions, restart equality, fuzzing."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from scheduler.cluster.cache import ClusterCache
+from scheduler.cluster.pods import assignment_annotations, cleared_assignment_annotations
+from scheduler.cluster.signing import Signer
+from scheduler.constants import (
+    GPU_MEMORY_LABEL,
+    GPU_MILLI_RESOURCE,
+    GPU_MODEL_LABELS,
+    GPU_RESOURCE,
+    TOPOLOGY_ANNOTATION,
+    TOPOLOGY_PRESET_LABEL,
+)
+from scheduler.policy.snapshot import AllocationError, Assignment, Snapshot, build_snapshot
+
+SIGNER = Signer(b"test-key-0123456789abcdef")
+TTL = 30.0
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, dt: float) -> None:
+        self.t += dt
+
+
+def node_obj(name: str, gpus: int, *, preset: str | None = None, model: str = "T4",
+             mem_mib: int | None = 15360, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    lab = {GPU_MODEL_LABELS[0]: model, **(labels or {})}
+    if preset:
+        lab[TOPOLOGY_PRESET_LABEL] = preset
+    if mem_mib is not None:
+        lab[GPU_MEMORY_LABEL] = str(mem_mib)
+    alloc = {"cpu": "64", "memory": "512Gi", "pods": "110"}
+    if gpus:
+        alloc[GPU_RESOURCE] = str(gpus)
+    return {"metadata": {"name": name, "uid": f"node-{name}", "labels": lab},
+            "spec": {}, "status": {"allocatable": alloc, "capacity": dict(alloc)}}
+
+
+def pod_obj(name: str, *, gpus: int = 0, milli: int = 0, node: str = "",
+            annotations: dict[str, str] | None = None, phase: str = "Pending",
+            uid: str | None = None) -> dict[str, Any]:
+    req: dict[str, str] = {"cpu": "1", "memory": "1Gi"}
+    if gpus:
+        req[GPU_RESOURCE] = str(gpus)
+    if milli:
+        req[GPU_MILLI_RESOURCE] = str(milli)
+    spec: dict[str, Any] = {"containers": [{"name": "c", "resources": {"requests": req}}]}
+    if node:
+        spec["nodeName"] = node
+    return {"metadata": {"name": name, "namespace": "ns", "uid": uid or f"uid-{name}",
+                         "annotations": dict(annotations or {})},
+            "spec": spec, "status": {"phase": phase}}
+
+
+def annotated(p: dict[str, Any], a: Assignment) -> dict[str, Any]:
+    q = copy.deepcopy(p)
+    q["metadata"]["annotations"].update(
+        assignment_annotations(a, SIGNER, uid=q["metadata"]["uid"]))
+    return q
+
+
+def whole(pod: str, node: str, gpus: tuple[int, ...]) -> Assignment:
+    return Assignment(pod=f"ns/{pod}", node=node, gpus=gpus, cpu_milli=1000, memory_mib=1024)
+
+
+def check_invariants(cache: ClusterCache) -> None:
+    """The snapshot's arrays are exactly its nodes plus its holdings, and nothing is odd."""
+    with cache.lock:
+        snap = cache.snapshot
+        assert snap.names == sorted(snap.names)
+        assert not set(snap.names) & set(cache.errors)
+        for a in snap.holdings.values():
+            assert a.node in snap.index
+        rebuilt = build_snapshot(snap.specs, snap.holdings.values())
+        assert snap.same_state(rebuilt)
+        assert (snap.milli_free >= 0).all() and (snap.milli_free <= 1000).all()
+        assert (snap.cpu_free >= 0).all() and (snap.mem_free >= 0).all()
+
+
+def new_cache(clock: FakeClock | None = None) -> ClusterCache:
+    return ClusterCache(assume_ttl_s=TTL, clock=clock or FakeClock(), signer=SIGNER)
+
+
+# ---- basics -------------------------------------------------------------------------------
+
+def test_fixture_nodes_sorted_and_schedulable(shared: Path) -> None:
+    body = json.loads((shared / "fixtures/extender/ncc-false/filter.request.json").read_text())
+    cache = new_cache()
+    cache.replace_all(body["Nodes"]["items"], [body["Pod"]])
+    assert cache.snapshot.names == ["gpu-node-1", "gpu-node-2", "gpu-node-3"]
+    assert cache.errors == {} and cache.snapshot.holdings == {}
+    assert cache.node_index("gpu-node-2") == 1 and cache.node_index("nope") is None
+    check_invariants(cache)
+
+
+def test_assume_confirm_forget() -> None:
+    cache = new_cache()
+    cache.replace_all([node_obj("a", 4)], [])
+    a = whole("p", "a", (0, 1))
+    cache.assume(a)
+    assert cache.snapshot.holdings == {"ns/p": a}
+    assert cache.in_memory_keys() == ["ns/p"]
+    with pytest.raises(AllocationError):
+        cache.assume(whole("q", "a", (1, 2)))  # GPU 1 is taken
+    with pytest.raises(AllocationError):
+        cache.assume(whole("p", "a", (2, 3)))  # the pod already holds something else
+    cache.assume(a)  # the same assumption again only refreshes it
+    assert cache.confirm("ns/p") and not cache.confirm("ns/none")
+    assert cache.forget("ns/p")
+    assert cache.snapshot.holdings == {}
+    assert not cache.forget("ns/p")
+    check_invariants(cache)
+
+
+def test_assumption_expires_after_ttl() -> None:
+    clock = FakeClock()
+    cache = new_cache(clock)
+    cache.replace_all([node_obj("a", 8)], [])
+    cache.assume(whole("p", "a", (0,)))
+    cache.assume(whole("q", "a", (1,)))
+    cache.confirm("ns/q")
+    clock.advance(TTL - 0.001)
+    assert cache.expire() == []
+    assert set(cache.snapshot.holdings) == {"ns/p", "ns/q"}
+    clock.advance(0.001)
+    assert cache.expire() == ["ns/p"]  # a lost bind does not leak its GPU
+    assert set(cache.snapshot.holdings) == {"ns/q"}  # a confirmed pod never expires
+    clock.advance(10 * TTL)
+    assert cache.expire() == []
+    check_invariants(cache)
+
+
+def test_annotated_unbound_pod_expires_and_stale_annotation_is_ignored() -> None:
+    clock = FakeClock()
+    cache = new_cache(clock)
+    cache.replace_all([node_obj("a", 4)], [])
+    a = whole("p", "a", (2,))
+    cache.assume(a)
+    p = annotated(pod_obj("p", gpus=1), a)
+    cache.upsert_pod(p)  # the annotate patch came back through the watch
+    assert cache.in_memory_keys() == []  # now it would survive a restart
+    clock.advance(TTL)
+    assert cache.expire() == ["ns/p"]
+    assert cache.stale_annotations() == [("ns/p", "uid-p")]
+    cache.upsert_pod(p)  # another update of the pod still carrying the stale annotation
+    assert cache.snapshot.holdings == {}
+    # The bind did land after all: the API shows the pod bound with that assignment.
+    bound = copy.deepcopy(p)
+    bound["spec"]["nodeName"] = "a"
+    cache.upsert_pod(bound)
+    assert cache.snapshot.holdings == {"ns/p": a}
+    assert cache.stale_annotations() == []
+    check_invariants(cache)
+
+
+def test_stale_entry_cleared_when_annotation_removed() -> None:
+    clock = FakeClock()
+    cache = new_cache(clock)
+    cache.replace_all([node_obj("a", 4)], [])
+    a = whole("p", "a", (2,))
+    cache.assume(a)
+    p = annotated(pod_obj("p", gpus=1), a)
+    cache.upsert_pod(p)
+    assert cache.forget("ns/p")
+    assert cache.stale_annotations() == [("ns/p", "uid-p")]
+    q = copy.deepcopy(p)
+    q["metadata"]["annotations"] = {}
+    cache.upsert_pod(q)
+    assert cache.stale_annotations() == [] and cache.snapshot.holdings == {}
+
+
+def test_watch_confirms_bound_pod_and_releases_on_finish_or_delete() -> None:
+    clock = FakeClock()
+    cache = new_cache(clock)
+    cache.replace_all([node_obj("a", 4)], [])
+    a = whole("p", "a", (1, 3))
+    cache.assume(a)
+    p = annotated(pod_obj("p", gpus=2, node="a"), a)
+    cache.upsert_pod(p)
+    h = cache.holding("ns/p")
+    assert h is not None and h.durable and h.deadline is None
+    assert not cache.forget("ns/p")  # the API says it is bound: it does use the GPUs
+    clock.advance(2 * TTL)
+    assert cache.expire() == []
+    done = copy.deepcopy(p)
+    done["status"]["phase"] = "Succeeded"
+    cache.upsert_pod(done)
+    assert cache.snapshot.holdings == {}
+    cache.upsert_pod(p)
+    assert "ns/p" in cache.snapshot.holdings
+    cache.delete_pod(p)
+    assert cache.snapshot.holdings == {}
+    check_invariants(cache)
+
+
+def test_unsigned_or_forged_annotation_is_not_ours() -> None:
+    cache = new_cache()
+    cache.replace_all([node_obj("a", 4)], [])
+    a = whole("p", "a", (0, 1))
+    p = annotated(pod_obj("p", gpus=2), a)
+    p["metadata"]["annotations"]["gts.dev/signature"] = "0" * 64
+    cache.upsert_pod(p)
+    assert cache.snapshot.holdings == {}
+    assert "not signed" in cache.pod_errors["ns/p"]
+    # Bound by hand, it still uses 2 GPUs as far as the kubelet knows: held as foreign.
+    p["spec"]["nodeName"] = "a"
+    cache.upsert_pod(p)
+    held = cache.snapshot.holdings["ns/p"]
+    assert len(held.gpus) == 2
+
+
+def test_foreign_pods_take_lowest_free_gpus_and_move_around_ours() -> None:
+    cache = new_cache()
+    cache.replace_all([node_obj("a", 4)], [])
+    f = pod_obj("f", gpus=2, node="a")
+    cache.upsert_pod(f)
+    assert cache.snapshot.holdings["ns/f"].gpus == (0, 1)
+    # Our annotated pod on GPU 0 arrives later: the annotation is authoritative.
+    ours = annotated(pod_obj("o", gpus=1, node="a"), whole("o", "a", (0,)))
+    cache.upsert_pod(ours)
+    assert cache.snapshot.holdings["ns/o"].gpus == (0,)
+    assert cache.snapshot.holdings["ns/f"].gpus == (1, 2)
+    # Same objects in the other order give the same snapshot.
+    other = new_cache()
+    other.replace_all([node_obj("a", 4)], [])
+    other.upsert_pod(ours)
+    other.upsert_pod(f)
+    assert other.snapshot.same_state(cache.snapshot)
+    check_invariants(cache)
+
+
+def test_conflicting_annotations_counted_once_then_resolved() -> None:
+    cache = new_cache()
+    cache.replace_all([node_obj("a", 2)], [])
+    p = annotated(pod_obj("p", gpus=1, node="a"), whole("p", "a", (0,)))
+    q = annotated(pod_obj("q", gpus=1, node="a"), whole("q", "a", (0,)))
+    cache.upsert_pod(p)
+    cache.upsert_pod(q)
+    assert set(cache.snapshot.holdings) == {"ns/p"}
+    assert "conflicts" in cache.pod_errors["ns/q"]
+    cache.delete_pod(p)
+    assert set(cache.snapshot.holdings) == {"ns/q"}
+    assert "ns/q" not in cache.pod_errors
+    check_invariants(cache)
+
+
+def test_node_removal_and_return_keep_holdings_from_the_api() -> None:
+    cache = new_cache()
+    cache.replace_all([node_obj("a", 4), node_obj("b", 4)], [])
+    p = annotated(pod_obj("p", gpus=1, node="b"), whole("p", "b", (3,)))
+    cache.upsert_pod(p)
+    cache.delete_node("b")
+    assert cache.snapshot.names == ["a"] and cache.snapshot.holdings == {}
+    cache.upsert_node(node_obj("b", 4))
+    assert cache.snapshot.holdings["ns/p"].gpus == (3,)
+    check_invariants(cache)
+
+
+def test_unchanged_node_update_keeps_the_snapshot() -> None:
+    cache = new_cache()
+    n = node_obj("a", 4)
+    cache.replace_all([n], [])
+    snap = cache.snapshot
+    n2 = copy.deepcopy(n)
+    n2["metadata"]["resourceVersion"] = "999"
+    n2["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+    assert cache.upsert_node(n2) is None
+    assert cache.snapshot is snap  # a heartbeat does not rebuild 5,000 nodes
+
+
+def test_invalid_node_kept_out_then_restored() -> None:
+    cache = new_cache()
+    cache.replace_all([node_obj("a", 4), node_obj("b", 8, preset="dgx-h100")], [])
+    bad = node_obj("b", 8)
+    bad["metadata"]["annotations"] = {TOPOLOGY_ANNOTATION: '{"v": 1, "gpus": []}'}
+    err = cache.upsert_node(bad)
+    assert err is not None and TOPOLOGY_ANNOTATION in err
+    assert cache.snapshot.names == ["a"] and "b" in cache.errors
+    assert cache.upsert_node(node_obj("b", 8, preset="dgx-h100")) is None
+    assert cache.snapshot.names == ["a", "b"] and cache.errors == {}
+
+
+def test_share_holdings() -> None:
+    cache = new_cache()
+    cache.replace_all([node_obj("a", 1)], [])
+    s1 = Assignment(pod="ns/s1", node="a", gpus=(0,), gpu_milli=600, gpu_memory_mib=8000)
+    s2 = Assignment(pod="ns/s2", node="a", gpus=(0,), gpu_milli=400, gpu_memory_mib=7360)
+    cache.assume(s1)
+    cache.assume(s2)
+    assert cache.snapshot.milli_free[0, 0] == 0
+    with pytest.raises(AllocationError):
+        cache.assume(Assignment(pod="ns/s3", node="a", gpus=(0,), gpu_milli=1))
+    check_invariants(cache)
+
+
+# ---- restart property ---------------------------------------------------------------------
+
+NODE_POOL = {
+    "n0": lambda: node_obj("n0", 8, preset="dgx-h100", model="H100", mem_mib=81920),
+    "n1": lambda: node_obj("n1", 4, model="T4"),
+    "n2": lambda: node_obj("n2", 2, model="A10", mem_mib=24576),
+    "n3": lambda: node_obj("n3", 0),
+}
+
+
+class World:
+    """A model apiserver (objects plus a lagging watch queue) and the cache it feeds."""
+
+    def __init__(self) -> None:
+        self.clock = FakeClock()
+        self.cache = new_cache(self.clock)
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.queue: list[tuple[str, str, dict[str, Any]]] = []
+        self.n = 0
+        self.nodes = {name: NODE_POOL[name]() for name in ("n0", "n1")}
+        self.cache.replace_all(list(self.nodes.values()), [])
+
+    def emit(self, kind: str, type_: str, obj: dict[str, Any]) -> None:
+        self.queue.append((kind, type_, copy.deepcopy(obj)))
+
+    def deliver(self, count: int) -> None:
+        for kind, type_, obj in self.queue[:count]:
+            if kind == "node":
+                if type_ == "DELETED":
+                    self.cache.delete_node(obj["metadata"]["name"])
+                else:
+                    self.cache.upsert_node(obj)
+            elif type_ == "DELETED":
+                self.cache.delete_pod(obj)
+            else:
+                self.cache.upsert_pod(obj)
+        del self.queue[:count]
+
+    def put_pod(self, p: dict[str, Any]) -> None:
+        key = f"ns/{p['metadata']['name']}"
+        self.emit("pod", "MODIFIED" if key in self.pods else "ADDED", p)
+        self.pods[key] = p
+
+    def free_choice(self, data: st.DataObject, gpus: int, milli: int) -> Assignment | None:
+        snap = self.cache.snapshot
+        options = []
+        for i, name in enumerate(snap.names):
+            free = [g for g in range(int(snap.gpu_count[i])) if snap.milli_free[i, g] == 1000]
+            if milli:
+                part = [g for g in range(int(snap.gpu_count[i]))
+                        if snap.milli_free[i, g] >= milli]
+                options += [(name, (g,)) for g in part]
+            elif len(free) >= gpus:
+                options.append((name, tuple(sorted(data.draw(
+                    st.permutations(free), label="gpus")[:gpus]))))
+        if not options:
+            return None
+        node, chosen = data.draw(st.sampled_from(options), label="place")
+        return Assignment(pod="", node=node, gpus=chosen,
+                          gpu_milli=milli or 1000, cpu_milli=1000, memory_mib=1024)
+
+    def step(self, data: st.DataObject) -> None:
+        op = data.draw(st.sampled_from([
+            "add_node", "remove_node", "create", "create", "create", "schedule", "place",
+            "place", "place", "annotate", "bind", "finish", "delete", "expire", "forget",
+            "foreign", "deliver", "deliver", "relist"]), label="op")
+        if op == "place":
+            # The extender's whole bind path, stopping at a random point.
+            for sub in ("create", "schedule", "annotate", "bind"):
+                self.step_op(sub, data, key=f"ns/p{self.n}" if sub != "create" else None)
+                if not data.draw(st.integers(0, 3), label="go on") and sub != "create":
+                    return
+            return
+        self.step_op(op, data)
+
+    def step_op(self, op: str, data: st.DataObject, key: str | None = None) -> None:
+        pending = sorted(k for k, p in self.pods.items() if not p["spec"].get("nodeName"))
+        if op == "add_node":
+            name = data.draw(st.sampled_from(sorted(NODE_POOL)), label="node")
+            obj = NODE_POOL[name]()
+            self.emit("node", "MODIFIED" if name in self.nodes else "ADDED", obj)
+            self.nodes[name] = obj
+        elif op == "remove_node" and self.nodes:
+            name = data.draw(st.sampled_from(sorted(self.nodes)), label="node")
+            self.emit("node", "DELETED", self.nodes.pop(name))
+        elif op == "create":
+            self.n += 1
+            share = data.draw(st.booleans(), label="share")
+            p = pod_obj(f"p{self.n}", gpus=0 if share else data.draw(
+                st.integers(1, 4), label="k"), milli=data.draw(
+                st.sampled_from([250, 500, 700]), label="milli") if share else 0)
+            self.put_pod(p)
+        elif op == "schedule" and pending:
+            if key is None or key not in pending:
+                key = data.draw(st.sampled_from(pending), label="pod")
+            if self.cache.holding(key) is not None:
+                return
+            res = self.pods[key]["spec"]["containers"][0]["resources"]["requests"]
+            a = self.free_choice(data, int(res.get(GPU_RESOURCE, 0)),
+                                 int(res.get(GPU_MILLI_RESOURCE, 0)))
+            if a is not None:
+                a = Assignment(pod=key, node=a.node, gpus=a.gpus, gpu_milli=a.gpu_milli,
+                               cpu_milli=a.cpu_milli, memory_mib=a.memory_mib)
+                self.cache.assume(a)
+        elif op == "annotate" and pending:
+            if key is None or key not in pending:
+                key = data.draw(st.sampled_from(pending), label="pod")
+            h = self.cache.holding(key)
+            if h is not None and h.assignment is not None and not h.durable:
+                self.put_pod(annotated(self.pods[key], h.assignment))
+        elif op == "bind" and pending:
+            if key is None or key not in pending:
+                key = data.draw(st.sampled_from(pending), label="pod")
+            p = self.pods[key]
+            node = p["metadata"]["annotations"].get("gts.dev/node")
+            if node:  # the extender binds only after the annotation was written
+                q = copy.deepcopy(p)
+                q["spec"]["nodeName"] = node
+                self.put_pod(q)
+                if data.draw(st.booleans(), label="confirm"):
+                    self.cache.confirm(key)
+        elif op == "finish" and self.pods:
+            key = data.draw(st.sampled_from(sorted(self.pods)), label="pod")
+            q = copy.deepcopy(self.pods[key])
+            q["status"]["phase"] = data.draw(st.sampled_from(["Succeeded", "Failed"]))
+            if data.draw(st.booleans(), label="selector"):
+                # With the non-terminal field selector the watch says DELETED instead.
+                self.emit("pod", "DELETED", q)
+                del self.pods[key]
+            else:
+                self.put_pod(q)
+        elif op == "delete" and self.pods:
+            key = data.draw(st.sampled_from(sorted(self.pods)), label="pod")
+            self.emit("pod", "DELETED", self.pods.pop(key))
+        elif op == "expire":
+            self.clock.advance(data.draw(st.sampled_from([1.0, TTL / 2, TTL])))
+            self.cache.expire()
+            self.clear_stale()
+        elif op == "forget" and pending:
+            key = data.draw(st.sampled_from(pending), label="pod")
+            self.cache.forget(key)
+            self.clear_stale()
+        elif op == "foreign" and self.nodes:
+            self.n += 1
+            node = data.draw(st.sampled_from(sorted(self.nodes)), label="node")
+            self.put_pod(pod_obj(f"f{self.n}", gpus=data.draw(st.integers(1, 2)), node=node))
+        elif op == "deliver":
+            self.deliver(data.draw(st.integers(1, 4), label="count"))
+        elif op == "relist":
+            self.deliver(len(self.queue))
+            self.cache.replace_all(list(self.nodes.values()), list(self.pods.values()))
+
+    def clear_stale(self) -> None:
+        # What the service does after a rollback or an expiry: remove the annotations.
+        for key, _uid in self.cache.stale_annotations():
+            p = self.pods.get(key)
+            if p is not None and p["metadata"]["annotations"].get("gts.dev/node"):
+                q = copy.deepcopy(p)
+                for k in cleared_assignment_annotations():
+                    q["metadata"]["annotations"].pop(k, None)
+                self.put_pod(q)
+
+    def restart_matches(self) -> None:
+        self.deliver(len(self.queue))
+        fresh = ClusterCache(assume_ttl_s=TTL, clock=self.clock, signer=SIGNER)
+        fresh.replace_all(list(self.nodes.values()), list(self.pods.values()))
+        check_invariants(self.cache)
+        check_invariants(fresh)
+        # The only legitimate difference: assumptions whose annotation is not in the API yet.
+        assert fresh.snapshot.same_state(self.cache.durable_snapshot())
+        if not self.cache.in_memory_keys():
+            assert fresh.snapshot.same_state(self.cache.snapshot)
+        else:
+            lost = set(self.cache.in_memory_keys())
+            assert set(fresh.snapshot.holdings) <= set(self.cache.snapshot.holdings) | {
+                k for k in fresh.snapshot.holdings if k not in lost}
+            assert not lost & set(fresh.snapshot.holdings)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_restart_rebuilds_the_same_cache(data: st.DataObject) -> None:
+    world = World()
+    steps = data.draw(st.integers(1, 50), label="steps")
+    for _ in range(steps):
+        world.step(data)
+        if data.draw(st.integers(0, 9), label="restart?") == 0:
+            world.restart_matches()
+    world.restart_matches()
+
+
+def test_restart_with_every_kind_of_holding() -> None:
+    """A fixed history touching each rule once, so a regression shows without hypothesis."""
+    world = World()
+    bound = pod_obj("b", gpus=2)
+    world.put_pod(bound)
+    world.put_pod(pod_obj("u", gpus=1))
+    world.put_pod(pod_obj("m", gpus=1))
+    world.put_pod(pod_obj("f", gpus=1, node="n1"))
+    world.deliver(len(world.queue))
+    ab, au, am = whole("b", "n0", (0, 1)), whole("u", "n0", (2,)), whole("m", "n1", (3,))
+    for a in (ab, au, am):
+        world.cache.assume(a)
+    world.put_pod(annotated(world.pods["ns/b"], ab))
+    world.put_pod(annotated(world.pods["ns/u"], au))
+    q = copy.deepcopy(world.pods["ns/b"])
+    q["spec"]["nodeName"] = "n0"
+    world.put_pod(q)
+    world.restart_matches()
+    assert world.cache.in_memory_keys() == ["ns/m"]
+    assert set(world.cache.snapshot.holdings) == {"ns/b", "ns/u", "ns/m", "ns/f"}
+
+
+# ---- fuzzing with mutated real objects ----------------------------------------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats(allow_nan=True)
+    | st.text(max_size=12) | st.sampled_from(["8", "1Gi", "250m", "-1", "1e40", "0,1", "n0"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                 max_size=3),
+    max_leaves=6,
+)
+
+
+def _paths(obj: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+def mutate(obj: Any, data: st.DataObject) -> Any:
+    obj = copy.deepcopy(obj)
+    for _ in range(data.draw(st.integers(1, 3), label="mutations")):
+        paths = _paths(obj)
+        path = data.draw(st.sampled_from(paths), label="path")
+        if not path:
+            return data.draw(JSON, label="whole")
+        parent = obj
+        for p in path[:-1]:
+            parent = parent[p]
+        if data.draw(st.booleans(), label="delete") and isinstance(parent, dict):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = data.draw(JSON, label="value")
+    return obj
+
+
+def real_objects(shared: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    nodes, pods = [], []
+    for f in sorted((shared / "fixtures" / "extender").glob("*/all/*.request.json")):
+        body = json.loads(f.read_text())
+        nodes += (body.get("Nodes") or {}).get("items") or []
+        if body.get("Pod"):
+            pods.append(body["Pod"])
+    # Pods in the shapes the cache cares most about: annotated, bound, foreign, shares.
+    a = Assignment(pod="default/x", node="gpu-node-1", gpus=(1, 2), cpu_milli=100)
+    rich = annotated({**copy.deepcopy(pods[0]), "metadata": {
+        **pods[0]["metadata"], "name": "x", "annotations": {}}}, a)
+    rich["metadata"]["uid"] = pods[0]["metadata"]["uid"]
+    rich["metadata"]["annotations"].update(assignment_annotations(
+        a, SIGNER, uid=rich["metadata"]["uid"]))
+    bound = copy.deepcopy(rich)
+    bound["spec"]["nodeName"] = "gpu-node-1"
+    foreign = copy.deepcopy(pods[0])
+    foreign["metadata"]["name"] = "foreign"
+    foreign["spec"]["nodeName"] = "gpu-node-3"
+    return nodes, [*pods, rich, bound, foreign]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_mutated_objects_never_crash_or_corrupt(shared: Path, data: st.DataObject) -> None:
+    nodes, pods = real_objects(shared)
+    cache = new_cache()
+    cache.replace_all(nodes, pods[-2:])
+    check_invariants(cache)
+    for _ in range(data.draw(st.integers(1, 4), label="rounds")):
+        if data.draw(st.booleans(), label="node?"):
+            obj = mutate(data.draw(st.sampled_from(nodes), label="node"), data)
+            fn = cache.upsert_node
+        else:
+            obj = mutate(data.draw(st.sampled_from(pods), label="pod"), data)
+            fn = (cache.delete_pod if data.draw(st.integers(0, 4), label="del") == 0
+                  else cache.upsert_pod)
+        try:
+            err = fn(obj)
+        except ValueError as e:
+            # Rejected with a message (NodeParseError, RequestError): nothing to key it by.
+            assert str(e)
+        else:
+            assert err is None or (isinstance(err, str) and err)
+        check_invariants(cache)
+    # Every node the cache kept is one that parses, and every error names a node.
+    assert all(isinstance(v, str) and v for v in cache.errors.values())
+
+
+def test_snapshot_same_state_sees_differences() -> None:
+    """The comparison the restart test relies on does notice a different holding."""
+    a, b = new_cache(), new_cache()
+    for c in (a, b):
+        c.replace_all([node_obj("n", 4)], [])
+    a.assume(whole("p", "n", (0,)))
+    b.assume(whole("p", "n", (1,)))
+    assert not a.snapshot.same_state(b.snapshot)
+    assert isinstance(a.durable_snapshot(), Snapshot)
+    assert np.array_equal(a.durable_snapshot().free_mask, [15])

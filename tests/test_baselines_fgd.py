@@ -134,18 +134,20 @@ def test_ties_go_to_the_first_node_of_the_run_order() -> None:
     assert rank.pick(snap, np.arange(12), np.zeros(12, dtype=np.int64)) == pick
 
 
-def test_warm_start_freezes_the_observed_workload() -> None:
+def test_warm_up_builds_once_and_copies_do_not_rebuild() -> None:
     pol = FGDPolicy(seed=0)
-    warm = [PodRequest(key=f"w{i}", cpu_milli=1000, gpus=1) for i in range(3)]
+    warm = [PodRequest(key=f"w{i}", cpu_milli=1000, gpus=1) for i in range(10)]
     for p in warm:
         pol.observe(p)
-    snap = build_snapshot([node("a")])
+    snap = build_snapshot([node("a", "pcie-8gpu-2socket")])
     pol.observe(warm[0])  # the first arrival, seen already
     assert pol.place(warm[0], snap) is not None
     assert pol.typical.keys == ((1000, 1000, 1, ""),)
-    pol.observe(PodRequest(key="new", cpu_milli=5, gpu_milli=100))
-    pol.place(warm[1], snap)
-    assert pol.typical.keys == ((1000, 1000, 1, ""),)  # frozen
+    for i in range(3):  # copies: new keys, fewer than the originals
+        c = PodRequest(key=f"w{i}-tuned-{i}", cpu_milli=5, gpu_milli=100)
+        pol.observe(c)
+        pol.place(c, snap)
+    assert pol.typical.keys == ((1000, 1000, 1, ""),)
 
 
 def test_cold_start_keeps_learning() -> None:

@@ -26,12 +26,12 @@ Re-implemented from the paper and its artifact, hkust-adsl/kubernetes-scheduler-
 - Filter and whole-GPU choice: the artifact's (gpushare.py).
 
 Where the typical pods come from: the artifact computes them once, from the trace's original
-pods, before any copy is added or any pod placed. Here: `prime(pods)` fixes them from a
-workload; otherwise `observe()` counts distinct pods (by key), and at the first `place()` the
-pods observed so far become the fixed target workload if there are at least two of them (the
-replay's warm-up observes every original pod first: the artifact's case). After a cold start
-(nothing observed up front) the policy keeps learning: it rebuilds the typical pods whenever the
-distinct pods seen have doubled, or grown by 1024, since the last build.
+pods, before any copy is added or any pod placed. Here `prime(pods)` fixes them from a workload;
+otherwise `observe()` counts distinct pods (by key) and `place()` rebuilds the typical pods
+whenever the distinct pods seen have doubled since the last build. With the replay's warm-up
+(every original pod observed before the first placement) that is one build from the originals,
+which the fill protocol's copies (at most 30 % more pods) never double: the artifact's case. From
+a cold start it keeps learning, ever more rarely.
 """
 
 from __future__ import annotations
@@ -63,8 +63,6 @@ from scheduler.policy.snapshot import Assignment, Snapshot
 POPULARITY_PERCENT = 95.0  # DefaultTypicalPodPopularityThreshold is 60; the experiments use 95
 MAX_NODE_SCORE = 100.0
 DEFAULT_MILLI_CPU_REQUEST = 100  # GetPodResource counts CPU through GetNonzeroRequests
-REFRESH_EVERY = 1024
-WARM_START_MIN_PODS = 2
 # Snapshots hold at most 63 GPUs per node.
 CPU_ONLY_GPUS = 64
 # An exact zero change scores sigmoid(0) * 100 = 50 in the artifact; float noise must not turn
@@ -165,7 +163,6 @@ class FGDPolicy:
         self._counts: dict[PodKey, int] = {}
         self._seen_keys: set[str] = set()
         self._built_at = 0
-        self._started = False
         self._frozen = typical is not None
         self.typical = typical if typical is not None else typical_pods({})
         self._variants: dict[str, MixClasses] = {}
@@ -189,14 +186,7 @@ class FGDPolicy:
 
     def _refresh(self) -> None:
         seen = len(self._seen_keys)
-        if not self._started:
-            self._started = True
-            if seen >= WARM_START_MIN_PODS:
-                self._set_typical(typical_pods(self._counts))
-                self._frozen = True
-                return
-        grown = seen >= 2 * self._built_at or seen - self._built_at >= REFRESH_EVERY
-        if grown and seen > self._built_at:
+        if seen and seen >= 2 * self._built_at:
             self._set_typical(typical_pods(self._counts))
             self._built_at = seen
 

@@ -16,7 +16,7 @@ import numpy as np
 from scheduler.constants import MAX_EXTENDER_PRIORITY, MIN_EXTENDER_PRIORITY
 from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
 from scheduler.policy.flat_tables import FlatTables, flat_tables
-from scheduler.policy.fragmentation import frag_delta_share, frag_delta_whole
+from scheduler.policy.fragmentation import class_stats, frag_delta_share, frag_delta_whole
 from scheduler.policy.mix import MixClasses, PodMix
 from scheduler.policy.request import MILLI_PER_GPU, PodRequest
 from scheduler.policy.shares import choose_share_gpu
@@ -122,6 +122,48 @@ def whole_set_lookup(
     return sets, q
 
 
+def _codes(
+    req: PodRequest, snap: Snapshot, idx: np.ndarray, config: PolicyConfig, flat: FlatTables
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """Failure code per node of idx (0 = fits) and, for whole GPUs, the (set, quality) lookup
+    that scoring reuses. Conditions are applied from the last reason to the first, so the
+    code left is the first that fails."""
+    checks: list[tuple[np.ndarray, Why]] = []
+    lookup = None
+    if req.gpus:
+        lookup = whole_set_lookup(snap, idx, req.gpus, flat)
+        q = lookup[1]
+        if config.min_quality > 0:
+            checks.append((q < config.min_quality, Why.QUALITY))
+        checks.append((q < 0, Why.FREE_GPUS))
+    elif req.is_share:
+        fits = snap.milli_free[idx] >= req.gpu_milli
+        if req.gpu_memory_mib:
+            checks.append((~(fits & (snap.gpu_mem_free[idx] >= req.gpu_memory_mib)).any(axis=1),
+                           Why.SHARE_MEMORY))
+        checks.append((~fits.any(axis=1), Why.SHARE))
+    if req.memory_mib:
+        checks.append((snap.mem_free[idx] < req.memory_mib, Why.MEMORY))
+    if req.cpu_milli:
+        checks.append((snap.cpu_free[idx] < req.cpu_milli, Why.CPU))
+    if req.is_share and req.gpu_memory_mib and snap.max_gpus:
+        checks.append((snap.gpu_mem_total[idx].max(axis=1) < req.gpu_memory_mib,
+                       Why.GPU_MEMORY_TOTAL))
+    if req.memory_mib:
+        checks.append((snap.mem_total[idx] < req.memory_mib, Why.MEMORY_TOTAL))
+    if req.cpu_milli:
+        checks.append((snap.cpu_total[idx] < req.cpu_milli, Why.CPU_TOTAL))
+    if req.wants_gpu:
+        checks.append((snap.gpu_count[idx] < max(req.gpus, 1), Why.TOO_FEW_GPUS))
+        if req.allowed_models:
+            checks.append((~np.isin(snap.model_id[idx], _allowed_model_ids(req, snap)),
+                           Why.MODEL))
+    codes = np.zeros(len(idx), dtype=np.uint8)
+    for cond, why in checks:
+        codes[cond] = why
+    return codes, lookup
+
+
 def filter_nodes(
     req: PodRequest,
     snap: Snapshot,
@@ -130,37 +172,7 @@ def filter_nodes(
 ) -> FilterResult:
     """Which candidate nodes (default: all) can take the pod now; codes for the others."""
     idx = _candidates(snap, candidates)
-    codes = np.zeros(len(idx), dtype=np.uint8)
-
-    def mark(cond: np.ndarray, why: Why) -> None:
-        codes[(codes == 0) & cond] = why
-
-    if req.wants_gpu:
-        if req.allowed_models:
-            mark(~np.isin(snap.model_id[idx], _allowed_model_ids(req, snap)), Why.MODEL)
-        mark(snap.gpu_count[idx] < max(req.gpus, 1), Why.TOO_FEW_GPUS)
-    if req.cpu_milli:
-        mark(snap.cpu_total[idx] < req.cpu_milli, Why.CPU_TOTAL)
-    if req.memory_mib:
-        mark(snap.mem_total[idx] < req.memory_mib, Why.MEMORY_TOTAL)
-    if req.is_share and req.gpu_memory_mib and snap.max_gpus:
-        mark(snap.gpu_mem_total[idx].max(axis=1) < req.gpu_memory_mib, Why.GPU_MEMORY_TOTAL)
-    if req.cpu_milli:
-        mark(snap.cpu_free[idx] < req.cpu_milli, Why.CPU)
-    if req.memory_mib:
-        mark(snap.mem_free[idx] < req.memory_mib, Why.MEMORY)
-    if req.gpus:
-        _, q = whole_set_lookup(snap, idx, req.gpus, flat_tables(snap))
-        mark(q < 0, Why.FREE_GPUS)
-        if config.min_quality > 0:
-            mark(q < config.min_quality, Why.QUALITY)
-    elif req.is_share:
-        mf = snap.milli_free[idx]
-        fits = mf >= req.gpu_milli
-        mark(~fits.any(axis=1), Why.SHARE)
-        if req.gpu_memory_mib:
-            mark(~(fits & (snap.gpu_mem_free[idx] >= req.gpu_memory_mib)).any(axis=1),
-                 Why.SHARE_MEMORY)
+    codes, _ = _codes(req, snap, idx, config, flat_tables(snap))
     return FilterResult(req, snap, config, idx, codes)
 
 
@@ -230,13 +242,14 @@ def evaluate(
     mix: PodMix | None,
     config: PolicyConfig,
     prefer: np.ndarray | None = None,
+    lookup: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, Choice]:
     """Scores of nodes idx (all assumed feasible) and the GPUs each score assumed.
 
-    `prefer` marks nodes that earn the gang-affinity bonus.
+    `prefer` marks nodes that earn the gang-affinity bonus; `lookup` is whole_set_lookup's
+    answer for idx when the caller has it already.
     """
     classes = mix.classes() if mix is not None else _prior_classes()
-    grid = mix.milli_grid if mix is not None else 10
     flat = flat_tables(snap)
     topo = snap.topo_id[idx]
     fm = snap.free_mask[idx]
@@ -244,29 +257,28 @@ def evaluate(
     empty = np.zeros(len(idx), np.int64)
     score = np.zeros(len(idx), np.float64)
     if req.gpus:
-        sets, q = whole_set_lookup(snap, idx, req.gpus, flat)
-        dfrag = frag_delta_whole(snap, idx, req.gpus, req.cpu_milli, classes, grid)
+        sets, q = lookup if lookup is not None else whole_set_lookup(snap, idx, req.gpus, flat)
+        dfrag = frag_delta_whole(snap, idx, req.gpus, req.cpu_milli, classes)
         loss = flat.value_of(topo, fm) - flat.value_of(topo, fm & ~sets)
         score += config.topology_weight_for(req.gpus) * np.maximum(q, 0.0)
         choice = Choice(sets, empty)
     elif req.is_share:
         gpu, free_before = choose_share_gpu(
             snap, idx, req.gpu_milli, req.gpu_memory_mib, classes, flat)
-        dfrag = frag_delta_share(snap, idx, free_before, req.gpu_milli, req.cpu_milli,
-                                 classes, grid)
+        dfrag = frag_delta_share(snap, idx, free_before, req.gpu_milli, req.cpu_milli, classes)
         bit = np.left_shift(np.int64(1), np.maximum(gpu, 0))
         took_free = (gpu >= 0) & ((fm & bit) != 0)
         loss = np.where(took_free, flat.value_of(topo, fm) - flat.value_of(topo, fm & ~bit), 0.0)
         choice = Choice(empty, gpu)
     else:
-        dfrag = frag_delta_whole(snap, idx, 0, req.cpu_milli, classes, grid)
+        dfrag = frag_delta_whole(snap, idx, 0, req.cpu_milli, classes)
         loss = np.zeros(len(idx))
         choice = Choice(empty, empty)
     score -= config.frag_weight * dfrag / MILLI_PER_GPU
     score -= config.value_weight * loss
     if req.wants_gpu:
         cap = np.maximum(n_gpu, 1) * MILLI_PER_GPU
-        used = 1.0 - snap.milli_free[idx].sum(axis=1) / cap
+        used = 1.0 - class_stats(snap, classes).total[idx] / cap
         score += config.pack_weight * used
     else:
         # CPU pods: fill CPU nodes and busy nodes first, keep GPU nodes' CPU for GPU pods.
@@ -383,10 +395,17 @@ def place(
     candidates: np.ndarray | None = None,
     prefer: np.ndarray | None = None,
 ) -> Assignment | None:
-    """filter + score + assign in one pass (the simulator's path): the best node's assignment."""
-    fr = filter_nodes(req, snap, candidates, config)
-    if not fr.feasible.size:
+    """filter + score + assign in one pass (the simulator's path): the best node's assignment.
+
+    The same decision as best_node followed by assign, with the table lookup done once.
+    """
+    idx = _candidates(snap, candidates)
+    codes, lookup = _codes(req, snap, idx, config, flat_tables(snap))
+    ok = codes == 0
+    if not ok.any():
         return None
-    score, choice = evaluate(req, snap, fr.feasible, mix, config, prefer)
+    feasible = idx[ok]
+    sub = (lookup[0][ok], lookup[1][ok]) if lookup is not None else None
+    score, choice = evaluate(req, snap, feasible, mix, config, prefer, sub)
     j = int(np.argmax(score))
-    return assignment_for(req, snap, int(fr.feasible[j]), choice, j)
+    return assignment_for(req, snap, int(feasible[j]), choice, j)

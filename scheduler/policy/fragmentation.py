@@ -7,9 +7,10 @@ GPU capacity is. The node's fragmentation is the mix-weighted mean of that amoun
 thousandths of a GPU (hkust-adsl/kubernetes-scheduler-simulator, pkg/utils/frag.go,
 NodeGpuShareFragAmountScore). FGD places a pod where this increases least.
 
-Per-node statistics over a fixed grid of thresholds (how many GPUs have at least t free, how
-much is free on GPUs below t) are cached on the snapshot and refreshed only for nodes whose
-free GPU capacity changed, so a decision costs O(nodes x classes), not O(nodes x GPUs x classes).
+Per node and class statistics (how many GPUs have the class's share free, how much is free
+on the others, the node's fragmentation) are cached on the snapshot for one MixClasses object
+and refreshed only for nodes whose free GPUs or CPU changed, so a decision costs one pass over
+nodes x classes, not nodes x GPUs x classes.
 """
 
 from __future__ import annotations
@@ -44,112 +45,113 @@ def node_fragmentation(
 
 
 def snapshot_fragmentation(
-    snap: Snapshot, classes: MixClasses, nodes: np.ndarray | None = None, grid: int = 10
+    snap: Snapshot, classes: MixClasses, nodes: np.ndarray | None = None
 ) -> np.ndarray:
-    """node_fragmentation of the snapshot's nodes (all, or `nodes`), from the cached statistics."""
-    idx = np.arange(snap.n_nodes) if nodes is None else np.asarray(nodes, dtype=np.int64)
-    st = threshold_stats(snap, grid)
-    cnt, below = st.gather(idx, classes)
-    return frag_of(cnt, below, st.total[idx], snap.cpu_free[idx], classes)
-
-
-@dataclass(eq=False)
-class ThresholdStats:
-    """Per node and grid threshold t = grid, 2*grid, ..., 1000: GPUs with >= t thousandths free
-    (`cnt`) and thousandths free on GPUs with less than t (`below`); `total` free per node."""
-
-    grid: int
-    seen: np.ndarray
-    cnt: np.ndarray
-    below: np.ndarray
-    total: np.ndarray
-
-    @property
-    def n_thresholds(self) -> int:
-        """Number of grid thresholds."""
-        return MILLI_PER_GPU // self.grid
-
-    def refresh(self, milli_free: np.ndarray) -> None:
-        """Recompute the rows whose free GPU capacity differs from what was last seen."""
-        dirty = np.flatnonzero((milli_free != self.seen).any(axis=1))
-        if dirty.size:
-            rows = milli_free[dirty]
-            self.cnt[dirty], self.below[dirty] = _row_stats(rows, self.grid)
-            self.total[dirty] = rows.sum(axis=1)
-            self.seen[dirty] = rows
-
-    def tix(self, classes: MixClasses) -> np.ndarray:
-        """Column of each class's threshold; class shares must lie on this grid."""
-        t = classes.milli // self.grid - 1
-        if (classes.milli % self.grid).any():
-            raise ValueError(
-                f"class shares {classes.milli.tolist()} are not multiples of grid {self.grid}"
-            )
-        return t
-
-    def gather(self, idx: np.ndarray, classes: MixClasses) -> tuple[np.ndarray, np.ndarray]:
-        """(cnt, below) for nodes idx and each class's threshold: two len(idx) x C arrays."""
-        t = self.tix(classes)
-        return self.cnt[idx[:, None], t[None, :]], self.below[idx[:, None], t[None, :]]
-
-
-def _row_stats(rows: np.ndarray, grid: int) -> tuple[np.ndarray, np.ndarray]:
-    # Bucket j holds GPUs with j*grid <= free < (j+1)*grid; threshold i is (i+1)*grid, so
-    # cnt[i] counts buckets j > i and below[i] sums free over buckets j <= i.
-    r, _ = rows.shape
-    nt = MILLI_PER_GPU // grid
-    j = np.minimum(rows // grid, nt)
-    flat = (np.arange(r)[:, None] * (nt + 1) + j).ravel()
-    hist = np.bincount(flat, minlength=r * (nt + 1)).reshape(r, nt + 1)
-    mass = np.bincount(flat, weights=rows.ravel().astype(np.float64),
-                       minlength=r * (nt + 1)).reshape(r, nt + 1).astype(np.int64)
-    ge = np.cumsum(hist[:, ::-1], axis=1)[:, ::-1]  # ge[:, j] = GPUs in buckets >= j
-    cnt = ge[:, 1:]
-    below = np.cumsum(mass, axis=1)[:, :nt]
-    return cnt, below
-
-
-def threshold_stats(snap: Snapshot, grid: int) -> ThresholdStats:
-    """The snapshot's cached statistics for `grid`, brought up to date."""
-    key = f"frag_stats/{grid}"
-    st = snap.memo.get(key)
-    if not isinstance(st, ThresholdStats) or st.seen.shape != snap.milli_free.shape:
-        n = snap.n_nodes
-        nt = MILLI_PER_GPU // grid
-        cnt, below = _row_stats(snap.milli_free, grid) if n else (
-            np.zeros((0, nt), np.int64), np.zeros((0, nt), np.int64))
-        st = ThresholdStats(grid, snap.milli_free.copy(), cnt, below,
-                            snap.milli_free.sum(axis=1))
-        snap.memo[key] = st
-    else:
-        st.refresh(snap.milli_free)
-    return st
-
-
-def frag_of(
-    cnt: np.ndarray, below: np.ndarray, total: np.ndarray, cpu: np.ndarray, classes: MixClasses
-) -> np.ndarray:
-    """Fragmentation from gathered statistics (rows x classes) and per-row total and CPU."""
-    fits = (cnt >= classes.gpus) & (cpu[:, None] >= classes.cpu)
-    out: np.ndarray = np.where(fits, below, total[:, None]) @ classes.weight
+    """node_fragmentation of the snapshot's nodes (all, or `nodes`), from the cached statistics
+    (float32 arithmetic: equal to node_fragmentation within about 1e-6 relative)."""
+    st = class_stats(snap, classes)
+    if nodes is None:
+        return st.before.copy()
+    out: np.ndarray = st.before[np.asarray(nodes, dtype=np.int64)]
     return out
 
 
+def _class_rows(
+    milli_free: np.ndarray, cpu_free: np.ndarray, classes: MixClasses
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(gslack, cslack, below, total, fragmentation) of rows; see ClassStats."""
+    ge = milli_free[:, :, None] >= classes.milli[None, None, :]
+    gslack = (ge.sum(axis=1) - classes.gpus[None, :]).astype(np.int16)
+    cslack = (cpu_free[:, None] - classes.cpu[None, :]).astype(np.int32)
+    below = np.where(ge, 0, milli_free[:, :, None]).sum(axis=1).astype(np.float32)
+    total = milli_free.sum(axis=1).astype(np.float32)
+    return gslack, cslack, below, total, _frag(gslack >= 0, cslack >= 0, below, total, classes)
+
+
+def _frag(
+    gfit: np.ndarray, cfit: np.ndarray, below: np.ndarray, total: np.ndarray,
+    classes: MixClasses,
+) -> np.ndarray:
+    # sum_p w_p * (fits_p ? below_p : total) = total * sum(w) - sum_p w_p * fits_p * (total -
+    # below_p): one product and one matrix-vector product over rows x classes.
+    w = classes.weight32
+    fits = gfit & cfit
+    out: np.ndarray = (total * w.sum() - (fits * (total[:, None] - below)) @ w).astype(np.float64)
+    return out
+
+
+@dataclass(eq=False)
+class ClassStats:
+    """Per node and mix class: `gslack` = GPUs with the class's share free minus the GPUs it
+    needs, `cslack` = free CPU minus its CPU (the class fits iff both are >= 0), `below` the
+    thousandths free on GPUs with less than its share; per node `total` free thousandths and
+    the fragmentation `before` any change. Valid for one MixClasses object; rows are refreshed
+    for the nodes whose version moved (Snapshot.allocate/release count every change)."""
+
+    classes: MixClasses
+    generation: int
+    versions: np.ndarray
+    gslack: np.ndarray
+    cslack: np.ndarray
+    below: np.ndarray
+    total: np.ndarray
+    before: np.ndarray
+
+    def refresh(self, snap: Snapshot) -> None:
+        """Recompute the rows of nodes that changed since the last refresh."""
+        if snap.generation == self.generation:
+            return
+        rows = np.flatnonzero(snap.node_version != self.versions)
+        if rows.size:
+            (self.gslack[rows], self.cslack[rows], self.below[rows], self.total[rows],
+             self.before[rows]) = _class_rows(snap.milli_free[rows], snap.cpu_free[rows],
+                                              self.classes)
+            self.versions[rows] = snap.node_version[rows]
+        self.generation = snap.generation
+
+    def rows(self, idx: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                     np.ndarray]:
+        """(gslack, cslack, below, total) of nodes idx (None: all nodes, no copy)."""
+        if idx is None:
+            return self.gslack, self.cslack, self.below, self.total
+        return self.gslack[idx], self.cslack[idx], self.below[idx], self.total[idx]
+
+
+def class_stats(snap: Snapshot, classes: MixClasses) -> ClassStats:
+    """The snapshot's cached statistics for `classes`, brought up to date."""
+    st = snap.memo.get("frag_class_stats")
+    if isinstance(st, ClassStats) and st.classes is classes:
+        st.refresh(snap)
+        return st
+    gslack, cslack, below, total, before = _class_rows(snap.milli_free, snap.cpu_free, classes)
+    st = ClassStats(classes, snap.generation, snap.node_version.copy(), gslack, cslack, below,
+                    total, before)
+    snap.memo["frag_class_stats"] = st
+    return st
+
+
+def _subset(snap: Snapshot, idx: np.ndarray) -> np.ndarray | None:
+    # Gathering rows x classes costs about as much as computing on them: above a third of
+    # the nodes, compute on all and pick the answers afterwards.
+    return None if 3 * len(idx) > snap.n_nodes else idx
+
+
 def frag_delta_whole(
-    snap: Snapshot, idx: np.ndarray, gpus: int, cpu: int, classes: MixClasses, grid: int = 10
+    snap: Snapshot, idx: np.ndarray, gpus: int, cpu: int, classes: MixClasses
 ) -> np.ndarray:
     """Fragmentation increase on nodes idx from taking `gpus` wholly free GPUs and `cpu`.
 
-    Which free GPUs does not matter to this measure: each had 1000 free, at or above every
-    threshold, so only the counts and the total move.
+    Which free GPUs does not matter to this measure: each had 1000 free, at least every
+    class's share, so only the counts and the total move.
     """
-    st = threshold_stats(snap, grid)
-    cnt, below = st.gather(idx, classes)
-    total = st.total[idx]
-    cpu_free = snap.cpu_free[idx]
-    before = frag_of(cnt, below, total, cpu_free, classes)
-    after = frag_of(cnt - gpus, below, total - gpus * MILLI_PER_GPU, cpu_free - cpu, classes)
-    out: np.ndarray = after - before
+    st = class_stats(snap, classes)
+    sub = _subset(snap, idx)
+    gs, cs, below, total = st.rows(sub)
+    after = _frag(gs >= gpus, cs >= cpu, below, total - np.float32(gpus * MILLI_PER_GPU),
+                  classes)
+    if sub is None:
+        after = after[idx]
+    out: np.ndarray = after - st.before[idx]
     return out
 
 
@@ -160,22 +162,28 @@ def frag_delta_share(
     milli: int,
     cpu: int,
     classes: MixClasses,
-    grid: int = 10,
 ) -> np.ndarray:
     """Fragmentation increase on nodes idx from taking `milli` of a GPU that has
     `free_on_gpu[i]` thousandths free (one chosen GPU per node) and `cpu`."""
-    st = threshold_stats(snap, grid)
-    cnt, below = st.gather(idx, classes)
-    total = st.total[idx]
-    cpu_free = snap.cpu_free[idx]
-    before = frag_of(cnt, below, total, cpu_free, classes)
-    f0 = np.asarray(free_on_gpu, dtype=np.int64)[:, None]
-    f1 = f0 - milli
-    m = classes.milli[None, :]
-    cnt1 = cnt - (f0 >= m) + (f1 >= m)
-    below1 = below - np.where(f0 < m, f0, 0) + np.where(f1 < m, f1, 0)
-    after = frag_of(cnt1, below1, total - milli, cpu_free - cpu, classes)
-    out: np.ndarray = after - before
+    st = class_stats(snap, classes)
+    sub = _subset(snap, idx)
+    gs, cs, below, total = st.rows(sub)
+    f0 = np.zeros(snap.n_nodes if sub is None else len(idx), np.int16)
+    f0[idx if sub is None else slice(None)] = free_on_gpu
+    f0 = f0[:, None]
+    f1 = f0 - np.int16(milli)
+    m = classes.milli16[None, :]
+    # The GPU goes from f0 to f1 free: classes with f1 < share <= f0 lose it (one GPU fewer,
+    # and its f1 left becomes a fragment for them); for classes with share > f0 it was a
+    # fragment already and shrinks by `milli`.
+    lost = (f1 < m) & (m <= f0)
+    shrunk = m > f0
+    below1 = below + np.where(lost, f1.astype(np.float32), np.where(shrunk, -np.float32(milli),
+                                                                      np.float32(0)))
+    after = _frag(gs >= lost, cs >= cpu, below1, total - np.float32(milli), classes)
+    if sub is None:
+        after = after[idx]
+    out: np.ndarray = after - st.before[idx]
     return out
 
 

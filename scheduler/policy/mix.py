@@ -8,7 +8,7 @@ Pure: `observe` updates counts with a per-request decay; there is no clock.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -43,8 +43,12 @@ class MixClasses:
     milli: np.ndarray
     cpu: np.ndarray
     weight: np.ndarray
+    weight32: np.ndarray = field(init=False, repr=False)
+    milli16: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "weight32", np.asarray(self.weight, dtype=np.float32))
+        object.__setattr__(self, "milli16", np.asarray(self.milli, dtype=np.int16))
         n = len(self.weight)
         for name in ("gpus", "milli", "cpu"):
             if len(getattr(self, name)) != n:
@@ -93,6 +97,7 @@ class PodMix:
         prior_weight: float = 500.0,
         milli_grid: int = 10,
         max_classes: int = 32,
+        refresh_every: int = 256,
     ) -> None:
         if not 0.0 < decay <= 1.0:
             raise ValueError(f"PodMix.decay={decay!r}: must be in (0, 1]")
@@ -102,7 +107,11 @@ class PodMix:
             raise ValueError(f"PodMix.milli_grid={milli_grid!r}: must divide 1000")
         if max_classes < 1:
             raise ValueError(f"PodMix.max_classes={max_classes!r}: must be >= 1")
+        if refresh_every < 1:
+            raise ValueError(f"PodMix.refresh_every={refresh_every!r}: must be >= 1")
         self.decay = decay
+        self.refresh_every = refresh_every
+        self._built_at = 0
         self.milli_grid = milli_grid
         self.max_classes = max_classes
         self._count: dict[ClassKey, float] = {}
@@ -142,14 +151,19 @@ class PodMix:
             self._inc = 1.0
         self._count[key] = self._count.get(key, 0.0) + self._inc
         self._cpu_sum[key] = self._cpu_sum.get(key, 0.0) + self._inc * req.cpu_milli
-        self._cached = None
         self.version += 1
 
     def classes(self) -> MixClasses:
-        """The heaviest classes as arrays, weights normalised to 1 (cached until observe)."""
-        if self._cached is None:
+        """The heaviest classes as arrays, weights normalised to 1, in class-key order.
+
+        Rebuilt once per `refresh_every` observations, not on each: over so few requests a
+        decayed histogram barely moves, and a stable object lets the fragmentation statistics
+        cached per snapshot stay valid (they are keyed on it).
+        """
+        if self._cached is None or self.version - self._built_at >= self.refresh_every:
+            self._built_at = self.version
             items = sorted(self._count.items(), key=lambda kv: (-kv[1], kv[0]))
-            items = [kv for kv in items if kv[1] > 0][: self.max_classes]
+            items = sorted(kv for kv in items[: self.max_classes] if kv[1] > 0)
             rows: list[tuple[int, int, int, float]] = [
                 (k[0], k[1], round(self._cpu_sum[k] / w), w) for k, w in items
             ]

@@ -43,26 +43,40 @@ def choose_share_gpu(
     flat: FlatTables,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(GPU index per node of idx, -1 where none fits; thousandths free on it before)."""
+    n = len(idx)
     mf = snap.milli_free[idx]
-    gm = snap.gpu_mem_free[idx]
     phi = waste_curve(classes)
-    shared = (mf >= milli) & (mf < MILLI_PER_GPU) & (gm >= gpu_memory_mib)
-    rem = np.where(shared, mf - milli, 0)
-    cost = np.where(shared, phi[rem] - phi[np.minimum(mf, MILLI_PER_GPU)] + _TIE * mf, np.inf)
+    # cost[x]: extra expected waste of putting the share on a shared GPU with x free, plus a
+    # tie-break toward the tightest fit; inf where it does not fit or the GPU is wholly free.
+    x = np.arange(MILLI_PER_GPU + 1)
+    table = np.full(MILLI_PER_GPU + 1, np.inf)
+    ok = (x >= milli) & (x < MILLI_PER_GPU)
+    table[ok] = phi[x[ok] - milli] - phi[x[ok]] + _TIE * x[ok]
+    cost = table[mf]
+    if gpu_memory_mib:
+        cost[snap.gpu_mem_free[idx] < gpu_memory_mib] = np.inf
+    rows = np.arange(n)
+    if mf.shape[1]:
+        best_shared = cost.argmin(axis=1)
+        best_cost = cost[rows, best_shared]
+    else:
+        best_shared = np.zeros(n, np.int64)
+        best_cost = np.full(n, np.inf)
     # The wholly free candidate: the table's best single GPU of the free mask.
     topo = snap.topo_id[idx]
     fm = snap.free_mask[idx]
     one = flat.best_set[flat.positions(topo, fm, 1)]
     one = np.where(flat.exact[topo], one, fm & -fm)  # no tables: lowest free GPU
-    free_gpu = np.where(one > 0, np.log2(np.maximum(one, 1)).astype(np.int64), 0)
-    free_mem = snap.gpu_mem_total[idx, free_gpu] if len(idx) else np.zeros(0, np.int64)
-    free_ok = (one > 0) & (free_mem >= gpu_memory_mib)
+    free_gpu = np.zeros(n, np.int64)
+    has = one > 0
+    free_gpu[has] = np.log2(one[has]).astype(np.int64)
+    free_ok = has
+    if gpu_memory_mib and n:
+        free_ok = has & (snap.gpu_mem_total[idx, free_gpu] >= gpu_memory_mib)
     free_cost = phi[MILLI_PER_GPU - milli] - phi[MILLI_PER_GPU] + _TIE * (MILLI_PER_GPU + 1)
-    best_shared = np.argmin(cost, axis=1) if mf.shape[1] else np.zeros(len(idx), np.int64)
-    best_cost = (cost[np.arange(len(idx)), best_shared] if mf.shape[1]
-                 else np.full(len(idx), np.inf))
     use_free = free_ok & (free_cost < best_cost)
     gpu = np.where(use_free, free_gpu, np.where(np.isfinite(best_cost), best_shared, -1))
-    free_before = np.where(gpu >= 0, mf[np.arange(len(idx)), np.maximum(gpu, 0)]
-                           if mf.shape[1] else 0, 0)
-    return gpu.astype(np.int64), free_before.astype(np.int64)
+    free_before = np.where(use_free, MILLI_PER_GPU,
+                           mf[rows, best_shared] if mf.shape[1] else 0)
+    free_before = np.where(gpu >= 0, free_before, 0)
+    return gpu, free_before.astype(np.int64)

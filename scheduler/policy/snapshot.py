@@ -110,6 +110,15 @@ class Snapshot:
     # Derived data the policy caches per snapshot (flattened tables, per-node fragmentation
     # statistics). Not state: never compared or copied; each entry checks its own freshness.
     memo: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
+    # Change counters kept by allocate/release: `generation` for the whole snapshot and
+    # `node_version[i]` per node, so caches refresh only the nodes that changed.
+    node_version: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False,
+                                     compare=False)
+    generation: int = field(default=0, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.node_version.shape != (len(self.names),):
+            self.node_version = np.zeros(len(self.names), dtype=np.int64)
 
     @property
     def n_nodes(self) -> int:
@@ -169,6 +178,8 @@ class Snapshot:
         return a
 
     def _apply(self, i: int, gpus: list[int], a: Assignment, sign: int) -> None:
+        self.node_version[i] += 1
+        self.generation += 1
         self.cpu_free[i] += sign * a.cpu_milli
         self.mem_free[i] += sign * a.memory_mib
         for g in gpus:
@@ -217,6 +228,7 @@ class Snapshot:
             free_mask=self.free_mask.copy(), model_id=self.model_id, models=self.models,
             topo_id=self.topo_id, topo_index=self.topo_index, level_ids=self.level_ids,
             specs=self.specs, holdings=dict(self.holdings),
+            node_version=self.node_version.copy(), generation=self.generation,
         )
 
     def same_state(self, other: Snapshot) -> bool:

@@ -116,6 +116,7 @@ class KubeAPIDouble:
         self._drop_generation = 0
         self._bookmark_generation = 0
         self._stopping = False
+        self._paused = False
         self._uid = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -229,6 +230,12 @@ class KubeAPIDouble:
         """Close every open watch connection abruptly (no final chunk)."""
         with self.cond:
             self._drop_generation += 1
+            self.cond.notify_all()
+
+    def pause_watches(self, paused: bool = True) -> None:
+        """Hold back watch events (as a slow or partitioned apiserver would) until resumed."""
+        with self.cond:
+            self._paused = paused
             self.cond.notify_all()
 
     def bookmark(self) -> None:
@@ -378,15 +385,17 @@ class KubeAPIDouble:
         try:
             while True:
                 with self.cond:
-                    pending = [e for e in self.events if e.rv > sent and e.kind == kind]
+                    pending = self._pending(sent, kind)
                     if (not pending and not self._stopping
                             and drop_gen == self._drop_generation
-                            and mark_gen == self._bookmark_generation):
+                            and (mark_gen == self._bookmark_generation or self._paused)):
                         self.cond.wait(timeout=min(0.05, max(0.0, end - time.monotonic())))
-                        pending = [e for e in self.events if e.rv > sent and e.kind == kind]
+                        pending = self._pending(sent, kind)
                     dropped = drop_gen != self._drop_generation or self._stopping
-                    mark = mark_gen != self._bookmark_generation
-                    mark_gen = self._bookmark_generation
+                    # A bookmark while paused would skip the events held back.
+                    mark = mark_gen != self._bookmark_generation and not self._paused
+                    if mark:
+                        mark_gen = self._bookmark_generation
                     now_rv = self.rv
                 if dropped:
                     # Abrupt close: no terminating chunk, as when a proxy or apiserver dies.
@@ -408,6 +417,11 @@ class KubeAPIDouble:
                     return
         except (BrokenPipeError, ConnectionResetError, OSError):
             return
+
+    def _pending(self, sent: int, kind: str) -> list[_Event]:
+        if self._paused:
+            return []
+        return [e for e in self.events if e.rv > sent and e.kind == kind]
 
     @staticmethod
     def _visible_event(e: _Event, selector: str) -> Obj | None:

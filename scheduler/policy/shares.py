@@ -19,7 +19,7 @@ from scheduler.policy.request import MILLI_PER_GPU
 from scheduler.policy.snapshot import Snapshot
 
 # Tie-breaks ride on the cost at a scale far below any real difference of expected waste.
-_TIE = 1e-7
+TIE_SCALE = 1e-7
 
 
 def waste_curve(classes: MixClasses) -> np.ndarray:
@@ -51,7 +51,7 @@ def choose_share_gpu(
     x = np.arange(MILLI_PER_GPU + 1)
     table = np.full(MILLI_PER_GPU + 1, np.inf)
     ok = (x >= milli) & (x < MILLI_PER_GPU)
-    table[ok] = phi[x[ok] - milli] - phi[x[ok]] + _TIE * x[ok]
+    table[ok] = phi[x[ok] - milli] - phi[x[ok]] + TIE_SCALE * x[ok]
     cost = table[mf]
     if gpu_memory_mib:
         cost[snap.gpu_mem_free[idx] < gpu_memory_mib] = np.inf
@@ -73,7 +73,7 @@ def choose_share_gpu(
     free_ok = has
     if gpu_memory_mib and n:
         free_ok = has & (snap.gpu_mem_total[idx, free_gpu] >= gpu_memory_mib)
-    free_cost = phi[MILLI_PER_GPU - milli] - phi[MILLI_PER_GPU] + _TIE * (MILLI_PER_GPU + 1)
+    free_cost = phi[MILLI_PER_GPU - milli] - phi[MILLI_PER_GPU] + TIE_SCALE * (MILLI_PER_GPU + 1)
     use_free = free_ok & (free_cost < best_cost)
     gpu = np.where(use_free, free_gpu, np.where(np.isfinite(best_cost), best_shared, -1))
     free_before = np.where(use_free, MILLI_PER_GPU,

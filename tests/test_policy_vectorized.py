@@ -1,0 +1,121 @@
+"""The vectorized scoring equals a plain per-node loop (the loop lives only here)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_policy_properties import TOPOLOGIES, make_snapshot, requests
+
+from scheduler.policy import (
+    DEFAULT_CONFIG,
+    MixClasses,
+    PodMix,
+    PodRequest,
+    Snapshot,
+    filter_nodes,
+    node_fragmentation,
+    place,
+    score_nodes,
+    snapshot_fragmentation,
+)
+from scheduler.policy.shares import TIE_SCALE
+
+TIE = TIE_SCALE
+
+
+def frag_loop(free: list[int], cpu: int, classes: MixClasses) -> float:
+    """FGD's node fragmentation, literally (frag.go): per class, loop over GPUs."""
+    total = sum(free)
+    out = 0.0
+    for k, m, c, w in zip(classes.gpus, classes.milli, classes.cpu, classes.weight, strict=True):
+        usable = sum(1 for f in free if f >= m)
+        fits = usable >= k and cpu >= c
+        out += w * (sum(f for f in free if f < m) if fits else total)
+    return out
+
+
+def waste(x: int, classes: MixClasses) -> float:
+    return x * sum(w for m, w in zip(classes.milli, classes.weight, strict=True) if m > x)
+
+
+def score_loop(req: PodRequest, snap: Snapshot, node: int, classes: MixClasses) -> float:
+    """One node's score from scratch, following PolicyConfig's formula term by term."""
+    cfg = DEFAULT_CONFIG
+    n = int(snap.gpu_count[node])
+    free = [int(x) for x in snap.milli_free[node, :n]]
+    cpu = int(snap.cpu_free[node])
+    fmask = int(snap.free_mask[node])
+    tables = snap.tables_of(node)
+    after = list(free)
+    score = 0.0
+    loss = 0.0
+    if req.gpus:
+        assert tables is not None
+        s = int(tables.best_set[fmask, req.gpus])
+        q = float(tables.best_quality[fmask, req.gpus])
+        for g in range(n):
+            if s >> g & 1:
+                after[g] = 0
+        loss = float(tables.value[fmask] - tables.value[fmask & ~s])
+        score += cfg.topology_weight_for(req.gpus) * q
+    elif req.is_share:
+        best, best_cost = -1, float("inf")
+        for g in range(n):
+            ok_mem = int(snap.gpu_mem_free[node, g]) >= req.gpu_memory_mib
+            if req.gpu_milli <= free[g] < 1000 and ok_mem:
+                cost = waste(free[g] - req.gpu_milli, classes) - waste(free[g], classes)
+                cost += TIE * free[g]
+                if cost < best_cost:
+                    best, best_cost = g, cost
+        assert tables is not None
+        one = int(tables.best_set[fmask, 1]) if fmask else 0
+        if one:
+            g1 = one.bit_length() - 1
+            cost = waste(1000 - req.gpu_milli, classes) - waste(1000, classes) + TIE * 1001
+            if int(snap.gpu_mem_total[node, g1]) >= req.gpu_memory_mib and cost < best_cost:
+                best = g1
+                loss = float(tables.value[fmask] - tables.value[fmask & ~one])
+        after[best] -= req.gpu_milli
+    dfrag = frag_loop(after, cpu - req.cpu_milli, classes) - frag_loop(free, cpu, classes)
+    score -= cfg.frag_weight * dfrag / 1000 + cfg.value_weight * loss
+    if req.wants_gpu:
+        score += cfg.pack_weight * (1 - sum(free) / (1000 * max(n, 1)))
+    else:
+        used = 1 - cpu / max(int(snap.cpu_total[node]), 1)
+        score += cfg.pack_weight * (used - (n > 0))
+    return score
+
+
+clusters = st.lists(
+    st.tuples(st.integers(0, len(TOPOLOGIES) - 1), st.sampled_from([8000, 32000, 96000]),
+              st.just("")),
+    min_size=1, max_size=6,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(clusters, st.lists(requests(), max_size=20), requests())
+def test_vectorized_scores_equal_the_per_node_loop(
+    spec: list[tuple[int, int, str]], background: list[PodRequest], req: PodRequest
+) -> None:
+    snap = make_snapshot(spec)
+    mix = PodMix(refresh_every=1)
+    for i, b in enumerate(background):
+        b = PodRequest(f"b{i}", b.cpu_milli, b.memory_mib, b.gpus, b.gpu_milli,
+                       b.gpu_memory_mib, b.allowed_models)
+        mix.observe(b)
+        a = place(b, snap, mix)
+        if a is not None:
+            snap.allocate(a)
+    classes = mix.classes()
+    feasible = filter_nodes(req, snap).feasible
+    got = score_nodes(req, snap, feasible, mix)
+    want = np.array([score_loop(req, snap, int(i), classes) for i in feasible])
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-3)
+    # And the cached, float32 fragmentation equals FGD's literal definition.
+    loop = [frag_loop([int(x) for x in snap.milli_free[i, : int(snap.gpu_count[i])]],
+                      int(snap.cpu_free[i]), classes) for i in range(snap.n_nodes)]
+    np.testing.assert_allclose(snapshot_fragmentation(snap, classes), loop, rtol=1e-5, atol=1e-2)
+    np.testing.assert_allclose(node_fragmentation(snap.milli_free, snap.cpu_free, classes), loop,
+                               rtol=1e-9, atol=1e-6)

@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from scheduler.cluster.nodes import NodeParseError, node_name, node_spec_from_k8s
 from scheduler.cluster.pods import (
     AssignmentError,
@@ -162,13 +164,13 @@ class ClusterCache:
             except (NodeParseError, ValueError, RecursionError) as e:
                 self.errors[name] = str(e)
                 if self._specs.pop(name, None) is not None:
-                    self._rebuild()
+                    self._rebuild(changed={name})
                 return str(e)
             self.errors.pop(name, None)
             if self._specs.get(name) == spec:
                 return None  # status heartbeats and label churn that change nothing we use
             self._specs[name] = spec
-            self._rebuild()
+            self._rebuild(changed={name})
             return None
 
     def delete_node(self, name: str) -> None:
@@ -176,7 +178,7 @@ class ClusterCache:
         with self.lock:
             self.errors.pop(name, None)
             if self._specs.pop(name, None) is not None:
-                self._rebuild()
+                self._rebuild(changed={name})
 
     def replace_specs(self, specs: Iterable[NodeSpec]) -> None:
         """Set the nodes from ready NodeSpecs (static mode: `gts serve --cluster FILE`)."""
@@ -408,12 +410,30 @@ class ClusterCache:
         # Sorted so that node order (and so the snapshot) never depends on event order.
         return [self._specs[n] for n in sorted(self._specs)]
 
-    def _rebuild(self) -> None:
-        self.snapshot = build_snapshot(self._sorted_specs(), topo_index=self._topo_index)
+    def _rebuild(self, changed: set[str] | None = None) -> None:
+        """New arrays for the current nodes; holdings placed again on the `changed` nodes only
+        (every node when None). A node's row depends only on its spec and its pods, so rows
+        of unchanged nodes are copied from the old snapshot: a node joining a 5,000-node
+        cluster costs a copy, not a re-placement of every pod."""
+        old, old_placed = self.snapshot, self._placed
+        snap = build_snapshot(self._sorted_specs(), topo_index=self._topo_index)
         self._placed = {}
-        for n in sorted(self._by_node):
-            if n in self.snapshot.index:
-                self._place(self.snapshot, n, self._holders(n), record=True)
+        todo = set(snap.names) if changed is None else set(changed) & set(snap.index)
+        keep = [n for n in snap.names if n not in todo and n in old.index]
+        if keep:
+            ni = np.fromiter((snap.index[n] for n in keep), dtype=np.int64, count=len(keep))
+            oi = np.fromiter((old.index[n] for n in keep), dtype=np.int64, count=len(keep))
+            g = min(old.max_gpus, snap.max_gpus)  # a kept node's GPUs fit in both
+            for f in ("cpu_free", "mem_free", "free_mask"):
+                getattr(snap, f)[ni] = getattr(old, f)[oi]
+            for f in ("milli_free", "gpu_mem_free"):
+                getattr(snap, f)[ni, :g] = getattr(old, f)[oi, :g]
+            kept = set(keep)
+            snap.holdings = {k: a for k, a in old.holdings.items() if a.node in kept}
+            self._placed = {n: old_placed[n] for n in keep if n in old_placed}
+        self.snapshot = snap
+        for n in sorted(todo & set(self._by_node)):
+            self._place(snap, n, self._holders(n), record=True)
 
     def _holders(self, node: str) -> dict[str, PodHolding]:
         return {k: self._pods[k] for k in self._by_node.get(node, ())}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -625,3 +626,48 @@ def test_snapshot_same_state_sees_differences() -> None:
     assert not a.snapshot.same_state(b.snapshot)
     assert isinstance(a.durable_snapshot(), Snapshot)
     assert np.array_equal(a.durable_snapshot().free_mask, [15])
+
+
+def test_concurrent_watch_events_and_assumptions() -> None:
+    """Watch threads and bind threads at once: no exception, invariants hold, nothing leaks."""
+    cache = new_cache()
+    cache.replace_all([node_obj(f"n{i}", 8) for i in range(4)], [])
+    errors: list[BaseException] = []
+
+    def binder(t: int) -> None:
+        try:
+            for i in range(150):
+                key = f"t{t}-{i}"
+                a = whole(key, f"n{(t + i) % 4}", ((t * 2 + i) % 8,))
+                try:
+                    cache.assume(a)
+                except AllocationError:
+                    continue
+                if i % 3:
+                    cache.forget(a.pod)
+                else:
+                    p = annotated(pod_obj(key, gpus=1, node=a.node), a)
+                    cache.upsert_pod(p)
+                    cache.delete_pod(p)
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    def watcher() -> None:
+        try:
+            for i in range(60):
+                cache.upsert_node(node_obj(f"n{i % 4}", 8, labels={"x": str(i)}))
+                cache.upsert_node(node_obj("extra", 2 + i % 3))
+                cache.upsert_pod(pod_obj(f"f{i}", gpus=1, node="extra"))
+                cache.delete_pod(pod_obj(f"f{i}"))
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=binder, args=(t,)) for t in range(3)]
+    threads.append(threading.Thread(target=watcher))
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    assert errors == []
+    check_invariants(cache)
+    assert cache.snapshot.holdings == {}  # every pod was forgotten or deleted

@@ -6,8 +6,9 @@ Implements only what scheduler.cluster.kube uses, with the real apiserver's shap
 - the same with `?watch=true&resourceVersion=N` (chunked JSON lines of ADDED / MODIFIED /
   DELETED / BOOKMARK events; a too-old version gets an ERROR event with a 410 Status, or an HTTP
   410 when `gone_as_http` is set; `timeoutSeconds` ends the stream);
-- PATCH /api/v1/namespaces/{ns}/pods/{name} (merge and strategic-merge patches of maps;
-  404 when missing, 409 when metadata.uid in the patch differs from the pod's);
+- PATCH /api/v1/namespaces/{ns}/pods/{name} (merge and strategic-merge patches of maps, 404
+  when missing, 409 when metadata.uid in the patch differs from the pod's; JSON patches with
+  test/add/replace/remove, 422 when a test fails; 415 for other content types);
 - POST /api/v1/namespaces/{ns}/pods/{name}/binding (sets spec.nodeName; 409 when already bound
   or on a uid mismatch; answers 201 with a Status object, like the real apiserver);
 - GET /apis/scheduling.x-k8s.io/v1alpha1/namespaces/{ns}/podgroups/{name}.
@@ -54,6 +55,42 @@ def merge_patch(target: Any, patch: Any) -> Any:
         else:
             out[k] = merge_patch(out.get(k), v)
     return out
+
+
+def _pointer(path: str) -> list[str]:
+    if not path.startswith("/"):
+        raise ValueError(f"invalid JSON pointer {path!r}")
+    return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
+
+
+def json_patch(target: Obj, ops: list[Any]) -> Obj:
+    """RFC 6902 JSON Patch on objects (test, add, replace, remove); ValueError on failure."""
+    doc = copy.deepcopy(target)
+    for op in ops:
+        parts = _pointer(op["path"])
+        parent: Any = doc
+        for p in parts[:-1]:
+            if not isinstance(parent, dict) or p not in parent:
+                raise ValueError(f"path {op['path']!r} does not exist")
+            parent = parent[p]
+        last = parts[-1]
+        if not isinstance(parent, dict):
+            raise ValueError(f"path {op['path']!r} is not in an object")
+        kind = op["op"]
+        if kind == "test":
+            if parent.get(last, object()) != op["value"]:
+                raise ValueError(f"testing value {op['path']} failed")
+        elif kind == "remove":
+            if last not in parent:
+                raise ValueError(f"unable to remove nonexistent key: {last}")
+            del parent[last]
+        elif kind in ("add", "replace"):
+            if kind == "replace" and last not in parent:
+                raise ValueError(f"replace operation does not apply: {last} is missing")
+            parent[last] = copy.deepcopy(op["value"])
+        else:
+            raise ValueError(f"unsupported operation {kind!r}")
+    return doc
 
 
 def _field(obj: Obj, path: str) -> str:
@@ -441,18 +478,33 @@ class KubeAPIDouble:
     def _patch_pod(self, h: BaseHTTPRequestHandler, ns: str, name: str, body: Any) -> None:
         ctype = (h.headers.get("Content-Type") or "").split(";")[0].strip()
         if ctype not in ("application/merge-patch+json",
-                         "application/strategic-merge-patch+json"):
+                         "application/strategic-merge-patch+json",
+                         "application/json-patch+json"):
             self._status(h, 415, "UnsupportedMediaType",
                          f"the body of the request was in an unknown format - accepted media "
-                         f"types include: application/merge-patch+json, got {ctype!r}")
+                         f"types include: application/json-patch+json, "
+                         f"application/merge-patch+json, got {ctype!r}")
             return
-        if not isinstance(body, dict):
-            self._status(h, 400, "BadRequest", "patch body must be a JSON object")
+        is_json_patch = ctype == "application/json-patch+json"
+        if not isinstance(body, list if is_json_patch else dict):
+            self._status(h, 400, "BadRequest", "patch body has the wrong JSON type")
             return
         with self.cond:
             pod = self.pods.get((ns, name))
             if pod is None:
                 self._status(h, 404, "NotFound", f'pods "{name}" not found')
+                return
+            if is_json_patch:
+                try:
+                    new = json_patch(pod, body)
+                except ValueError as e:
+                    # The apiserver answers a failed `test` (or a bad path) with 422.
+                    self._status(h, 422, "Invalid", str(e))
+                    return
+                self.pods[(ns, name)] = new
+                self._record("Pod", "MODIFIED", new, pod)
+                out = copy.deepcopy(new)
+                self._send(h, 200, out)
                 return
             want_uid = (body.get("metadata") or {}).get("uid")
             if want_uid is not None and want_uid != pod["metadata"]["uid"]:

@@ -162,7 +162,9 @@ def test_annotated_unbound_pod_expires_and_stale_annotation_is_ignored() -> None
     assert cache.in_memory_keys() == []  # now it would survive a restart
     clock.advance(TTL)
     assert cache.expire() == ["ns/p"]
-    assert cache.stale_annotations() == [("ns/p", "uid-p")]
+    ours = {k: v for k, v in p["metadata"]["annotations"].items()
+            if k in cleared_assignment_annotations()}
+    assert cache.stale_annotations() == [("ns/p", "uid-p", ours)]
     cache.upsert_pod(p)  # another update of the pod still carrying the stale annotation
     assert cache.snapshot.holdings == {}
     # The bind did land after all: the API shows the pod bound with that assignment.
@@ -183,11 +185,31 @@ def test_stale_entry_cleared_when_annotation_removed() -> None:
     p = annotated(pod_obj("p", gpus=1), a)
     cache.upsert_pod(p)
     assert cache.forget("ns/p")
-    assert cache.stale_annotations() == [("ns/p", "uid-p")]
+    assert [k for k, _, _ in cache.stale_annotations()] == ["ns/p"]
     q = copy.deepcopy(p)
     q["metadata"]["annotations"] = {}
     cache.upsert_pod(q)
     assert cache.stale_annotations() == [] and cache.snapshot.holdings == {}
+
+
+def test_retry_after_rollback_is_not_displaced_by_the_stale_annotation() -> None:
+    """kube-scheduler retries a pod whose bind failed: the new assumption must hold even while
+    the old annotation is still on the pod (its removal is not seen yet)."""
+    cache = new_cache()
+    cache.replace_all([node_obj("a", 4)], [])
+    old = whole("p", "a", (0,))
+    cache.assume(old)
+    p = annotated(pod_obj("p", gpus=1), old)
+    cache.upsert_pod(p)
+    assert cache.forget("ns/p")  # the bind failed: roll back
+    new = whole("p", "a", (3,))
+    cache.assume(new)
+    cache.upsert_pod(p)  # a late event still showing the old annotation
+    assert cache.snapshot.holdings == {"ns/p": new}
+    cache.upsert_pod(annotated(pod_obj("p", gpus=1), new))
+    assert cache.snapshot.holdings == {"ns/p": new}
+    assert cache.stale_annotations() == []
+    check_invariants(cache)
 
 
 def test_watch_confirms_bound_pod_and_releases_on_finish_or_delete() -> None:
@@ -469,7 +491,7 @@ class World:
 
     def clear_stale(self) -> None:
         # What the service does after a rollback or an expiry: remove the annotations.
-        for key, _uid in self.cache.stale_annotations():
+        for key, _uid, _ours in self.cache.stale_annotations():
             p = self.pods.get(key)
             if p is not None and p["metadata"]["annotations"].get("gts.dev/node"):
                 q = copy.deepcopy(p)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -321,12 +320,35 @@ def test_podgroup_min_member(api: KubeAPIDouble) -> None:
         binder.get_podgroup_min_member("default", "g")
 
 
-def test_double_rejects_json_patch_content_type(api: KubeAPIDouble) -> None:
-    """The double checks the patch type, so the binder's merge-patch choice is tested."""
+def test_double_rejects_unknown_patch_content_type(api: KubeAPIDouble) -> None:
+    """The double checks the patch type, so the binder's choice of patch types is tested."""
     api.put_pod(pod_obj("p"))
     core = k8s.CoreV1Api(api_client(api))
     with pytest.raises(k8s.ApiException) as e:
-        core.patch_namespaced_pod("p", "default", [{"op": "add", "path": "/x", "value": 1}],
-                                  _content_type="application/json-patch+json")
+        core.patch_namespaced_pod("p", "default", {"metadata": {"labels": {"a": "b"}}},
+                                  _content_type="application/apply-patch+yaml")
     assert e.value.status == 415
-    assert copy.deepcopy(api.get_pod("default", "p")) is not None
+
+
+def test_remove_annotations_only_if_unchanged(api: KubeAPIDouble) -> None:
+    uid = api.put_pod(pod_obj("p"))["metadata"]["uid"]
+    binder = KubeBinder(api_client(api))
+    old = Assignment(pod="default/p", node="a", gpus=(1,))
+    new = Assignment(pod="default/p", node="a", gpus=(2,))
+    old_ann = assignment_annotations(old, SIGNER, uid=uid)
+    binder.annotate("default", "p", uid, {**assignment_annotations(new, SIGNER, uid=uid),
+                                         "other/x": "1"})
+    # The extender wrote a new assignment meanwhile: the stale one is not removed.
+    with pytest.raises(Conflict):
+        binder.remove_annotations_if("default", "p", uid, old_ann)
+    with pytest.raises(Conflict):
+        binder.remove_annotations_if("default", "p", "other-uid",
+                                     assignment_annotations(new, SIGNER, uid=uid))
+    pod = api.get_pod("default", "p")
+    assert pod is not None and pod["metadata"]["annotations"][ASSIGNED_NODE_ANNOTATION] == "a"
+    binder.remove_annotations_if("default", "p", uid,
+                                 assignment_annotations(new, SIGNER, uid=uid))
+    pod = api.get_pod("default", "p")
+    assert pod is not None and pod["metadata"]["annotations"] == {"other/x": "1"}
+    with pytest.raises(NotFound):
+        binder.remove_annotations_if("default", "gone", uid, {"a/b": "c"})

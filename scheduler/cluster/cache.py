@@ -32,7 +32,9 @@ import numpy as np
 
 from scheduler.cluster.nodes import NodeParseError, node_name, node_spec_from_k8s
 from scheduler.cluster.pods import (
+    ASSIGNMENT_ANNOTATIONS,
     AssignmentError,
+    annotations_of,
     assignment_from_pod,
     assignment_signature_ok,
     is_terminal,
@@ -74,6 +76,9 @@ class PodHolding:
     cpu_milli: int = 0
     memory_mib: int = 0
     uid: str = ""
+    # Our annotations exactly as the object carries them (durable holdings), so a stale
+    # one can be removed only if it is still the same (a compare-and-remove patch).
+    annotations: tuple[tuple[str, str], ...] = ()
 
     @property
     def rank(self) -> int:
@@ -109,7 +114,7 @@ class ClusterCache:
         self._by_node: dict[str, set[str]] = {}
         # Annotations released by expire/forget while the pod was unbound: not held again
         # unless the pod turns out bound with them.
-        self._stale: dict[str, tuple[Assignment, str]] = {}
+        self._stale: dict[str, PodHolding] = {}
         self._topo_index = TopologyIndex()
         # Keys held in `snapshot` per node, so a node is re-placed without scanning all pods.
         self._placed: dict[str, set[str]] = {}
@@ -133,11 +138,11 @@ class ClusterCache:
         with self.lock:
             return sorted(k for k, h in self._pods.items() if not h.durable)
 
-    def stale_annotations(self) -> list[tuple[str, str]]:
-        """(pod key, uid) of pods whose assignment annotations were released and should be
-        removed from the API (the watch shows them still there)."""
+    def stale_annotations(self) -> list[tuple[str, str, dict[str, str]]]:
+        """(pod key, uid, our annotations as last seen) of pods whose assignment was released
+        (expired or forgotten) while the API still shows it: to be removed, if unchanged."""
         with self.lock:
-            return sorted((k, uid) for k, (_, uid) in self._stale.items())
+            return sorted((k, h.uid, dict(h.annotations)) for k, h in self._stale.items())
 
     def durable_snapshot(self) -> Snapshot:
         """The snapshot a restart would rebuild from the API objects now (no in-memory holds)."""
@@ -299,7 +304,6 @@ class ClusterCache:
                 why = self.pod_errors.pop(a.pod, "conflict")
                 self._set(a.pod, None)
                 raise AllocationError(why)
-            self._stale.pop(a.pod, None)
 
     def confirm(self, key: str) -> bool:
         """The pod's Binding was posted: keep its holding until it finishes or is deleted."""
@@ -321,7 +325,7 @@ class ClusterCache:
             if h is None or (h.durable and h.deadline is None):
                 return False
             if h.durable and h.assignment is not None:
-                self._stale[key] = (h.assignment, h.uid)
+                self._stale[key] = h
             self._set(key, None)
             return True
 
@@ -335,7 +339,7 @@ class ClusterCache:
             for k in gone:
                 h = self._pods.pop(k)
                 if h.durable and h.assignment is not None:
-                    self._stale[k] = (h.assignment, h.uid)
+                    self._stale[k] = h
                 self._by_node.get(h.node, set()).discard(k)
                 nodes.add(h.node)
             for n in sorted(nodes):
@@ -370,19 +374,26 @@ class ClusterCache:
                                     f"{bound_to}; annotation ignored")
             a = None
         if a is not None:
+            ours = tuple(sorted((k, v) for k, v in annotations_of(pod).items()
+                                if k in ASSIGNMENT_ANNOTATIONS))
             if bound_to:
                 self._stale.pop(key, None)
-                return PodHolding(node=a.node, assignment=a, durable=True, uid=uid)
+                return PodHolding(node=a.node, assignment=a, durable=True, uid=uid,
+                                  annotations=ours)
             stale = self._stale.get(key)
-            if stale is not None and stale[0] == a:
-                return None  # released earlier; waiting for the annotation to be removed
+            if stale is not None and stale.assignment == a:
+                # Released earlier and not yet removed from the pod. A newer assumption of
+                # ours for the same pod (kube-scheduler retried it) keeps holding.
+                if old is not None and not old.durable and old.assignment is not None:
+                    return old
+                return None
             self._stale.pop(key, None)
             if old is not None and old.assignment == a:
                 deadline = old.deadline
             else:
                 deadline = self.clock() + self.assume_ttl_s
             return PodHolding(node=a.node, assignment=a, durable=True, deadline=deadline,
-                              uid=uid)
+                              uid=uid, annotations=ours)
         if key in self._stale and key not in self.pod_errors:
             del self._stale[key]  # the annotation is gone: nothing stale to ignore any more
         if (old is not None and not old.durable and old.assignment is not None

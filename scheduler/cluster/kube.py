@@ -97,6 +97,11 @@ def map_error(e: BaseException, what: str) -> KubeError:
     return ApiError(0, f"{what}: {type(e).__name__}: {e}")
 
 
+def _annotation_path(key: str) -> str:
+    # JSON Pointer (RFC 6901): "~" and "/" in a key are escaped as "~0" and "~1".
+    return "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+
+
 def _consume(resp: Any) -> bytes:
     """Read the whole body of a raw response and hand its connection back to the pool.
 
@@ -142,6 +147,35 @@ class KubeBinder:
     def clear_assignment(self, pod_ns: str, pod_name: str, uid: str) -> None:
         """Remove our assignment annotations (after a rollback or an expired assumption)."""
         self.annotate(pod_ns, pod_name, uid, cleared_assignment_annotations())
+
+    def remove_annotations_if(self, pod_ns: str, pod_name: str, uid: str,
+                              expected: Mapping[str, str]) -> None:
+        """Remove annotations only if each still has the expected value (and the uid matches).
+
+        One JSON Patch of `test` then `remove` operations, applied atomically by the
+        apiserver: an expired assignment is never removed after the extender wrote a new one.
+        Raises Conflict when something changed (the apiserver answers 422 for a failed test).
+        """
+        if not expected:
+            return
+        ops: list[dict[str, Any]] = []
+        if uid:
+            ops.append({"op": "test", "path": "/metadata/uid", "value": uid})
+        for k, v in sorted(expected.items()):
+            ops.append({"op": "test", "path": _annotation_path(k), "value": v})
+        ops += [{"op": "remove", "path": _annotation_path(k)} for k in sorted(expected)]
+        try:
+            resp: Any = self.core.patch_namespaced_pod(
+                pod_name, pod_ns, ops, field_manager=self.field_manager,
+                _content_type="application/json-patch+json",
+                _preload_content=False, _request_timeout=self.timeout,
+            )
+            _consume(resp)
+        except Exception as e:  # every client failure is mapped to our small set
+            err = map_error(e, f"removing annotations of pod {pod_ns}/{pod_name}")
+            if err.status == 422:
+                raise Conflict(422, err.message) from e
+            raise err from e
 
     def bind(self, ns: str, name: str, uid: str, node: str) -> None:
         """POST the pod's Binding to `node`.
@@ -400,17 +434,17 @@ class KubeSource:
             return gone
         stale = self.cache.stale_annotations()
         # Patched once each; the entry leaves the cache when the watch shows the annotation
-        # gone, and a failed patch is tried again on the next round.
-        self._cleared &= {k for k, _ in stale}
-        for key, uid in stale:
+        # gone (or changed), and a patch that failed for another reason is tried again.
+        self._cleared &= {k for k, _, _ in stale}
+        for key, uid, ours in stale:
             if key in self._cleared:
                 continue
             ns, name = key.split("/", 1)
             try:
-                self.binder.clear_assignment(ns, name, uid)
+                self.binder.remove_annotations_if(ns, name, uid, ours)
                 self._cleared.add(key)
-            except NotFound:
-                self._cleared.add(key)  # the pod is gone, and with it the annotation
+            except (NotFound, Conflict):
+                self._cleared.add(key)  # the pod is gone, or holds another assignment now
             except KubeError as e:
                 log.warning("could not clear the expired assignment of %s: %s", key, e)
         return gone

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scheduler.cluster.nodes import NodeParseError, generic_topology, node_spec_from_k8s
 from scheduler.constants import (
@@ -148,3 +150,33 @@ def test_parsing_does_not_mutate_the_object(shared: Path) -> None:
         before = copy.deepcopy(obj)
         node_spec_from_k8s(obj)
         assert obj == before
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 100) | st.text(max_size=8)
+    | st.sampled_from(["NV18", "PHB", "X", "SYS", "A100"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["v", "gpus", "links", "nics", "model", "memory_mib", "name", "numa"]),
+        inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_any_topology_annotation_parses_or_names_the_annotation(data: st.DataObject) -> None:
+    doc = json.loads(to_json(preset("pcie-4gpu")))
+    # Replace one part of a real annotation with arbitrary JSON, or send arbitrary text.
+    if data.draw(st.booleans()):
+        key = data.draw(st.sampled_from(sorted(doc)))
+        doc[key] = data.draw(JSON)
+        text = json.dumps(doc)
+    else:
+        text = data.draw(st.text(max_size=40) | JSON.map(json.dumps))
+    try:
+        spec = node_spec_from_k8s(node(gpus="4", annotations={TOPOLOGY_ANNOTATION: text}))
+    except NodeParseError as e:
+        assert e.field in (f"metadata.annotations.{TOPOLOGY_ANNOTATION}",
+                           f"status.allocatable.{GPU_RESOURCE}")
+    else:
+        assert spec.topology.n == 4

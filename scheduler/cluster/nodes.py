@@ -123,8 +123,8 @@ def _topology(
             raise NodeParseError(name, field, text[:40], "annotation too large")
         try:
             return _topology_from_annotation(text)
-        except TopologyJSONError as e:
-            raise NodeParseError(name, field, text, str(e)) from None
+        except (TopologyJSONError, ValueError, RecursionError) as e:
+            raise NodeParseError(name, field, text, str(e) or type(e).__name__) from None
     preset_name = labels.get(TOPOLOGY_PRESET_LABEL)
     if preset_name is not None:
         try:

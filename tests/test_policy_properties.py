@@ -22,6 +22,7 @@ from scheduler.policy import (
     plan_gang,
     release_gang,
     reserve_gang,
+    score_nodes,
 )
 from topology.model import GPU, NodeTopology
 
@@ -134,6 +135,9 @@ def check_placement(req: PodRequest, snap: Snapshot, mix: PodMix) -> None:
     node = snap.index[a.node]
     assert node in set(fr.feasible.tolist())
     assert assign(req, snap, node, mix=mix) == a  # score and assign agree
+    scores = score_nodes(req, snap, fr.feasible, mix)  # the extender's path: cached choices
+    assert int(fr.feasible[int(np.argmax(scores))]) == node
+    assert assign(req, snap, node, mix=mix) == a
     if req.gpus:
         assert len(a.gpus) == req.gpus and a.gpu_milli == 1000
         tables = snap.tables_of(node)

@@ -289,6 +289,23 @@ def evaluate(
     return score, choice
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class _Scored:
+    req: PodRequest
+    mix: PodMix | None
+    config: PolicyConfig
+    generation: int
+    mix_version: int
+    idx: np.ndarray
+    choice: Choice
+
+    def matches(self, req: PodRequest, snap: Snapshot, mix: PodMix | None,
+                config: PolicyConfig) -> bool:
+        return (self.generation == snap.generation and self.mix is mix
+                and self.mix_version == (mix.version if mix is not None else -1)
+                and self.config == config and self.req == req)
+
+
 def score_nodes(
     req: PodRequest,
     snap: Snapshot,
@@ -298,7 +315,11 @@ def score_nodes(
 ) -> np.ndarray:
     """Score (float64, higher is better) of each feasible node, aligned with `feasible`."""
     idx = np.asarray(feasible, dtype=np.int64).ravel()
-    score, _ = evaluate(req, snap, idx, mix, config)
+    score, choice = evaluate(req, snap, idx, mix, config)
+    # assign() right after (the extender's prioritize-then-bind path) reuses these choices
+    # instead of re-evaluating, as long as nothing changed in between.
+    snap.memo["last_scored"] = _Scored(req, mix, config, snap.generation,
+                                       mix.version if mix is not None else -1, idx, choice)
     return score
 
 
@@ -367,6 +388,11 @@ def assign(
     fr = filter_nodes(req, snap, np.array([node]), config)
     if not fr.feasible.size:
         raise AllocationError(f"node {snap.names[node]!r}: {fr.reasons[node]}")
+    last = snap.memo.get("last_scored")
+    if isinstance(last, _Scored) and last.matches(req, snap, mix, config):
+        j = np.flatnonzero(last.idx == node)
+        if j.size:
+            return assignment_for(req, snap, node, last.choice, int(j[0]))
     idx = np.array([node], dtype=np.int64)
     _, choice = evaluate(req, snap, idx, mix, config)
     return assignment_for(req, snap, node, choice, 0)

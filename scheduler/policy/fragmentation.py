@@ -59,11 +59,12 @@ def snapshot_fragmentation(
 def _class_rows(
     milli_free: np.ndarray, cpu_free: np.ndarray, classes: MixClasses
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(gslack, cslack, below, total, fragmentation) of rows; see ClassStats."""
-    ge = milli_free[:, :, None] >= classes.milli[None, None, :]
-    gslack = (ge.sum(axis=1) - classes.gpus[None, :]).astype(np.int16)
-    cslack = (cpu_free[:, None] - classes.cpu[None, :]).astype(np.int32)
-    below = np.where(ge, 0, milli_free[:, :, None]).sum(axis=1).astype(np.float32)
+    """(gslack, cslack, below, total, fragmentation) of some nodes; see ClassStats
+    (class-major: classes x nodes)."""
+    ge = milli_free[None, :, :] >= classes.milli[:, None, None]
+    gslack = (ge.sum(axis=2) - classes.gpus[:, None]).astype(np.int16)
+    cslack = (cpu_free[None, :] - classes.cpu[:, None]).astype(np.int32)
+    below = np.where(ge, 0, milli_free[None, :, :]).sum(axis=2).astype(np.float32)
     total = milli_free.sum(axis=1).astype(np.float32)
     return gslack, cslack, below, total, _frag(gslack >= 0, cslack >= 0, below, total, classes)
 
@@ -73,20 +74,21 @@ def _frag(
     classes: MixClasses,
 ) -> np.ndarray:
     # sum_p w_p * (fits_p ? below_p : total) = total * sum(w) - sum_p w_p * fits_p * (total -
-    # below_p): one product and one matrix-vector product over rows x classes.
+    # below_p): one product and one vector-matrix product over classes x nodes.
     w = classes.weight32
     fits = gfit & cfit
-    out: np.ndarray = (total * w.sum() - (fits * (total[:, None] - below)) @ w).astype(np.float64)
+    out: np.ndarray = (total * w.sum() - w @ (fits * (total[None, :] - below))).astype(np.float64)
     return out
 
 
 @dataclass(eq=False)
 class ClassStats:
-    """Per node and mix class: `gslack` = GPUs with the class's share free minus the GPUs it
-    needs, `cslack` = free CPU minus its CPU (the class fits iff both are >= 0), `below` the
+    """Per mix class and node (classes x nodes, so that per-node vectors broadcast along the
+    contiguous axis): `gslack` = GPUs with the class's share free minus the GPUs it needs,
+    `cslack` = free CPU minus its CPU (the class fits iff both are >= 0), `below` the
     thousandths free on GPUs with less than its share; per node `total` free thousandths and
-    the fragmentation `before` any change. Valid for one MixClasses object; rows are refreshed
-    for the nodes whose version moved (Snapshot.allocate/release count every change)."""
+    the fragmentation `before` any change. Valid for one MixClasses object; columns are
+    refreshed for the nodes whose version moved (Snapshot.allocate/release count changes)."""
 
     classes: MixClasses
     generation: int
@@ -98,23 +100,39 @@ class ClassStats:
     before: np.ndarray
 
     def refresh(self, snap: Snapshot) -> None:
-        """Recompute the rows of nodes that changed since the last refresh."""
+        """Recompute the columns of nodes that changed since the last refresh."""
         if snap.generation == self.generation:
             return
         rows = np.flatnonzero(snap.node_version != self.versions)
         if rows.size:
-            (self.gslack[rows], self.cslack[rows], self.below[rows], self.total[rows],
+            (self.gslack[:, rows], self.cslack[:, rows], self.below[:, rows], self.total[rows],
              self.before[rows]) = _class_rows(snap.milli_free[rows], snap.cpu_free[rows],
                                               self.classes)
             self.versions[rows] = snap.node_version[rows]
         self.generation = snap.generation
 
-    def rows(self, idx: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+    def copy(self) -> ClassStats:
+        """An independent copy (for a snapshot copy, whose node versions start equal)."""
+        return ClassStats(self.classes, self.generation, self.versions.copy(),
+                          self.gslack.copy(), self.cslack.copy(), self.below.copy(),
+                          self.total.copy(), self.before.copy())
+
+    def cols(self, idx: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                      np.ndarray]:
         """(gslack, cslack, below, total) of nodes idx (None: all nodes, no copy)."""
         if idx is None:
             return self.gslack, self.cslack, self.below, self.total
-        return self.gslack[idx], self.cslack[idx], self.below[idx], self.total[idx]
+        return self.gslack[:, idx], self.cslack[:, idx], self.below[:, idx], self.total[idx]
+
+
+def copy_memo(src: Snapshot, dst: Snapshot) -> None:
+    """Give a fresh copy of `src` its cached derived data, so planning on the copy does not
+    rebuild it (the tables are read-only and shared; the statistics are copied)."""
+    for key, value in src.memo.items():
+        if isinstance(value, ClassStats):
+            dst.memo[key] = value.copy()
+        elif key == "flat_tables":
+            dst.memo[key] = value
 
 
 def class_stats(snap: Snapshot, classes: MixClasses) -> ClassStats:
@@ -131,7 +149,7 @@ def class_stats(snap: Snapshot, classes: MixClasses) -> ClassStats:
 
 
 def _subset(snap: Snapshot, idx: np.ndarray) -> np.ndarray | None:
-    # Gathering rows x classes costs about as much as computing on them: above a third of
+    # Gathering classes x nodes costs about as much as computing on them: above a third of
     # the nodes, compute on all and pick the answers afterwards.
     return None if 3 * len(idx) > snap.n_nodes else idx
 
@@ -146,7 +164,7 @@ def frag_delta_whole(
     """
     st = class_stats(snap, classes)
     sub = _subset(snap, idx)
-    gs, cs, below, total = st.rows(sub)
+    gs, cs, below, total = st.cols(sub)
     after = _frag(gs >= gpus, cs >= cpu, below, total - np.float32(gpus * MILLI_PER_GPU),
                   classes)
     if sub is None:
@@ -167,20 +185,26 @@ def frag_delta_share(
     `free_on_gpu[i]` thousandths free (one chosen GPU per node) and `cpu`."""
     st = class_stats(snap, classes)
     sub = _subset(snap, idx)
-    gs, cs, below, total = st.rows(sub)
-    f0 = np.zeros(snap.n_nodes if sub is None else len(idx), np.int16)
-    f0[idx if sub is None else slice(None)] = free_on_gpu
-    f0 = f0[:, None]
+    gs, cs, below, total = st.cols(sub)
+    if sub is None:
+        f0 = np.zeros(snap.n_nodes, np.int16)
+        f0[idx] = free_on_gpu
+    else:
+        f0 = np.asarray(free_on_gpu).astype(np.int16)
     f1 = f0 - np.int16(milli)
-    m = classes.milli16[None, :]
+    m = classes.milli16[:, None]
     # The GPU goes from f0 to f1 free: classes with f1 < share <= f0 lose it (one GPU fewer,
     # and its f1 left becomes a fragment for them); for classes with share > f0 it was a
-    # fragment already and shrinks by `milli`.
-    lost = (f1 < m) & (m <= f0)
-    shrunk = m > f0
-    below1 = below + np.where(lost, f1.astype(np.float32), np.where(shrunk, -np.float32(milli),
-                                                                      np.float32(0)))
-    after = _frag(gs >= lost, cs >= cpu, below1, total - np.float32(milli), classes)
+    # fragment already and shrinks by `milli`. What stays usable is (total - milli) - below.
+    lost = (f1[None, :] < m) & (m <= f0[None, :])
+    shrunk = m > f0[None, :]
+    t1 = total - np.float32(milli)
+    usable = t1[None, :] - below
+    usable -= lost * f1.astype(np.float32)[None, :]
+    usable += shrunk * np.float32(milli)
+    fits = (gs >= lost) & (cs >= cpu)
+    w = classes.weight32
+    after = (t1 * w.sum() - w @ (fits * usable)).astype(np.float64)
     if sub is None:
         after = after[idx]
     out: np.ndarray = after - st.before[idx]

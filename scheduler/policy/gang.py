@@ -18,6 +18,7 @@ import numpy as np
 
 from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
 from scheduler.policy.decide import assignment_for, evaluate, filter_nodes
+from scheduler.policy.fragmentation import copy_memo
 from scheduler.policy.mix import PodMix
 from scheduler.policy.request import MILLI_PER_GPU, PodRequest
 from scheduler.policy.snapshot import AllocationError, Assignment, Snapshot
@@ -138,6 +139,7 @@ def plan_gang(
                    key=lambda i: (-members[i].gpus, -members[i].gpu_demand_milli,
                                   -members[i].cpu_milli, i))
     work = snap.copy()
+    copy_memo(snap, work)
     levels: list[int | None] = [*range(snap.level_ids.shape[1]), None]
     for level in levels:
         dom = _domains(work, level)

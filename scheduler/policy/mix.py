@@ -45,10 +45,13 @@ class MixClasses:
     weight: np.ndarray
     weight32: np.ndarray = field(init=False, repr=False)
     milli16: np.ndarray = field(init=False, repr=False)
+    # Derived per-share lookup tables (scheduler.policy.shares), built on first use.
+    memo: dict[int, tuple[np.ndarray, float]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "weight32", np.asarray(self.weight, dtype=np.float32))
         object.__setattr__(self, "milli16", np.asarray(self.milli, dtype=np.int16))
+        object.__setattr__(self, "memo", {})
         n = len(self.weight)
         for name in ("gpus", "milli", "cpu"):
             if len(getattr(self, name)) != n:
@@ -88,6 +91,8 @@ class PodMix:
     Each observation weighs 1/decay times the previous one (so after n more requests an old one
     counts decay**n); the prior starts with `prior_weight` observations' worth of mass.
     Only the `max_classes` heaviest classes are reported, like FGD's popularity cut.
+    `gpu_weight` weighs whole-GPU classes by 1 + gpu_weight * GPUs (FGD's GpuResWeight; 0 =
+    by pod count, as FGD's experiments do).
     """
 
     def __init__(
@@ -98,6 +103,7 @@ class PodMix:
         milli_grid: int = 10,
         max_classes: int = 32,
         refresh_every: int = 256,
+        gpu_weight: float = 0.0,
     ) -> None:
         if not 0.0 < decay <= 1.0:
             raise ValueError(f"PodMix.decay={decay!r}: must be in (0, 1]")
@@ -109,8 +115,11 @@ class PodMix:
             raise ValueError(f"PodMix.max_classes={max_classes!r}: must be >= 1")
         if refresh_every < 1:
             raise ValueError(f"PodMix.refresh_every={refresh_every!r}: must be >= 1")
+        if gpu_weight < 0:
+            raise ValueError(f"PodMix.gpu_weight={gpu_weight!r}: must be >= 0")
         self.decay = decay
         self.refresh_every = refresh_every
+        self.gpu_weight = gpu_weight
         self._built_at = 0
         self.milli_grid = milli_grid
         self.max_classes = max_classes
@@ -165,7 +174,9 @@ class PodMix:
             items = sorted(self._count.items(), key=lambda kv: (-kv[1], kv[0]))
             items = sorted(kv for kv in items[: self.max_classes] if kv[1] > 0)
             rows: list[tuple[int, int, int, float]] = [
-                (k[0], k[1], round(self._cpu_sum[k] / w), w) for k, w in items
+                (k[0], k[1], round(self._cpu_sum[k] / w),
+                 w * (1.0 + self.gpu_weight * k[0] if k[1] == MILLI_PER_GPU else 1.0))
+                for k, w in items
             ]
             self._cached = MixClasses.of(rows)
         return self._cached

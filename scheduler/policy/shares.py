@@ -34,6 +34,25 @@ def waste_curve(classes: MixClasses) -> np.ndarray:
     return out
 
 
+def share_costs(classes: MixClasses, milli: int) -> tuple[np.ndarray, float]:
+    """(cost[x] of putting `milli` on a shared GPU with x free, inf where it does not fit or
+    the GPU is wholly free; cost on a wholly free GPU), cached on the classes object.
+
+    The cost is the extra expected waste plus a tie-break toward the tightest fit."""
+    cached = classes.memo.get(milli)
+    if cached is not None:
+        return cached
+    phi = waste_curve(classes)
+    x = np.arange(MILLI_PER_GPU + 1)
+    table = np.full(MILLI_PER_GPU + 1, np.inf)
+    ok = (x >= milli) & (x < MILLI_PER_GPU)
+    table[ok] = phi[x[ok] - milli] - phi[x[ok]] + TIE_SCALE * x[ok]
+    free = float(phi[MILLI_PER_GPU - milli] - phi[MILLI_PER_GPU]
+                 + TIE_SCALE * (MILLI_PER_GPU + 1))
+    classes.memo[milli] = (table, free)
+    return table, free
+
+
 def choose_share_gpu(
     snap: Snapshot,
     idx: np.ndarray,
@@ -45,13 +64,7 @@ def choose_share_gpu(
     """(GPU index per node of idx, -1 where none fits; thousandths free on it before)."""
     n = len(idx)
     mf = snap.milli_free[idx]
-    phi = waste_curve(classes)
-    # cost[x]: extra expected waste of putting the share on a shared GPU with x free, plus a
-    # tie-break toward the tightest fit; inf where it does not fit or the GPU is wholly free.
-    x = np.arange(MILLI_PER_GPU + 1)
-    table = np.full(MILLI_PER_GPU + 1, np.inf)
-    ok = (x >= milli) & (x < MILLI_PER_GPU)
-    table[ok] = phi[x[ok] - milli] - phi[x[ok]] + TIE_SCALE * x[ok]
+    table, free_cost = share_costs(classes, milli)
     cost = table[mf]
     if gpu_memory_mib:
         cost[snap.gpu_mem_free[idx] < gpu_memory_mib] = np.inf
@@ -73,7 +86,6 @@ def choose_share_gpu(
     free_ok = has
     if gpu_memory_mib and n:
         free_ok = has & (snap.gpu_mem_total[idx, free_gpu] >= gpu_memory_mib)
-    free_cost = phi[MILLI_PER_GPU - milli] - phi[MILLI_PER_GPU] + TIE_SCALE * (MILLI_PER_GPU + 1)
     use_free = free_ok & (free_cost < best_cost)
     gpu = np.where(use_free, free_gpu, np.where(np.isfinite(best_cost), best_shared, -1))
     free_before = np.where(use_free, MILLI_PER_GPU,

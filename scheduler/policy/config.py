@@ -27,8 +27,9 @@ class PolicyConfig:
     Measured (bench simulator, fill protocol, default trace, unallocated GPU % at 100%
     arrived, median of seeds 0-4): 4.80 on the paper's 1,523-node cluster (with CPU nodes;
     the simulator's FGD: 4.66, the paper's: 4.77) and about 5.0 on the 1,213 GPU nodes alone
-    (FGD there: 9.4). Stronger packing, cpu best-fit, share best-fit, quantised FGD deltas and
-    weighting classes by GPU count did not beat these defaults (see the policy report).
+    (FGD there: 9.4). Tried and not better on either cluster: pack_weight 0.05-0.5, a CPU
+    best-fit term, a share best-fit term, FGD deltas quantised to 10-100 thousandths, classes
+    weighted by GPU count (PodMix.gpu_weight), no decay, fewer classes (16: worse, ~6.9).
     """
 
     # Lexicographic on quality for multi-GPU pods: the other terms are bounded by ~20 in

@@ -28,7 +28,9 @@ class FlatTables:
     def positions(self, topo: np.ndarray, free_mask: np.ndarray, k: int) -> np.ndarray:
         """Flat positions of (F, k) for each node; k is clipped to each topology's size."""
         kk = np.minimum(k, self.n[topo])
-        out: np.ndarray = self.set_base[topo] + free_mask * (self.n[topo] + 1) + kk
+        pos = self.set_base[topo] + free_mask * (self.n[topo] + 1) + kk
+        # Topologies without tables (and CPU nodes) read the one-entry empty table at 0.
+        out: np.ndarray = np.where(self.exact[topo], pos, 0)
         return out
 
     def value_of(self, topo: np.ndarray, mask: np.ndarray) -> np.ndarray:

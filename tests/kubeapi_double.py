@@ -240,6 +240,13 @@ class KubeAPIDouble:
             prev = self.pods.pop((ns, name))
             self._record("Pod", "DELETED", prev, prev)
 
+    def emit_raw(self, kind: str, type_: str, obj: Obj) -> None:
+        """Send an arbitrary watch event (malformed objects included) without storing it."""
+        with self.cond:
+            self.rv += 1
+            self.events.append(_Event(self.rv, kind, type_, copy.deepcopy(obj), None))
+            self.cond.notify_all()
+
     def get_pod(self, ns: str, name: str) -> Obj | None:
         """A copy of the stored pod, None when absent."""
         with self.cond:

@@ -157,6 +157,26 @@ def test_dropped_connection_resumes_without_relist(api: KubeAPIDouble) -> None:
         src.stop()
 
 
+def test_malformed_events_do_not_stop_the_watch(api: KubeAPIDouble) -> None:
+    api.put_node(node_obj("a"))
+    cache = ClusterCache()
+    src = start_source(api, cache)
+    try:
+        api.emit_raw("Pod", "ADDED", {"metadata": {"namespace": "default"}, "spec": {}})
+        api.emit_raw("Pod", "MODIFIED", {"metadata": {"name": "odd", "annotations": []}})
+        bad = node_obj("b")
+        bad["status"]["allocatable"]["cpu"] = "many"
+        api.put_node(bad)
+        api.put_pod(pod_obj("x", node="a"))
+        assert api.wait_for(lambda: "default/x" in held(cache))
+        assert src.stats["bad_events"] == 1
+        assert "status.allocatable.cpu" in cache.errors["b"]
+        assert "default/odd" in cache.pod_errors
+        assert src.stats["lists"] == 2 and src.stats["reconnects"] == 0
+    finally:
+        src.stop()
+
+
 def test_reconnect_backs_off_on_server_errors(api: KubeAPIDouble) -> None:
     api.put_node(node_obj("a"))
     cache = ClusterCache()

@@ -361,6 +361,10 @@ class KubeSource:
         except ValueError as e:  # an object without a name: nothing to key it by
             self.stats["bad_events"] += 1
             log.warning("ignoring %s %s event: %s", kind, type_, e)
+        except Exception:
+            # Never let one object stop the watch: re-watching would meet it again forever.
+            self.stats["bad_events"] += 1
+            log.exception("ignoring %s %s event that the cache could not apply", kind, type_)
 
     def _watch(self, kind: str, rv: str) -> None:
         """Watch from `rv` until the server ends the stream; self.resource_version[kind] follows

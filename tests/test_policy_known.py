@@ -191,6 +191,11 @@ def test_gang_goes_to_the_narrowest_domain_that_holds_it() -> None:
     # Three 4-GPU members fit only across racks: the zone level.
     plan3 = plan_gang([PodRequest(f"m{i}", gpus=4) for i in range(3)], snap, PodMix())
     assert not isinstance(plan3, str) and plan3.level == 1
+    # Restricted to n0 and n1 (6 free GPUs), two 4-GPU members do not fit; one does.
+    only = np.array([0, 1])
+    assert isinstance(plan_gang(members, snap, PodMix(), candidates=only), str)
+    plan1 = plan_gang(members[:1], snap, PodMix(), candidates=only)
+    assert not isinstance(plan1, str) and plan1.nodes == ("n1",)
 
 
 def test_gang_that_cannot_fit_leaves_the_snapshot_alone() -> None:

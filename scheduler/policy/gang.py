@@ -52,9 +52,13 @@ def _domains(snap: Snapshot, level: int | None) -> np.ndarray:
     return dom
 
 
-def _fits_capacity(snap: Snapshot, dom: np.ndarray, members: Sequence[PodRequest]) -> np.ndarray:
-    """Domain ids whose summed free capacity could hold the gang (a necessary condition)."""
+def _fits_capacity(
+    snap: Snapshot, dom: np.ndarray, allowed: np.ndarray, members: Sequence[PodRequest]
+) -> np.ndarray:
+    """Domain ids whose summed free capacity on allowed nodes could hold the gang (a
+    necessary condition)."""
     size = int(dom.max()) + 1 if dom.size else 0
+    dom = np.where(allowed, dom, size)  # disallowed nodes count toward no real domain
     whole = sum(m.gpus for m in members)
     milli = sum(m.gpu_demand_milli for m in members)
     cpu = sum(m.cpu_milli for m in members)
@@ -63,7 +67,9 @@ def _fits_capacity(snap: Snapshot, dom: np.ndarray, members: Sequence[PodRequest
     free_milli = np.bincount(dom, weights=snap.milli_free.sum(axis=1), minlength=size)
     free_cpu = np.bincount(dom, weights=snap.cpu_free, minlength=size)
     free_mem = np.bincount(dom, weights=snap.mem_free, minlength=size)
-    present = np.bincount(dom, minlength=size) > 0
+    present = np.bincount(dom, minlength=size + 1)[:size] > 0
+    free_gpus, free_milli = free_gpus[:size], free_milli[:size]
+    free_cpu, free_mem = free_cpu[:size], free_mem[:size]
     ok = present & (free_gpus >= whole) & (free_milli >= milli) & (free_cpu >= cpu) & (
         free_mem >= mem)
     ids = np.flatnonzero(ok)
@@ -106,13 +112,15 @@ def _try_domain(
             work.release(a.pod)
 
 
-def _no_fit_reason(req: PodRequest, snap: Snapshot, config: PolicyConfig) -> str:
-    fr = filter_nodes(req, snap, None, config)
+def _no_fit_reason(
+    req: PodRequest, snap: Snapshot, cand: np.ndarray, config: PolicyConfig
+) -> str:
+    fr = filter_nodes(req, snap, cand, config)
     counts = Counter(fr.reasons.values())
     if not counts:
-        return f"member {req.key!r} fits no node (the cluster has no nodes)"
+        return f"member {req.key!r} fits no node (no candidate nodes)"
     text, n = counts.most_common(1)[0]
-    return f"member {req.key!r} fits no node ({n} of {snap.n_nodes} nodes: {text})"
+    return f"member {req.key!r} fits no node ({n} of {len(cand)} nodes: {text})"
 
 
 def plan_gang(
@@ -120,9 +128,11 @@ def plan_gang(
     snap: Snapshot,
     mix: PodMix | None = None,
     config: PolicyConfig = DEFAULT_CONFIG,
+    candidates: np.ndarray | None = None,
 ) -> GangPlan | str:
     """A placement for every member in the narrowest domain that holds them, or the reason
-    there is none. The snapshot is not changed."""
+    there is none; only `candidates` (node indices; default all) are used. The snapshot is
+    not changed."""
     if not members:
         return "empty gang: no members to place"
     keys = [m.key for m in members]
@@ -132,9 +142,14 @@ def plan_gang(
     held = sorted(k for k in keys if k in snap.holdings)
     if held:
         return f"gang members already hold resources: {', '.join(held)}"
+    allowed = np.ones(snap.n_nodes, dtype=bool)
+    if candidates is not None:
+        allowed[:] = False
+        allowed[np.asarray(candidates, dtype=np.int64)] = True
+    cand = np.flatnonzero(allowed)
     for m in members:
-        if not filter_nodes(m, snap, None, config).feasible.size:
-            return _no_fit_reason(m, snap, config)
+        if not filter_nodes(m, snap, cand, config).feasible.size:
+            return _no_fit_reason(m, snap, cand, config)
     order = sorted(range(len(members)),
                    key=lambda i: (-members[i].gpus, -members[i].gpu_demand_milli,
                                   -members[i].cpu_milli, i))
@@ -144,8 +159,9 @@ def plan_gang(
     for level in levels:
         dom = _domains(work, level)
         best: tuple[list[Assignment | None], float, int] | None = None
-        for d in _fits_capacity(work, dom, members)[: config.gang_domains_per_level]:
-            got = _try_domain(work, members, order, np.flatnonzero(dom == d), mix, config)
+        for d in _fits_capacity(work, dom, allowed, members)[: config.gang_domains_per_level]:
+            got = _try_domain(work, members, order, np.flatnonzero((dom == d) & allowed), mix,
+                              config)
             if got is not None and (best is None or got[1] > best[1]):
                 best = (got[0], got[1], int(d))
         if best is not None:

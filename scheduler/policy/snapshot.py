@@ -108,7 +108,9 @@ class Snapshot:
     specs: list[NodeSpec]
     holdings: dict[str, Assignment] = field(default_factory=dict)
     # Derived data the policy caches per snapshot (flattened tables, per-node fragmentation
-    # statistics). Not state: never compared or copied; each entry checks its own freshness.
+    # statistics). Not state: not compared, and copy() starts empty. The caches refresh from
+    # node_version, so change the arrays only through allocate/release (or edit a fresh copy
+    # before any policy call on it).
     memo: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
     # Change counters kept by allocate/release: `generation` for the whole snapshot and
     # `node_version[i]` per node, so caches refresh only the nodes that changed.

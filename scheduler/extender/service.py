@@ -437,7 +437,14 @@ class ExtenderService:
     def _decided(self, verb: str, pod: str, outcome: str, reason: str, detail: str,
                  **fields: Any) -> None:
         self.metrics.decision(verb, outcome, reason)
-        level = logging.INFO if outcome not in ("failed",) else logging.WARNING
+        # Every pod passes filter and prioritize once per attempt: those routine outcomes are
+        # debug; what a person acts on (rejections, binds, failures) is info or warning.
+        if outcome == "failed":
+            level = logging.WARNING
+        elif outcome in ("passed", "scored", "neutral"):
+            level = logging.DEBUG
+        else:
+            level = logging.INFO
         if log.isEnabledFor(level):
             log.log(level, f"{verb} {outcome}", extra={
                 "verb": verb, "pod": pod, "decision": outcome, "reason": reason,

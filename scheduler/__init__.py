@@ -1,1 +1,1 @@
-"""What runs in a cluster: the scoring core (policy), the extender service, the cache, the node agent."""
+"""What runs in a cluster: the scoring core, the extender service, the cache, the node agent."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from scheduler.cluster.pods import (
     pod_request_from_k8s,
     pod_resources,
 )
-from scheduler.cluster.signing import Signer
+from scheduler.cluster.signing import Signer, SigningKeyError, load_signing_key
 from scheduler.constants import (
     ALLOWED_MODELS_ANNOTATION,
     ASSIGNED_GPUS_ANNOTATION,
@@ -259,3 +260,14 @@ def test_signer_rules() -> None:
     assert "kkkk" not in repr(s)
     with pytest.raises(ValueError, match="uid"):
         s.sign("", "n", (0,), 1000, 0)
+
+
+def test_signing_key_file_is_stripped_and_checked(tmp_path: Path) -> None:
+    k = tmp_path / "key"
+    k.write_bytes(b"0123456789abcdef\n\n")
+    assert load_signing_key(str(k)) == b"0123456789abcdef"
+    k.write_bytes(b"0123456789abcde \n")  # 15 bytes once the whitespace is gone
+    with pytest.raises(SigningKeyError, match=re.escape(f"{k}: 15 bytes; need at least 16")):
+        load_signing_key(str(k))
+    with pytest.raises(SigningKeyError, match="missing"):
+        load_signing_key(str(tmp_path / "missing"))

@@ -9,10 +9,28 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Sequence
+from pathlib import Path
 
 MIN_KEY_BYTES = 16
 # Bumped if the signed message ever changes, so old signatures stop verifying.
 _VERSION = "gts-assign-v1"
+
+
+class SigningKeyError(ValueError):
+    """A signing key file that cannot be read or is too short; the message names the path."""
+
+
+def load_signing_key(path: str) -> bytes:
+    """The HMAC key in `path`, trailing whitespace (a newline from an editor) removed."""
+    try:
+        key = Path(path).read_bytes().rstrip()
+    except OSError as e:
+        raise SigningKeyError(f"signing key file {path}: {e.strerror}") from None
+    if len(key) < MIN_KEY_BYTES:
+        raise SigningKeyError(
+            f"signing key file {path}: {len(key)} bytes; need at least {MIN_KEY_BYTES} "
+            f"(e.g. `openssl rand -hex 32 > {path}`)")
+    return key
 
 
 class Signer:

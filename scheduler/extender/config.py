@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from scheduler.cluster import signing
 from scheduler.constants import DEFAULT_NETWORK_LEVEL_LABELS
 from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
 
@@ -260,15 +261,11 @@ def load_policy_config(cfg: ServeConfig) -> PolicyConfig:
 
 
 def load_signing_key(path: str) -> bytes:
-    """The HMAC key in `path`, trailing whitespace (a newline from an editor) removed."""
+    """scheduler.cluster.signing.load_signing_key, its error as a ConfigError naming the flag."""
     try:
-        key = Path(path).read_bytes().rstrip()
-    except OSError as e:
-        raise ConfigError(f"--signing-key-file {path}: {e.strerror}") from None
-    if len(key) < 16:
-        raise ConfigError(f"--signing-key-file {path}: {len(key)} bytes; need at least 16 "
-                          f"(e.g. `openssl rand -hex 32 > {path}`)")
-    return key
+        return signing.load_signing_key(path)
+    except signing.SigningKeyError as e:
+        raise ConfigError(f"--signing-key-file: {e}") from None
 
 
 def as_mapping(cfg: ServeConfig) -> Mapping[str, Any]:

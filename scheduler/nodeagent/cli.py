@@ -207,8 +207,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_plugin(args: argparse.Namespace) -> int:
     """Serve the device plugin until SIGTERM or SIGINT."""
     from scheduler.cluster.pods import assignment_signature_ok
-    from scheduler.cluster.signing import Signer
-    from scheduler.extender.config import ConfigError, load_signing_key
+    from scheduler.cluster.signing import Signer, load_signing_key
     from scheduler.nodeagent.claims import ClaimBook
     from scheduler.nodeagent.devices import share_devices, whole_gpu_devices
     from scheduler.nodeagent.discovery import load_nvml
@@ -229,7 +228,7 @@ def cmd_plugin(args: argparse.Namespace) -> int:
     try:
         signer = Signer(load_signing_key(args.signing_key_file))
         config = PluginConfig(args.node, args.device_list_strategy, args.mps_pipe_dir)
-    except (ConfigError, ValueError) as e:
+    except ValueError as e:  # SigningKeyError, or a bad plugin option
         return _fail("plugin", str(e), EXIT_USAGE)
     try:
         topo = discover(args.source)

@@ -24,6 +24,7 @@ from scheduler.constants import (
     TOPOLOGY_ANNOTATION,
     TOPOLOGY_PRESET_LABEL,
 )
+from scheduler.policy.mix import PodMix
 from scheduler.policy.snapshot import AllocationError, Assignment, Snapshot, build_snapshot
 
 SIGNER = Signer(b"test-key-0123456789abcdef")
@@ -358,6 +359,9 @@ class World:
         self.n = 0
         self.nodes = {name: NODE_POOL[name]() for name in ("n0", "n1")}
         self.cache.replace_all(list(self.nodes.values()), [])
+        # True while the live mix should equal a rebuilt one: no pod it counted has left since
+        # the last list (a restart cannot count pods the API no longer has).
+        self.mix_exact = True
 
     def emit(self, kind: str, type_: str, obj: dict[str, Any]) -> None:
         self.queue.append((kind, type_, copy.deepcopy(obj)))
@@ -371,12 +375,18 @@ class World:
                     self.cache.upsert_node(obj)
             elif type_ == "DELETED":
                 self.cache.delete_pod(obj)
+                self.mix_exact = False
             else:
                 self.cache.upsert_pod(obj)
+                self.mix_exact &= obj["status"]["phase"] not in ("Succeeded", "Failed")
         del self.queue[:count]
 
     def put_pod(self, p: dict[str, Any]) -> None:
         key = f"ns/{p['metadata']['name']}"
+        # One creation second per pod, so the watch's order is the creation order.
+        p["metadata"].setdefault("creationTimestamp",
+                                 f"2025-01-01T{self.n // 3600:02d}:{self.n // 60 % 60:02d}:"
+                                 f"{self.n % 60:02d}Z")
         self.emit("pod", "MODIFIED" if key in self.pods else "ADDED", p)
         self.pods[key] = p
 
@@ -488,6 +498,7 @@ class World:
         elif op == "relist":
             self.deliver(len(self.queue))
             self.cache.replace_all(list(self.nodes.values()), list(self.pods.values()))
+            self.mix_exact = True
 
     def clear_stale(self) -> None:
         # What the service does after a rollback or an expiry: remove the annotations.
@@ -505,6 +516,8 @@ class World:
         fresh.replace_all(list(self.nodes.values()), list(self.pods.values()))
         check_invariants(self.cache)
         check_invariants(fresh)
+        if self.mix_exact:
+            assert same_mix(fresh.mix, self.cache.mix)
         # The only legitimate difference: assumptions whose annotation is not in the API yet.
         assert fresh.snapshot.same_state(self.cache.durable_snapshot())
         if not self.cache.in_memory_keys():
@@ -514,6 +527,41 @@ class World:
             assert set(fresh.snapshot.holdings) <= set(self.cache.snapshot.holdings) | {
                 k for k in fresh.snapshot.holdings if k not in lost}
             assert not lost & set(fresh.snapshot.holdings)
+
+
+def same_mix(a: PodMix, b: PodMix) -> bool:
+    return (a.version, a.snapshot_weights()) == (b.version, b.snapshot_weights())
+
+
+def test_mix_is_rebuilt_from_the_pods_in_creation_order() -> None:
+    """The same pods listed in any order give the same mix; a pod is counted once, when it
+    first appears, and finished or CPU-only pods not at all."""
+    pods = [pod_obj(f"p{i}", gpus=1 + i % 3, milli=0) for i in range(6)]
+    pods += [pod_obj("s", milli=500), pod_obj("cpu"), pod_obj("done", gpus=8, phase="Failed")]
+    for i, p in enumerate(pods):
+        p["metadata"]["creationTimestamp"] = f"2025-01-01T00:00:0{i // 2}Z"  # ties by key
+    caches = []
+    for order in (pods, pods[::-1], pods[3:] + pods[:3]):
+        c = new_cache(FakeClock())
+        c.replace_all([node_obj("n0", 8)], copy.deepcopy(order))
+        caches.append(c)
+    assert all(same_mix(c.mix, caches[0].mix) for c in caches)
+    assert caches[0].mix.version == 7
+    # The watch, seeing them in creation order, builds the same mix; updates count nothing.
+    live = new_cache(FakeClock())
+    live.replace_all([node_obj("n0", 8)], [])
+    order = sorted(pods, key=lambda p: (p["metadata"]["creationTimestamp"],
+                                        f"ns/{p['metadata']['name']}"))
+    for p in order + order:
+        live.upsert_pod(p)
+    assert same_mix(live.mix, caches[0].mix)
+    assert not same_mix(live.mix, new_cache(FakeClock()).mix)
+    # In another order within a creation second, a restart can only guess (it sorts by key).
+    c = new_cache(FakeClock())
+    c.replace_all([node_obj("n0", 8)], [])
+    for p in pods[::-1]:
+        c.upsert_pod(p)
+    assert c.mix.version == 7 and not same_mix(c.mix, caches[0].mix)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -546,6 +594,7 @@ def test_restart_with_every_kind_of_holding() -> None:
     q["spec"]["nodeName"] = "n0"
     world.put_pod(q)
     world.restart_matches()
+    assert world.mix_exact and world.cache.mix.version == 4  # b, u, m, f; each counted once
     assert world.cache.in_memory_keys() == ["ns/m"]
     assert set(world.cache.snapshot.holdings) == {"ns/b", "ns/u", "ns/m", "ns/f"}
 

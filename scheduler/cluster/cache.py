@@ -10,6 +10,10 @@ The only in-memory state is an assumption made by `assume` whose annotation has 
 the API yet; it is the one thing a restart loses (by design: a pod counts as held for restart
 purposes once it is annotated, and the extender annotates before it posts the Binding).
 
+The typical pod mix (`mix`) observes each GPU pod once, when it first appears here; a re-list
+rebuilds it from the listed pods in creation order (then key), so a restart recovers the same
+mix as long as no observed pod has left since the last list (the API forgets those).
+
 Placement on a node is recomputed from these desired holdings in a fixed order (annotated pods
 by key, then in-memory assumptions by key, then other schedulers' pods by key), so the
 Snapshot is a function of the API objects and the order events arrived in does not matter: a
@@ -40,6 +44,7 @@ from scheduler.cluster.pods import (
     is_terminal,
     node_name_of,
     pod_key,
+    pod_request_from_k8s,
     pod_resources,
     pod_uid,
 )
@@ -97,6 +102,7 @@ class ClusterCache:
         assume_ttl_s: float = DEFAULT_ASSUME_TTL_S,
         clock: Callable[[], float] = time.monotonic,
         signer: Signer | None = None,
+        mix_factory: Callable[[], PodMix] = PodMix,
     ) -> None:
         if not assume_ttl_s > 0:
             raise ValueError(f"assume_ttl_s={assume_ttl_s!r}: must be > 0")
@@ -108,7 +114,10 @@ class ClusterCache:
         self.synced = False
         self.errors: dict[str, str] = {}
         self.pod_errors: dict[str, str] = {}
-        self.mix = PodMix()
+        self._mix_factory = mix_factory
+        self.mix = mix_factory()
+        # Keys of current pods already counted in `mix` (each pod is counted once).
+        self._mixed: set[str] = set()
         self._specs: dict[str, NodeSpec] = {}
         self._pods: dict[str, PodHolding] = {}
         self._by_node: dict[str, set[str]] = {}
@@ -235,6 +244,7 @@ class ClusterCache:
                 self.pod_errors[key] = str(e)
                 return str(e)
             self._set(key, new)
+            self._observe(key, pod)
             return self.pod_errors.get(key)
 
     def delete_pod(self, pod: Mapping[str, Any]) -> None:
@@ -243,6 +253,7 @@ class ClusterCache:
         with self.lock:
             self._stale.pop(key, None)
             self.pod_errors.pop(key, None)
+            self._mixed.discard(key)
             self._set(key, None)
 
     def replace_pods(self, pods: Iterable[Mapping[str, Any]]) -> None:
@@ -263,11 +274,18 @@ class ClusterCache:
     def _load_pods(self, pods: Iterable[Mapping[str, Any]]) -> None:
         old_pods, old_stale = self._pods, self._stale
         self._pods, self._by_node, self.pod_errors, self._stale = {}, {}, {}, {}
+        self.mix, self._mixed = self._mix_factory(), set()
+        keyed: list[tuple[str, str, Mapping[str, Any]]] = []
         for obj in pods:
             try:
                 key = pod_key(obj)
             except RequestError:
                 continue  # nothing to key it by; the apiserver never sends one
+            keyed.append((_created(obj), key, obj))
+        # Creation order, as the watch would have shown them; the key breaks ties (the API
+        # stamps whole seconds), so the mix never depends on the list's order.
+        keyed.sort(key=lambda t: (t[0], t[1]))
+        for _, key, obj in keyed:
             if key in old_stale:
                 self._stale[key] = old_stale[key]
             try:
@@ -275,6 +293,7 @@ class ClusterCache:
             except (RequestError, AssignmentError) as e:
                 self.pod_errors[key] = str(e)
                 continue
+            self._observe(key, obj)
             if new is not None:
                 self._pods[key] = new
                 self._by_node.setdefault(new.node, set()).add(key)
@@ -347,6 +366,21 @@ class ClusterCache:
             return gone
 
     # ---- internals -----------------------------------------------------------------------
+
+    def _observe(self, key: str, pod: Mapping[str, Any]) -> None:
+        """Count a pod's GPU request in `mix` the first time the pod is seen (not finished)."""
+        if is_terminal(pod):
+            self._mixed.discard(key)
+            return
+        if key in self._mixed:
+            return
+        try:
+            req = pod_request_from_k8s(pod)
+        except RequestError:
+            return  # counted once it can be read (the filter rejects it until then)
+        if req.wants_gpu:
+            self._mixed.add(key)
+            self.mix.observe(req)
 
     def _desired(
         self, pod: Mapping[str, Any], key: str, old: PodHolding | None
@@ -487,3 +521,9 @@ class ClusterCache:
                 if self.pod_errors.get(key, "").endswith("not counted"):
                     del self.pod_errors[key]
 
+
+def _created(pod: Mapping[str, Any]) -> str:
+    # RFC 3339 in UTC as the API writes it: sorting the strings sorts the times.
+    meta = pod.get("metadata")
+    ts = meta.get("creationTimestamp") if isinstance(meta, Mapping) else None
+    return ts if isinstance(ts, str) else ""

@@ -179,7 +179,9 @@ class ExtenderService:
                 reason = f"{SCHEDULER_NAME} cannot accept pod {pod_key}: {e}"
                 self._decided("filter", pod_key, "rejected", "unknown_model", reason)
                 return filter_reply(args, [], {}, dict.fromkeys(names, reason))
-            if new:
+            if new and self.options.record_only:
+                # Static mode has no pod watch; otherwise the cache counts each pod as it
+                # appears, so a restart rebuilds the same mix from the pods.
                 self.cache.mix.observe(req)
         if req.gang is not None:
             slot = self.gangs.claim(req, ns, name, uid, plan_candidates=names)

@@ -21,6 +21,7 @@ from scheduler.constants import (
 )
 from scheduler.extender import cli
 from scheduler.extender.config import ServeConfig, resolve
+from scheduler.nodeagent import cli as agent_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -34,6 +35,10 @@ EXTENDER_RULES = {
     ("scheduling.x-k8s.io", "podgroups", "get"),
     ("", "events", "create"), ("events.k8s.io", "events", "create"),
 }
+
+# The node agent's: its own Node (get, annotate) and the pods bound to it (a field-selected list).
+NODE_AGENT_RULES = {("", "nodes", "get"), ("", "nodes", "patch"), ("", "pods", "list")}
+DEVICE_PLUGIN_DIR = "/var/lib/kubelet/device-plugins"
 
 
 def manifests() -> list[dict[str, Any]]:
@@ -136,6 +141,78 @@ def check(docs: list[dict[str, Any]]) -> None:
     cmd = sched_dep["spec"]["template"]["spec"]["containers"][0]["command"]
     assert cmd[0] == "kube-scheduler" and any(a.startswith("--config=") for a in cmd)
     assert ("Service", ext_dep["metadata"]["name"]) in kinds
+    check_node_agent(docs, roles, secrets)
+
+
+def agent_args(argv: list[str]) -> argparse.Namespace:
+    """Container args parsed by the real `gts agent` parser ($(NODE_NAME) as kubelet expands it)."""
+    p = argparse.ArgumentParser()
+    agent_cli.add_parser(p.add_subparsers())
+    return p.parse_args([a.replace("$(NODE_NAME)", "gpu-node-1") for a in argv])
+
+
+def check_node_agent(docs: list[dict[str, Any]], roles: dict[str, dict[str, Any]],
+                     ext_secrets: set[str]) -> None:
+    """The node agent DaemonSet: least privilege apart from uid 0, GPU nodes only, same key."""
+    (ds,) = [d for d in docs if d["kind"] == "DaemonSet"]
+    ns = ds["metadata"]["namespace"]
+    pod = ds["spec"]["template"]["spec"]
+    assert pod["priorityClassName"] == "system-node-critical"
+    assert pod["runtimeClassName"] == "nvidia"
+    assert pod["nodeSelector"]
+    assert any(t["key"] == GPU_RESOURCE and t["operator"] == "Exists"
+               for t in pod["tolerations"])
+    assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
+    # uid 0 because kubelet's directory is root-owned; nothing else a root process could use.
+    assert pod["securityContext"]["runAsUser"] == 0
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    vols = {v["name"]: v for v in pod["volumes"]}
+    host_paths = [v["hostPath"]["path"] for v in vols.values() if "hostPath" in v]
+    assert host_paths == [DEVICE_PLUGIN_DIR]
+    by_name = {c["name"]: c for c in pod["containers"]}
+    for c in list(by_name.values()) + pod.get("initContainers", []):
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["capabilities"]["drop"] == ["ALL"] and not sc["capabilities"].get("add")
+        assert not sc.get("privileged") and sc.get("runAsUser", 0) == 0
+        assert {vm["name"] for vm in c["volumeMounts"]} <= set(vols)
+        assert "resources" in c
+        env = {e["name"]: e for e in c["env"]}
+        assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+        assert env["NVIDIA_VISIBLE_DEVICES"]["value"] == "all"
+        assert env["NVIDIA_DRIVER_CAPABILITIES"]["value"] == "utility"
+    plugin = agent_args(by_name["plugin"]["args"])
+    assert plugin.agent_command == "plugin" and plugin.node == "gpu-node-1"
+    assert plugin.socket_dir.rstrip("/") == DEVICE_PLUGIN_DIR
+    assert plugin.device_list_strategy == "volume-mounts"
+    mounts = {vm["mountPath"]: vm for vm in by_name["plugin"]["volumeMounts"]}
+    assert vols[mounts[DEVICE_PLUGIN_DIR]["name"]]["hostPath"]["type"] == "Directory"
+    key_mount = mounts[str(Path(plugin.signing_key_file).parent)]
+    assert key_mount["readOnly"] is True
+    # The same Secret (by name, copied into the agent's namespace) as the extender's.
+    assert vols[key_mount["name"]]["secret"]["secretName"] in ext_secrets
+    if any(d["kind"] == "Secret" for d in docs):
+        assert any(d["kind"] == "Secret" and d["metadata"]["namespace"] == ns
+                   and d["metadata"]["name"] in ext_secrets for d in docs)
+    publish = [agent_args(c["args"]) for c in list(by_name.values())
+               + pod.get("initContainers", []) if "publish" in c["args"]]
+    assert publish and all(a.node == "gpu-node-1" for a in publish)
+    # Its own ServiceAccount, bound to exactly the minimal ClusterRole.
+    sa = pod["serviceAccountName"]
+    assert ("ServiceAccount", sa, ns) in {(d["kind"], d["metadata"]["name"],
+                                           d["metadata"].get("namespace")) for d in docs}
+    bound = [b["roleRef"]["name"] for b in docs if b["kind"] == "ClusterRoleBinding"
+             and {"kind": "ServiceAccount", "name": sa, "namespace": ns} in b["subjects"]]
+    assert len(bound) == 1 and flatten(roles[bound[0]]["rules"]) == NODE_AGENT_RULES
+    assert not any(b["kind"] == "RoleBinding" and any(s.get("name") == sa for s in b["subjects"])
+                   for b in docs)
+    # Pod Security: the agent's namespace must admit it; the extender's stays restricted.
+    for d in docs:
+        if d["kind"] == "Namespace" and d["metadata"]["name"] == ns:
+            assert d["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+        elif d["kind"] == "Namespace":
+            assert d["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
 def test_manifests_parse_and_are_right() -> None:
@@ -165,6 +242,19 @@ def test_helm_values_and_rbac_template_match_the_manifests() -> None:
     assert flatten(rules) == EXTENDER_RULES
     for t in (CHART / "templates").glob("*.yaml"):
         assert t.read_text().count("{{") == t.read_text().count("}}"), t
+    # The node agent: behind nodeAgent.enabled, the same minimal ClusterRole as the manifest.
+    assert values["nodeAgent"]["enabled"] is True
+    text = (CHART / "templates" / "node-agent.yaml").read_text()
+    assert text.startswith("{{- if .Values.nodeAgent.enabled }}")
+    assert text.rstrip().endswith("{{- end }}")
+    role = text.split("kind: ClusterRole\n", 1)[1].split("---", 1)[0]
+    rules = yaml.safe_load("rules:" + role.split("rules:", 1)[1])["rules"]
+    assert flatten(rules) == NODE_AGENT_RULES
+    helpers = (CHART / "templates" / "_helpers.tpl").read_text()
+    sc = helpers.split('define "gts.nodeAgentSecurityContext" -}}', 1)[1].split("{{-", 1)[0]
+    assert yaml.safe_load(sc) == {"allowPrivilegeEscalation": False,
+                                  "readOnlyRootFilesystem": True,
+                                  "capabilities": {"drop": ["ALL"]}}
 
 
 def test_helm_chart_renders_the_same_objects() -> None:

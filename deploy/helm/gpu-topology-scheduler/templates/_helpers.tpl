@@ -22,3 +22,17 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- fail (printf "extender.httpTimeoutSeconds=%v must exceed gangTimeout + gangBindGrace + 5 = %v" .Values.extender.httpTimeoutSeconds $need) -}}
 {{- end -}}
 {{- end -}}
+
+{{- define "gts.nodeAgentEnv" -}}
+- name: NODE_NAME
+  valueFrom: {fieldRef: {fieldPath: spec.nodeName}}
+- {name: NVIDIA_VISIBLE_DEVICES, value: all}
+- {name: NVIDIA_DRIVER_CAPABILITIES, value: utility}
+- {name: PYTHONDONTWRITEBYTECODE, value: "1"}
+{{- end -}}
+
+{{- define "gts.nodeAgentSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities: {drop: ["ALL"]}
+{{- end -}}

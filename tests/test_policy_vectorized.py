@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,6 +21,7 @@ from scheduler.policy import (
     score_nodes,
     snapshot_fragmentation,
 )
+from scheduler.policy.decide import node_order
 from scheduler.policy.shares import TIE_SCALE
 
 TIE = TIE_SCALE
@@ -78,12 +81,14 @@ def score_loop(req: PodRequest, snap: Snapshot, node: int, classes: MixClasses) 
                 loss = float(tables.value[fmask] - tables.value[fmask & ~one])
         after[best] -= req.gpu_milli
     dfrag = frag_loop(after, cpu - req.cpu_milli, classes) - frag_loop(free, cpu, classes)
+    if cfg.frag_step:
+        dfrag = math.ceil(dfrag / cfg.frag_step - 1e-3) * cfg.frag_step
     score -= cfg.frag_weight * dfrag / 1000 + cfg.value_weight * loss
+    score -= cfg.order_weight * float(node_order(np.array([node]))[0])
     if req.wants_gpu:
         score += cfg.pack_weight * (1 - sum(free) / (1000 * max(n, 1)))
     else:
-        used = 1 - cpu / max(int(snap.cpu_total[node]), 1)
-        score += cfg.pack_weight * (used - (n > 0))
+        score -= cfg.cpu_node_weight * (n > 0)
     return score
 
 

@@ -12,24 +12,27 @@ class PolicyConfig:
     A node's score (higher is better) is
 
         topology_weight(k) * quality                        (multi-GPU pods only)
-      - frag_weight   * fragmentation increase / 1000       (FGD, in GPUs)
+      - frag_weight   * fragmentation increase / 1000       (FGD, in GPUs, in frag_step steps)
       - value_weight  * loss of free-set value              (HiveD-style, in quality units)
       + pack_weight   * share of the node's GPU already in use
+      - order_weight  * the node's rank in a fixed hashed order (ties: pack onto the same nodes)
+      - cpu_node_weight * [CPU-only pod on a GPU node]
       + gang_affinity_weight * [node already holds a member of the same gang]
 
     Ordering the terms by weight is the design: for pods of 2+ GPUs, topology quality is
     lexicographic (topology_weight dwarfs every other term, so a quality-1.0 set is taken
     whenever one is free anywhere); for 1-GPU, fractional and CPU pods quality is always 1.0
-    and the FGD fragmentation increase decides; the value loss (how much the node's remaining
-    NVLink blocks degrade) and packing only break ties left by fragmentation, because on the
-    Alibaba trace FGD alone already beats every packing heuristic and must not be diluted.
+    and the FGD fragmentation increase, compared at FGD's own resolution (frag_step), decides;
+    nodes it leaves tied go to the first in one fixed order, so load concentrates and other
+    nodes stay whole (FGD's artifact does the same through its fixed node order).
 
-    Measured (bench simulator, fill protocol, default trace, unallocated GPU % at 100%
-    arrived, median of seeds 0-4): 4.80 on the paper's 1,523-node cluster (with CPU nodes;
-    the simulator's FGD: 4.66, the paper's: 4.77) and about 5.0 on the 1,213 GPU nodes alone
-    (FGD there: 9.4). Tried and not better on either cluster: pack_weight 0.05-0.5, a CPU
-    best-fit term, a share best-fit term, FGD deltas quantised to 10-100 thousandths, classes
-    weighted by GPU count (PodMix.gpu_weight), no decay, fewer classes (16: worse, ~6.9).
+    Measured (bench simulator, fill protocol, default trace, 1,213 GPU nodes, unallocated GPU %
+    median of seeds 0-9): 4.74 at 100% arrived and 4.55 at 130% (the simulator's FGD: 4.77 and
+    4.58; the paper's FGD: 4.77 at 100%); on the paper's 1,523-node cluster (5 seeds) 4.64
+    (FGD 4.65). Before frag_step, node_order and the FGD-like PodMix defaults: 5.13 / 4.91.
+    Tried and not better: pack_weight 0.01-0.5, value_weight 0.001-0.1 as tie-breaks, a CPU
+    best-fit term, a share best-fit term, frag_step 20, 30, 50, 60, lowest node index instead
+    of the hashed order, classes weighted by GPU count (PodMix.gpu_weight), 64 classes.
     """
 
     # Lexicographic on quality for multi-GPU pods: the other terms are bounded by ~20 in
@@ -38,15 +41,35 @@ class PolicyConfig:
     topology_weight: float = 1.0e4
     # One GPU of expected fragmentation (FGD's unit, milli-GPU / 1000) costs 1.0.
     frag_weight: float = 1.0
+    # FGD deltas are compared in steps of this many thousandths (rounded up; 0 = exact). FGD
+    # itself scores int(sigmoid(-delta / 1000) * 100), one point per ~40 thousandths around 0,
+    # and that coarseness is part of why it works: nearly equal nodes tie, and the tie-break
+    # (node_order below) then concentrates pods on the same nodes, keeping others whole. On the
+    # Alibaba trace (1,213 GPU nodes, fill, 10 seeds, unallocated % at 100% arrived): 40 gave
+    # 4.67-4.70; 30 gave 4.94, 50 gave 4.89, exact deltas about 5.1.
+    frag_step: float = 40.0
     # Loss of the node's free-set value (tables.value: sum over sizes of the best set quality
-    # still free) from the GPUs taken. A tie-breaker between equal FGD deltas: on the Alibaba
-    # trace (GPU nodes, fill protocol, 3 seeds) 0.01 gave 5.04% unallocated, 0 gave 5.11%,
-    # 0.1 gave 5.41%.
-    value_weight: float = 0.01
-    # Fill partially used nodes first (share of the node's GPU capacity in use). FGD deltas tie
-    # often (e.g. 0 on every node where no class stops fitting), and which node wins those
-    # ties matters: without this term the same runs left 6.6% unallocated instead of 5.0%.
-    pack_weight: float = 0.01
+    # still free) from the GPUs taken. Off: as a tie-break inside a frag_step it beat neither
+    # the fixed node order (0.001: 4.80, 0.01: 4.85 vs 4.70 with 0; same runs as frag_step).
+    # Multi-GPU pods do not need it: topology_weight already takes the best-linked set.
+    value_weight: float = 0.0
+    # Fill partially used nodes first (share of the node's GPU capacity in use), for GPU pods.
+    # Off: with frag_step ties it spreads shares onto nearly full nodes; 0.01 gave 5.71 vs
+    # 4.80 with 0 (3 seeds). Before frag_step/node_order existed it was the tie-break (0.01).
+    pack_weight: float = 0.0
+    # Ties (equal topology quality, same FGD step) go to the node first in a fixed hashed order
+    # (decide.node_order, a rank in [0, 1)): load concentrates on the same nodes, as FGD's
+    # artifact does with its fixed per-run node order. Tiny so it only breaks ties. A hashed
+    # rather than the snapshot's own order: lowest index first gave 5.14 instead of 4.74 (3
+    # seeds), since the node list groups nodes of one kind; five different hash orders gave
+    # 4.65-4.70 (10 seeds), so the hash itself is not tuned.
+    order_weight: float = 1.0e-6
+    # CPU-only pods prefer nodes without GPUs, keeping GPU nodes' CPU for GPU pods. Off: the
+    # CPU-only classes of the mix (PodMix.cpu_only) and the CPU fit in the fragmentation
+    # measure already price a GPU node's CPU; on the paper's 1,523-node cluster (with CPU
+    # nodes, 5 seeds) 0.01 gave 4.70 vs 4.64 with 0 (FGD: 4.65). Packing CPU pods by CPU in
+    # use (the former pack_weight term for them) gave 5.29 vs 4.74 on the GPU nodes alone.
+    cpu_node_weight: float = 0.0
     # Members of a gang prefer nodes that already hold one of them (shared NVLink domain);
     # below the topology term, above fragmentation ties.
     gang_affinity_weight: float = 0.5
@@ -60,7 +83,7 @@ class PolicyConfig:
 
     def __post_init__(self) -> None:
         for name in ("topology_weight", "frag_weight", "value_weight", "pack_weight",
-                     "gang_affinity_weight"):
+                     "gang_affinity_weight", "frag_step", "order_weight", "cpu_node_weight"):
             v = getattr(self, name)
             if not v >= 0:
                 raise ValueError(f"PolicyConfig.{name}={v!r}: must be >= 0")

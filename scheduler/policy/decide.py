@@ -227,6 +227,20 @@ def _prior_classes() -> MixClasses:
     return PodMix().classes()
 
 
+def node_order(idx: np.ndarray) -> np.ndarray:
+    """A fixed pseudo-random rank in [0, 1) per node index (splitmix-style hash).
+
+    Ties go to the lowest rank, so they always fall on the same nodes (packing) without
+    following the snapshot's node order, which groups nodes of one kind together.
+    """
+    h = (idx.astype(np.uint64) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+    h ^= h >> np.uint64(29)
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(32)
+    out: np.ndarray = (h >> np.uint64(11)).astype(np.float64) / 2.0**53
+    return out
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Choice:
     """What the score assumed on each node: the GPU mask (whole GPUs) or GPU (share)."""
@@ -274,16 +288,20 @@ def evaluate(
         dfrag = frag_delta_whole(snap, idx, 0, req.cpu_milli, classes)
         loss = np.zeros(len(idx))
         choice = Choice(empty, empty)
+    if config.frag_step > 0:
+        # Changes within one step are equal (FGD's own score resolution); the small tolerance
+        # keeps float32 noise around an exact multiple (0 above all) in its bin.
+        dfrag = np.ceil(dfrag / config.frag_step - 1e-3) * config.frag_step
     score -= config.frag_weight * dfrag / MILLI_PER_GPU
     score -= config.value_weight * loss
+    score -= config.order_weight * node_order(idx)
     if req.wants_gpu:
         cap = np.maximum(n_gpu, 1) * MILLI_PER_GPU
         used = 1.0 - class_stats(snap, classes).total[idx] / cap
         score += config.pack_weight * used
     else:
-        # CPU pods: fill CPU nodes and busy nodes first, keep GPU nodes' CPU for GPU pods.
-        cpu_used = 1.0 - snap.cpu_free[idx] / np.maximum(snap.cpu_total[idx], 1)
-        score += config.pack_weight * (cpu_used - (n_gpu > 0))
+        # CPU pods: CPU nodes first, keeping GPU nodes' CPU for GPU pods.
+        score -= config.cpu_node_weight * (n_gpu > 0)
     if prefer is not None:
         score += config.gang_affinity_weight * prefer[idx]
     return score, choice

@@ -1,7 +1,8 @@
 """The typical pod mix: a decayed histogram of recent GPU requests, FGD's "typical pods".
 
-A class is (GPUs, thousandths per GPU, CPU size bucket); its CPU is the decayed mean of the
-requests seen in it. Before any request is seen the prior is the Alibaba openb trace's mix.
+A class is (GPUs, thousandths per GPU, CPU milli or CPU size bucket); its CPU is the decayed
+mean of the requests seen in it; CPU-only pods form classes of their own (PodMix.cpu_only).
+Before any request is seen the prior is the Alibaba openb trace's mix.
 Pure: `observe` updates counts with a per-request decay; there is no clock.
 """
 
@@ -29,6 +30,10 @@ ALIBABA_PRIOR: tuple[tuple[int, int, int, int], ...] = (
 )  # fmt: skip
 
 ClassKey = tuple[int, int, int]
+
+# A CPU-only pod as a class: it needs more GPUs than a snapshot node can have (at most 63), so
+# no node "can host" it and the fragmentation formula counts all free GPU capacity for it.
+CPU_ONLY_GPUS = 64
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -93,17 +98,29 @@ class PodMix:
     Only the `max_classes` heaviest classes are reported, like FGD's popularity cut.
     `gpu_weight` weighs whole-GPU classes by 1 + gpu_weight * GPUs (FGD's GpuResWeight; 0 =
     by pod count, as FGD's experiments do).
+
+    The defaults follow FGD's typical pods (its experiments' settings), which measured best:
+    CPU-only pods are a class (`cpu_only`; no node can host them, so every free GPU counts as
+    fragment for them: FGD's isInvolvedCpuPods), CPU is the exact request, not a power-of-two
+    bucket (`exact_cpu`), and the decay is slow (half-life ~7,000 requests). On the Alibaba
+    trace (1,213 GPU nodes, fill, 10 seeds, unallocated % at 100%): 4.67 with all three; 5.03
+    without CPU-only classes; 5.91 with CPU buckets; 4.70 with no decay; 4.87 with decay 0.999.
+    `coverage` keeps only the heaviest classes covering that share of the weight (FGD's
+    popularity cut; 1.0 = just `max_classes`).
     """
 
     def __init__(
         self,
-        decay: float = 0.999,
+        decay: float = 0.9999,
         prior: tuple[tuple[int, int, int, int], ...] = ALIBABA_PRIOR,
         prior_weight: float = 500.0,
         milli_grid: int = 10,
         max_classes: int = 32,
         refresh_every: int = 256,
         gpu_weight: float = 0.0,
+        cpu_only: bool = True,
+        exact_cpu: bool = True,
+        coverage: float = 1.0,
     ) -> None:
         if not 0.0 < decay <= 1.0:
             raise ValueError(f"PodMix.decay={decay!r}: must be in (0, 1]")
@@ -117,6 +134,11 @@ class PodMix:
             raise ValueError(f"PodMix.refresh_every={refresh_every!r}: must be >= 1")
         if gpu_weight < 0:
             raise ValueError(f"PodMix.gpu_weight={gpu_weight!r}: must be >= 0")
+        if not 0.0 < coverage <= 1.0:
+            raise ValueError(f"PodMix.coverage={coverage!r}: must be in (0, 1]")
+        self.cpu_only = cpu_only
+        self.exact_cpu = exact_cpu
+        self.coverage = coverage
         self.decay = decay
         self.refresh_every = refresh_every
         self.gpu_weight = gpu_weight
@@ -138,16 +160,19 @@ class PodMix:
             self._cpu_sum[key] = self._cpu_sum.get(key, 0.0) + w * cpu
 
     def key(self, gpus: int, milli: int, cpu_milli: int) -> ClassKey:
-        """Class of a request: shares rounded up to the grid, CPU by power-of-two bucket."""
+        """Class of a request: shares rounded up to the grid, CPU exact or by power-of-two
+        bucket; a CPU-only request is a class of CPU_ONLY_GPUS whole GPUs."""
         g = self.milli_grid
         m = MILLI_PER_GPU if milli >= MILLI_PER_GPU else max(g, -(-milli // g) * g)
-        return (gpus, m, cpu_bucket(cpu_milli))
+        return (gpus, m, cpu_milli if self.exact_cpu else cpu_bucket(cpu_milli))
 
     def observe(self, req: PodRequest) -> None:
-        """Count one arrived request (CPU-only pods are not part of the GPU mix)."""
+        """Count one arrived request (CPU-only pods only with `cpu_only`)."""
         if not req.wants_gpu:
-            return
-        if req.is_share:
+            if not self.cpu_only:
+                return
+            key = self.key(CPU_ONLY_GPUS, MILLI_PER_GPU, req.cpu_milli)
+        elif req.is_share:
             key = self.key(1, req.gpu_milli, req.cpu_milli)
         else:
             key = self.key(req.gpus, MILLI_PER_GPU, req.cpu_milli)
@@ -172,7 +197,15 @@ class PodMix:
         if self._cached is None or self.version - self._built_at >= self.refresh_every:
             self._built_at = self.version
             items = sorted(self._count.items(), key=lambda kv: (-kv[1], kv[0]))
-            items = sorted(kv for kv in items[: self.max_classes] if kv[1] > 0)
+            items = items[: self.max_classes]
+            if self.coverage < 1.0:
+                total = sum(w for _, w in items)
+                cut, cum = 0, 0.0
+                while cut < len(items) and cum < self.coverage * total:
+                    cum += items[cut][1]
+                    cut += 1
+                items = items[:cut]
+            items = sorted(kv for kv in items if kv[1] > 0)
             rows: list[tuple[int, int, int, float]] = [
                 (k[0], k[1], round(self._cpu_sum[k] / w),
                  w * (1.0 + self.gpu_weight * k[0] if k[1] == MILLI_PER_GPU else 1.0))

@@ -535,7 +535,8 @@ def same_mix(a: PodMix, b: PodMix) -> bool:
 
 def test_mix_is_rebuilt_from_the_pods_in_creation_order() -> None:
     """The same pods listed in any order give the same mix; a pod is counted once, when it
-    first appears, and finished or CPU-only pods not at all."""
+    first appears (CPU-only pods too: the mix decides what they count for), and finished
+    pods not at all."""
     pods = [pod_obj(f"p{i}", gpus=1 + i % 3, milli=0) for i in range(6)]
     pods += [pod_obj("s", milli=500), pod_obj("cpu"), pod_obj("done", gpus=8, phase="Failed")]
     for i, p in enumerate(pods):
@@ -546,7 +547,7 @@ def test_mix_is_rebuilt_from_the_pods_in_creation_order() -> None:
         c.replace_all([node_obj("n0", 8)], copy.deepcopy(order))
         caches.append(c)
     assert all(same_mix(c.mix, caches[0].mix) for c in caches)
-    assert caches[0].mix.version == 7
+    assert caches[0].mix.version == 8
     # The watch, seeing them in creation order, builds the same mix; updates count nothing.
     live = new_cache(FakeClock())
     live.replace_all([node_obj("n0", 8)], [])
@@ -561,7 +562,7 @@ def test_mix_is_rebuilt_from_the_pods_in_creation_order() -> None:
     c.replace_all([node_obj("n0", 8)], [])
     for p in pods[::-1]:
         c.upsert_pod(p)
-    assert c.mix.version == 7 and not same_mix(c.mix, caches[0].mix)
+    assert c.mix.version == 8 and not same_mix(c.mix, caches[0].mix)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -10,7 +10,7 @@ The only in-memory state is an assumption made by `assume` whose annotation has 
 the API yet; it is the one thing a restart loses (by design: a pod counts as held for restart
 purposes once it is annotated, and the extender annotates before it posts the Binding).
 
-The typical pod mix (`mix`) observes each GPU pod once, when it first appears here; a re-list
+The typical pod mix (`mix`) observes each pod once, when it first appears here; a re-list
 rebuilds it from the listed pods in creation order (then key), so a restart recovers the same
 mix as long as no observed pod has left since the last list (the API forgets those).
 
@@ -368,7 +368,11 @@ class ClusterCache:
     # ---- internals -----------------------------------------------------------------------
 
     def _observe(self, key: str, pod: Mapping[str, Any]) -> None:
-        """Count a pod's GPU request in `mix` the first time the pod is seen (not finished)."""
+        """Count a pod's request in `mix` the first time the pod is seen (not finished).
+
+        Every pod goes to the mix, CPU-only ones too: the mix decides what it counts (the
+        simulator's policy counts CPU-only pods as a class, and the service must match it).
+        """
         if is_terminal(pod):
             self._mixed.discard(key)
             return
@@ -378,9 +382,8 @@ class ClusterCache:
             req = pod_request_from_k8s(pod)
         except RequestError:
             return  # counted once it can be read (the filter rejects it until then)
-        if req.wants_gpu:
-            self._mixed.add(key)
-            self.mix.observe(req)
+        self._mixed.add(key)
+        self.mix.observe(req)
 
     def _desired(
         self, pod: Mapping[str, Any], key: str, old: PodHolding | None

@@ -281,9 +281,11 @@ def test_metrics_expose_decisions_latency_and_gpu_state() -> None:
         in text
     assert 'gts_extender_decisions_total{outcome="bound",reason="assigned",verb="bind"} 1.0' \
         in text
-    h100 = svc.cache.snapshot.models[svc.cache.snapshot.model_id[0]]
-    assert f'gts_gpus_allocated{{model="{h100}"}} 2.0' in text
-    assert f'gts_gpus_free{{model="{h100}"}} 6.0' in text
+    snap = svc.cache.snapshot
+    held = snap.index[snap.holdings["default/p"].node]
+    model, total = snap.models[snap.model_id[held]], int(snap.gpu_count[held])
+    assert f'gts_gpus_allocated{{model="{model}"}} 2.0' in text
+    assert f'gts_gpus_free{{model="{model}"}} {total - 2}.0' in text
     assert "gts_cache_synced 1.0" in text and "gts_fragmentation_gpus" in text
     assert "gts_gang_reserved_gpus 0.0" in text
 

@@ -19,6 +19,7 @@ from scheduler.nodeagent.discovery import (
     normalize_bus_id,
     parse_gpu_query,
 )
+from topology.presets import DGX1_NVLINKS
 
 GPU, IBMNPU, SWITCH = 0, 1, 2
 INTERNAL, SINGLE, MULTIPLE, HOSTBRIDGE, NODE, SYSTEM = 0, 10, 20, 30, 40, 50
@@ -123,11 +124,8 @@ class FakeNvml:
 
 DGX1_BUSES = [f"00000000:{b}:00.0" for b in ("06", "07", "0A", "0B", "85", "86", "89", "8A")]
 # DGX-1 V100 hybrid cube-mesh (DGX-1 System Architecture white paper, fig. 4), as nvidia-smi
-# prints it: pair -> number of bonded NVLinks.
-DGX1_NV = {
-    (0, 1): 1, (0, 2): 1, (0, 3): 2, (0, 4): 2, (1, 2): 2, (1, 3): 1, (1, 5): 2, (2, 3): 2,
-    (2, 6): 1, (3, 7): 1, (4, 5): 1, (4, 6): 1, (4, 7): 2, (5, 6): 2, (5, 7): 1, (6, 7): 2,
-}  # fmt: skip
+# prints it: pair -> number of bonded NVLinks (the preset's pairs, one source of truth).
+DGX1_NV = {pair: int(link[2:]) for pair, link in DGX1_NVLINKS.items()}
 DGX1_EXPECTED = [
     "X   NV1 NV1 NV2 NV2 SYS SYS SYS",
     "NV1 X   NV2 NV1 SYS NV2 SYS SYS",

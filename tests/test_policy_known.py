@@ -25,14 +25,11 @@ from scheduler.policy import (
     score_nodes,
 )
 from topology.model import GPU, NodeTopology
+from topology.presets import DGX1_NVLINKS
 
 # DGX-1 V100 hybrid cube-mesh, as nvidia-smi prints it (upper triangle; the rest is SYS
 # across the two quads' sockets, PHB inside one).
-DGX1_NV = {
-    (0, 1): "NV1", (0, 2): "NV1", (0, 3): "NV2", (0, 4): "NV2", (1, 2): "NV2", (1, 3): "NV1",
-    (1, 5): "NV2", (2, 3): "NV2", (2, 6): "NV1", (3, 7): "NV1", (4, 5): "NV1", (4, 6): "NV1",
-    (4, 7): "NV2", (5, 6): "NV2", (5, 7): "NV1", (6, 7): "NV2",
-}  # fmt: skip
+DGX1_NV = DGX1_NVLINKS  # the preset's NVLink pairs, one source of truth
 
 
 def topo(n: int, link: object, model: str = "V100", memory_mib: int = 16384) -> NodeTopology:

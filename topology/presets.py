@@ -68,7 +68,7 @@ def _pcie(i: int, j: int, per_switch: int, per_socket: int, same_socket: str) ->
 
 
 # DGX-1 V100 NVLink matrix (upper triangle as printed by nvidia-smi; "" = no NVLink).
-_DGX1_NV: dict[tuple[int, int], str] = {
+DGX1_NVLINKS: dict[tuple[int, int], str] = {
     (0, 1): "NV1", (0, 2): "NV1", (0, 3): "NV2", (0, 4): "NV2",
     (1, 2): "NV2", (1, 3): "NV1", (1, 5): "NV2",
     (2, 3): "NV2", (2, 6): "NV1",
@@ -83,7 +83,7 @@ def dgx1_v100(model: str | None = None, memory_mib: int | None = None) -> NodeTo
     """DGX-1 V100: 8 x V100 SXM2 32GB, hybrid cube-mesh NVLink (NV1/NV2), 2 sockets."""
 
     def link(i: int, j: int) -> str:
-        return _DGX1_NV.get((min(i, j), max(i, j))) or ("SYS" if i // 4 != j // 4 else "PHB")
+        return DGX1_NVLINKS.get((min(i, j), max(i, j))) or ("SYS" if i // 4 != j // 4 else "PHB")
 
     def nic(k: int) -> tuple[str, tuple[str, ...], int]:
         # One EDR NIC per PCIe switch: PIX to its GPU pair, PHB to the socket's other pair.

@@ -9,58 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_sim_replay import FirstFit  # the tests' one throwaway policy
 
 from bench.cli import ProgressBar, Scenario, main, simulate
 from bench.clusters import cluster_summary
 from bench.replay import replay_dynamic, replay_fill
 from bench.report import SimulationRun, paper_variant, results_json, write_report
 from bench.workloads import generate_workload
-from scheduler.policy.request import MILLI_PER_GPU, PodRequest
-from scheduler.policy.snapshot import Assignment, NodeSpec, Snapshot
+from scheduler.policy.snapshot import NodeSpec
 from topology.presets import preset
 
 ALIBABA = "traces/alibaba-gpu-v2023"
-
-
-class FirstFit:
-    """First node with room, lowest free GPUs; gangs on a scratch copy. Tests only."""
-
-    name = "firstfit"
-    supports_gangs = True
-
-    def observe(self, req: PodRequest) -> None:
-        pass
-
-    def place(self, req: PodRequest, snap: Snapshot) -> Assignment | None:
-        ok = (snap.cpu_free >= req.cpu_milli) & (snap.mem_free >= req.memory_mib)
-        fit = snap.milli_free >= req.gpu_milli
-        if req.is_share:
-            ok &= fit.any(axis=1)
-        elif req.gpus:
-            ok &= np.bitwise_count(snap.free_mask) >= req.gpus
-        idx = np.flatnonzero(ok)
-        if idx.size == 0:
-            return None
-        i = int(idx[0])
-        if req.is_share:
-            g = int(np.flatnonzero(fit[i])[0])
-            return Assignment(req.key, snap.names[i], (g,), req.gpu_milli, 0, req.cpu_milli,
-                              req.memory_mib)
-        m = int(snap.free_mask[i])
-        gpus = tuple(b for b in range(int(snap.gpu_count[i])) if m >> b & 1)[: req.gpus]
-        return Assignment(req.key, snap.names[i], gpus, MILLI_PER_GPU, 0, req.cpu_milli,
-                          req.memory_mib)
-
-    def place_gang(self, members: Sequence[PodRequest], snap: Snapshot) -> list[Assignment] | None:
-        s = snap.copy()
-        out = []
-        for m in members:
-            a = self.place(m, s)
-            if a is None:
-                return None
-            s.allocate(a)
-            out.append(a)
-        return out
 
 
 def first_fit(name: str, seed: int) -> FirstFit:

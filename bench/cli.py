@@ -275,6 +275,12 @@ def main_args(args: argparse.Namespace, factory: PolicyFactory = default_factory
     if args.seeds < 1:
         print(f"gts simulate: --seeds {args.seeds}: must be at least 1", file=sys.stderr)
         return 2
+    for flag, path in (("--cluster", args.cluster), ("--workload", args.workload),
+                       ("--preset-map", args.preset_map)):
+        if path and not Path(path).is_file():
+            what = "is a directory" if Path(path).is_dir() else "no such file"
+            print(f"gts simulate: {flag} {path}: {what}", file=sys.stderr)
+            return 2
     try:
         pm = load_preset_map(args.preset_map) if args.preset_map else None
         if args.cluster:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # name -> (module with add_parser(subparsers), help). Imported lazily so that `gts topo` does
 # not pay for the Kubernetes client and the simulator does not pay for the HTTP server.
+EXIT_USAGE = 2
+
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "topo": ("topology.cli", "GPU topologies: presets, show, parse"),
     "serve": ("scheduler.extender.cli", "run the kube-scheduler extender"),
@@ -38,7 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except BrokenPipeError:
+        # The reader went away (`gts topo show ... | head`): stop quietly. Point stdout at
+        # /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

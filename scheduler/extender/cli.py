@@ -45,6 +45,14 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"gts serve: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the listening socket: port in use, privileged port, foreign address
+        from scheduler.extender.listen_error import describe_listen_error
+
+        metrics_port = getattr(cfg, "metrics_port", 0)
+        ports = f"{cfg.port}" + (f" (metrics {metrics_port})" if metrics_port else "")
+        why = describe_listen_error(e, cfg.host, ports)
+        print(f"gts serve: {why or e}", file=sys.stderr)
+        return 2
     done = threading.Event()
 
     def _stop(signum: int, _frame: object) -> None:

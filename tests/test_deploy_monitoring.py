@@ -74,7 +74,7 @@ def test_dashboard_is_well_formed() -> None:
     assert len(ids) == len(set(ids)) and dash["uid"] and dash["title"]
     for p in dash["panels"]:
         g = p["gridPos"]
-        assert 0 <= g["x"] and g["x"] + g["w"] <= 24
+        assert g["x"] >= 0 and g["x"] + g["w"] <= 24
         for t in p.get("targets", []):
             assert t["datasource"]["uid"] == "${datasource}"
 

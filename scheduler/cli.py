@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("bench.cli", "replay a workload through several policies and write a report"),
     "bench": ("bench.perf_cli", "performance benchmarks (policy, extender)"),
     "agent": ("scheduler.nodeagent.cli", "node agent: topology publisher and device plugin"),
+    "status": ("scheduler.status.cli", "why a pod is pending; what holds a node's GPUs"),
 }
 
 

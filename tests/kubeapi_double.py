@@ -35,6 +35,10 @@ _BIND_PATH = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/binding$")
 _PG_PATH = re.compile(
     r"^/apis/scheduling\.x-k8s\.io/v1alpha1/namespaces/([^/]+)/podgroups/([^/]+)$")
 _LIST_KIND = {"/api/v1/nodes": "Node", "/api/v1/pods": "Pod"}
+# Reads of `gts status`: one node, one pod, a namespace's pods and events.
+_NODE_PATH = re.compile(r"^/api/v1/nodes/([^/]+)$")
+_NS_PODS_PATH = re.compile(r"^/api/v1/namespaces/([^/]+)/pods$")
+_NS_EVENTS_PATH = re.compile(r"^/api/v1/namespaces/([^/]+)/events$")
 
 
 def status_object(code: int, reason: str, message: str) -> Obj:
@@ -147,6 +151,7 @@ class KubeAPIDouble:
         self.pods: dict[tuple[str, str], Obj] = {}
         self.podgroups: dict[tuple[str, str], Obj] = {}
         self.events: list[_Event] = []
+        self.k8s_events: list[Obj] = []  # core/v1 Event objects (put_event)
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str, dict[str, str], Any]] = []
         self.watch_count = 0
@@ -252,6 +257,11 @@ class KubeAPIDouble:
         with self.cond:
             p = self.pods.get((ns, name))
             return copy.deepcopy(p) if p is not None else None
+
+    def put_event(self, event: Obj) -> None:
+        """Store a core/v1 Event (listed by GET .../namespaces/{ns}/events)."""
+        with self.cond:
+            self.k8s_events.append(copy.deepcopy(event))
 
     def put_podgroup(self, ns: str, name: str, min_member: int | None) -> None:
         """Create a scheduling.x-k8s.io PodGroup (spec.minMember left out when None)."""
@@ -378,8 +388,40 @@ class KubeAPIDouble:
                              "not found")
             else:
                 self._send(h, 200, pg)
+        elif method == "GET" and self._serve_status_reads(h, path, query):
+            pass
         else:
             self._status(h, 404, "NotFound", f"the server could not find {method} {path}")
+
+    def _serve_status_reads(self, h: BaseHTTPRequestHandler, path: str,
+                            query: dict[str, str]) -> bool:
+        """GET one node, one pod, or a namespace's pods or events; False for other paths."""
+        sel = query.get("fieldSelector", "")
+        with self.cond:
+            if m := _NODE_PATH.match(path):
+                found = copy.deepcopy(self.nodes.get(m[1]))
+                missing = f'nodes "{m[1]}" not found'
+            elif m := _POD_PATH.match(path):
+                found = copy.deepcopy(self.pods.get((m[1], m[2])))
+                missing = f'pods "{m[2]}" not found'
+            elif m := _NS_PODS_PATH.match(path):
+                items = [copy.deepcopy(p) for (ns, _), p in self.pods.items()
+                         if ns == m[1] and matches_selector(p, sel)]
+                found = {"kind": "PodList", "apiVersion": "v1",
+                         "metadata": {"resourceVersion": str(self.rv)}, "items": items}
+            elif m := _NS_EVENTS_PATH.match(path):
+                items = [copy.deepcopy(e) for e in self.k8s_events
+                         if e.get("metadata", {}).get("namespace") == m[1]
+                         and matches_selector(e, sel)]
+                found = {"kind": "EventList", "apiVersion": "v1", "metadata": {},
+                         "items": items}
+            else:
+                return False
+        if found is None:
+            self._status(h, 404, "NotFound", missing)
+        else:
+            self._send(h, 200, found)
+        return True
 
     def _objects(self, kind: str) -> list[Obj]:
         return list(self.nodes.values()) if kind == "Node" else list(self.pods.values())

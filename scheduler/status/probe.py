@@ -16,7 +16,7 @@ class ProbeError(Exception):
 
 def _get(url: str, timeout_s: float) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as r:  # noqa: S310 (http only)
+        with urllib.request.urlopen(url, timeout=timeout_s) as r:
             return int(r.status), r.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as e:
         return int(e.code), e.read().decode("utf-8", "replace")

@@ -95,6 +95,18 @@ def add_parser(subparsers: Any) -> None:
         metavar="S",
         help="seconds between GPU health probes through NVML (default 30)",
     )
+    g.add_argument(
+        "--toolkit-config",
+        default="",
+        metavar="F",
+        help="the node's NVIDIA container toolkit config.toml (mounted read-only): refuse to "
+        "start when its settings do not protect volume-mounts (default: not checked)",
+    )
+    g.add_argument(
+        "--no-health-check",
+        action="store_true",
+        help="run without NVML GPU health checks (default: refuse to start without NVML)",
+    )
     g.set_defaults(func=cmd_plugin)  # fmt: skip
 
 
@@ -230,6 +242,13 @@ def cmd_plugin(args: argparse.Namespace) -> int:
         config = PluginConfig(args.node, args.device_list_strategy, args.mps_pipe_dir)
     except ValueError as e:  # SigningKeyError, or a bad plugin option
         return _fail("plugin", str(e), EXIT_USAGE)
+    if args.toolkit_config:
+        from scheduler.nodeagent.toolkit import read_config, toolkit_problems
+
+        problems = toolkit_problems(read_config(args.toolkit_config), args.toolkit_config,
+                                    args.device_list_strategy)
+        if problems:
+            return _fail("plugin", "; ".join(problems))
     try:
         topo = discover(args.source)
         core = _core_v1(args.kubeconfig)
@@ -242,6 +261,18 @@ def cmd_plugin(args: argparse.Namespace) -> int:
             publish(core, args.node, topo)
         except Exception as e:  # the plugin is still useful; the scheduler falls back
             log.warning("cannot publish the topology of %s: %s", args.node, e)
+
+    health: HealthProbe | None = None
+    if not args.no_health_check:
+        try:
+            health = nvml_health_probe(load_nvml(), [g.uuid for g in topo.gpus])
+        except DiscoveryError as e:
+            # Without NVML a failed GPU stays Healthy and keeps getting pods: say so loudly.
+            return _fail("plugin", f"no GPU health checks: {e}; the container needs the NVIDIA "
+                         "driver library (runtimeClassName nvidia, and its request for every "
+                         "GPU: NVIDIA_VISIBLE_DEVICES=all or a /dev/null mount at "
+                         "/var/run/nvidia-container-devices/all); --no-health-check runs "
+                         "without them")
 
     def check(pod: Any, a: Any) -> bool:
         return assignment_signature_ok(pod, a, signer)
@@ -256,11 +287,6 @@ def cmd_plugin(args: argparse.Namespace) -> int:
         )
         for ds, ep in zip(device_sets, endpoints, strict=False)
     ]
-    health: HealthProbe | None = None
-    try:
-        health = nvml_health_probe(load_nvml(), [g.uuid for g in topo.gpus])
-    except DiscoveryError as e:
-        log.warning("no GPU health probe: %s", e)
     runner = PluginRunner(
         servers, args.socket_dir, health=health, health_every_s=args.health_interval
     )

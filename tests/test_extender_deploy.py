@@ -353,8 +353,8 @@ def test_manifests_parse_and_are_right() -> None:
 def test_serve_yaml_is_accepted_by_gts_serve() -> None:
     """The shipped serve.yaml passes `gts serve`'s own option parsing and checks."""
     cfg = serve_config(manifests())
-    assert cfg.metrics_port == 9090 and cfg.port == 8888  # type: ignore[attr-defined]
-    assert cfg.tls_client_ca and cfg.tls_cert and not cfg.static  # type: ignore[attr-defined]
+    assert cfg.metrics_port == 9090 and cfg.port == 8888
+    assert cfg.tls_client_ca and cfg.tls_cert and not cfg.static
 
 
 def test_node_agent_args_are_accepted_by_gts_agent() -> None:

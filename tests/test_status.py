@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -187,16 +188,30 @@ def test_status_is_a_gts_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert "pod" in capsys.readouterr().err
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def test_probe_passes_on_a_ready_extender_and_names_what_fails() -> None:
-    ext = static_extender(ServeConfig(cluster=CLUSTER, port=0)).start()
+    # Probes go to the plain metrics port where `gts serve` has one (contracts.md), else to
+    # the extender port, which serves /healthz, /readyz and /metrics itself.
+    if "metrics_port" in ServeConfig.__dataclass_fields__:
+        port = free_port()
+        ext = static_extender(ServeConfig(cluster=CLUSTER, port=0, metrics_port=port)).start()
+        url = f"http://127.0.0.1:{port}"
+    else:
+        ext = static_extender(ServeConfig(cluster=CLUSTER, port=0)).start()
+        url = ext.url
     try:
-        assert "cache synced" in probe(ext.url)
+        assert "cache synced" in probe(url)
         ext.cache.synced = False
         with pytest.raises(ProbeError, match="readyz answered 503"):
-            probe(ext.url)
+            probe(url)
     finally:
         ext.stop()
     with pytest.raises(ProbeError, match="cannot connect"):
-        probe(ext.url, timeout_s=2)
+        probe(url, timeout_s=2)
     with pytest.raises(ProbeError, match="expected an http"):
         probe("gts-extender:9090")

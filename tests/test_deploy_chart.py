@@ -170,3 +170,16 @@ def test_generated_certificates_make_a_mutual_tls_handshake(tmp_path: Path) -> N
     assert subject["commonName"] == f"system:serviceaccount:{NAMESPACE}:gts-kube-scheduler"
     keys = secrets["gts-signing-keys"]
     assert list(keys) == ["key-1"] and len(base64.b64decode(keys["key-1"])) >= 32
+
+
+def test_notes_warn_when_the_namespace_is_not_restricted() -> None:
+    """`--create-namespace` makes a namespace without Pod Security labels; the install notes
+    say how to label it (offline, `lookup` finds no namespace: the warning shows)."""
+    from tests.deploy_chart import MANIFEST_VALUES
+
+    chart = helm_python.Chart.load(CHART)
+    out = chart.render(MANIFEST_VALUES, name="gts", namespace="team-gpu", is_install=True)
+    (notes,) = [v for k, v in out.items() if k.endswith("NOTES.txt")]
+    assert ("kubectl label namespace team-gpu pod-security.kubernetes.io/enforce=restricted"
+            in notes)
+    assert "helm test gts -n team-gpu" in notes

@@ -122,8 +122,16 @@ def test_gang_member_shows_the_gang_state(api: KubeAPIDouble,
     api.put_event(event(b, "GangWaiting", "waiting for 1 more member (2 of 3 exist)",
                         type_="Normal", when="2026-11-30T10:00:05Z"))
     api.put_event(event(a, "GangTimedOut", "released after 30s", when="2026-11-30T09:00:00Z"))
+    pg = reader(api).podgroup("ml", "job-a")
+    assert pg is not None
+    api.put_event({"metadata": {"name": "job-a.1", "namespace": "ml"},
+                   "involvedObject": {"kind": "PodGroup", "name": "job-a",
+                                      "uid": pg["metadata"]["uid"], "namespace": "ml"},
+                   "reason": "GangBackoff", "message": "backing off 4s after a timeout",
+                   "type": "Warning", "lastTimestamp": "2026-11-30T09:30:00Z"})
     rc, out, _ = run(api, capsys, "pod", "ml/a")
     assert rc == 0
+    assert "GangBackoff [" not in out and "GangBackoff: backing off 4s" in out
     gang_line = next(ln for ln in out.splitlines() if "gang ml/job-a" in ln)
     assert "2 member pod(s), 0 bound, 2 pending" in gang_line
     assert "needs 3 (PodGroup minMember)" in gang_line

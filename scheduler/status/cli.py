@@ -126,6 +126,9 @@ def pod_report(reader: KubeReader, ns: str, name: str) -> Any:
         group = key.split("/", 1)[1]
         members = [p for p in reader.pods_in(ns) if gang_key_of(p) == key]
         podgroup = reader.podgroup(ns, group)
+        if podgroup is not None:  # the gang coordinator may report on the PodGroup itself
+            pg_uid = str((podgroup.get("metadata") or {}).get("uid") or "")
+            events += reader.events_of(ns, pg_uid, group)
         for m in members:  # the gang coordinator's events may be on any member
             if m.get("metadata", {}).get("uid") != meta.get("uid"):
                 events += [e for e in reader.events_of(ns, str(m["metadata"].get("uid", "")),

@@ -48,6 +48,12 @@ def make(timeout: float = 20.0, binder: FakeBinder | None = None, clock: Any = N
     return ExtenderApp(svc, svc.metrics, ready=lambda: True), svc, binder
 
 
+def create(svc: ExtenderService, *pods: dict[str, Any]) -> None:
+    """The pods appear in the cluster (what the pod watch does)."""
+    for p in pods:
+        svc.cache.upsert_pod(p)  # type: ignore[attr-defined]
+
+
 def post(app: ExtenderApp, verb: str, doc: object) -> Any:
     st, _, body = app.handle("POST", f"/{verb}", json.dumps(doc).encode())
     assert st == 200, body
@@ -74,15 +80,22 @@ def wait_for(cond: Any) -> None:
     raise AssertionError("condition not reached")
 
 
-def test_gang_with_a_late_member_is_bound_together_and_packed() -> None:
+def test_gang_waits_for_its_last_member_then_is_bound_together_and_packed() -> None:
     app, svc, binder = make()
     members = [pod_obj(f"w{i}", gpus=4, gang="job", min_member=4) for i in range(4)]
+    create(svc, *members[:3])
+    for p in members[:3]:
+        reply = post(app, "filter", {"Pod": p, "NodeNames": NODES})
+        assert reply["NodeNames"] == []
+        assert "waiting for 1 more member (3 of 4 pods exist)" in reply["FailedNodes"]["n1"]
+    assert svc.gangs.reserved_gpus() == 0 and svc.cache.snapshot.holdings == {}
+    create(svc, members[3])
     nodes = {}
     for p in members[:3]:
         passed = filt(app, p)
         assert len(passed) == 1  # steered to its reserved node
         nodes[p["metadata"]["name"]] = passed[0]
-    # The whole gang (4 x 4 GPUs) was reserved at the first filter, packed on two nodes.
+    # The whole gang (4 x 4 GPUs) was reserved once all four existed, packed on two nodes.
     assert svc.gangs.reserved_gpus() == 16
     with ThreadPoolExecutor(4) as pool:
         early: list[Future[str]] = [pool.submit(bind, app, p, nodes[p["metadata"]["name"]])
@@ -109,7 +122,9 @@ def test_gang_with_a_late_member_is_bound_together_and_packed() -> None:
 
 def test_gang_that_never_completes_is_released_at_the_timeout() -> None:
     app, svc, binder = make(timeout=0.6)
-    members = [pod_obj(f"w{i}", gpus=2, gang="stuck", min_member=3) for i in range(2)]
+    members = [pod_obj(f"w{i}", gpus=2, gang="stuck", min_member=3) for i in range(3)]
+    create(svc, *members)
+    members = members[:2]  # the third exists but never reaches filter
     with ThreadPoolExecutor(2) as pool:
         futs = [pool.submit(lambda p: bind(app, p, filt(app, p)[0]), p) for p in members]
         errors = [f.result(timeout=30) for f in futs]
@@ -127,6 +142,7 @@ def test_reservation_of_members_that_never_reach_bind_expires_by_the_clock() -> 
     clock = Clock()
     app, svc, _ = make(timeout=30, clock=clock)
     p = pod_obj("w0", gpus=8, gang="idle", min_member=2)
+    create(svc, p, pod_obj("w1", gpus=8, gang="idle", min_member=2))
     assert len(filt(app, p)) == 1
     assert svc.gangs.reserved_gpus() == 16 and len(svc.cache.snapshot.holdings) == 2
     clock.t += 29.9
@@ -135,7 +151,11 @@ def test_reservation_of_members_that_never_reach_bind_expires_by_the_clock() -> 
     clock.t += 0.2
     svc.tick()
     assert svc.gangs.reserved_gpus() == 0 and svc.cache.snapshot.holdings == {}
-    # A member retried later plans the gang anew.
+    # A member retried during the backoff (as long as the timeout) is turned away...
+    clock.t += 29.0
+    assert filt(app, p) == [] and svc.cache.snapshot.holdings == {}
+    # ... and once it has passed, the gang is planned anew.
+    clock.t += 1.5
     assert len(filt(app, p)) == 1 and svc.gangs.active() == 1
 
 
@@ -143,6 +163,7 @@ def test_one_member_failing_to_annotate_fails_the_whole_gang_before_any_binding(
     binder = FakeBinder()
     app, svc, _ = make(binder=binder)
     members = [pod_obj(f"w{i}", gpus=2, gang="frail", min_member=3) for i in range(3)]
+    create(svc, *members)
     binder.fail[("annotate", "default/w2")] = ApiFailure("404 NotFound: pod deleted")
     with ThreadPoolExecutor(3) as pool:
         futs = [pool.submit(lambda p: bind(app, p, filt(app, p)[0]), p) for p in members]
@@ -160,19 +181,21 @@ def test_one_member_failing_to_annotate_fails_the_whole_gang_before_any_binding(
 
 
 def test_members_must_ask_the_same_and_extras_go_as_single_pods() -> None:
-    app, _svc, binder = make()
+    app, svc, binder = make()
     a = pod_obj("a", gpus=2, gang="g", min_member=2)
     odd = pod_obj("odd", gpus=1, gang="g", min_member=2)
+    b = pod_obj("b", gpus=2, gang="g", min_member=2)
+    create(svc, a, odd, b)
     filt(app, a)
     doc = {"Pod": odd, "NodeNames": NODES}
     reply = post(app, "filter", doc)
     assert reply["NodeNames"] == []
     assert "must ask the same resources" in next(iter(reply["FailedNodes"].values()))
-    b = pod_obj("b", gpus=2, gang="g", min_member=2)
     with ThreadPoolExecutor(2) as pool:
         futs = [pool.submit(lambda p: bind(app, p, filt(app, p)[0]), p) for p in (a, b)]
         assert [f.result(timeout=30) for f in futs] == ["", ""]
     extra = pod_obj("c", gpus=2, gang="g", min_member=2)
+    create(svc, extra)
     passed = filt(app, extra)
     assert len(passed) == 3  # not steered: the gang is bound, this one goes on its own
     assert bind(app, extra, passed[0]) == ""
@@ -182,10 +205,13 @@ def test_members_must_ask_the_same_and_extras_go_as_single_pods() -> None:
 def test_min_member_from_podgroup_wins_over_annotation_and_volcano_is_accepted() -> None:
     binder = FakeBinder(podgroups={"default/pg": 3})
     app, svc, _ = make(binder=binder)
-    filt(app, pod_obj("x", gpus=1, gang="pg", min_member=2))
+    create(svc, *[pod_obj(f"x{i}", gpus=1, gang="pg", min_member=2) for i in range(3)])
+    filt(app, pod_obj("x0", gpus=1, gang="pg", min_member=2))
     assert svc.gangs.status("default/pg") == (GangState.RESERVED, 1, 0, 3)
     v = pod_obj("v0", gpus=1, annotations={VOLCANO_GROUP_ANNOTATION: "vc",
                                            "gts.dev/gang-min-member": "2"})
+    create(svc, v, pod_obj("v1", gpus=1, annotations={VOLCANO_GROUP_ANNOTATION: "vc",
+                                                      "gts.dev/gang-min-member": "2"}))
     filt(app, v)
     assert svc.gangs.status("default/vc") == (GangState.RESERVED, 1, 0, 2)
 
@@ -193,6 +219,7 @@ def test_min_member_from_podgroup_wins_over_annotation_and_volcano_is_accepted()
 def test_plan_uses_only_the_nodes_kube_scheduler_allowed() -> None:
     app, svc, _ = make()
     p = pod_obj("w0", gpus=4, gang="sel", min_member=2)
+    create(svc, p, pod_obj("w1", gpus=4, gang="sel", min_member=2))
     passed = filt(app, p, names=["n2", "n3"])
     assert passed and passed[0] in ("n2", "n3")
     assert {a.node for a in svc.cache.snapshot.holdings.values()} <= {"n2", "n3"}
@@ -200,9 +227,10 @@ def test_plan_uses_only_the_nodes_kube_scheduler_allowed() -> None:
 
 def test_gang_too_big_for_the_cluster_says_why() -> None:
     app, svc, _ = make()
-    doc = {"Pod": pod_obj("w0", gpus=8, gang="huge", min_member=4), "NodeNames": NODES}
-    reply = post(app, "filter", doc)
+    members = [pod_obj(f"w{i}", gpus=8, gang="huge", min_member=4) for i in range(4)]
+    create(svc, *members)
+    reply = post(app, "filter", {"Pod": members[0], "NodeNames": NODES})
     assert reply["NodeNames"] == []
     why = reply["FailedNodes"]["n1"]
-    assert "gang default/huge" in why and "cannot be placed" in why
+    assert "gang default/huge" in why and "could ever hold" in why and "at most 3" in why
     assert svc.cache.snapshot.holdings == {} and svc.gangs.active() == 0

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from scheduler.cluster.gang_members import GangMembers, GangView
 from scheduler.cluster.nodes import NodeParseError, node_name, node_spec_from_k8s
 from scheduler.cluster.pods import (
     ASSIGNMENT_ANNOTATIONS,
@@ -128,6 +129,8 @@ class ClusterCache:
         # Keys held in `snapshot` per node, so a node is re-placed without scanning all pods.
         self._placed: dict[str, set[str]] = {}
         self.snapshot: Snapshot = build_snapshot([], topo_index=self._topo_index)
+        # Existing pods of each gang and the PodGroup objects: what gang admission counts.
+        self.gang_members = GangMembers()
 
     # ---- queries -------------------------------------------------------------------------
 
@@ -236,6 +239,7 @@ class ClusterCache:
         """
         key = pod_key(pod)
         with self.lock:
+            self.gang_members.pod_changed(pod)
             old = self._pods.get(key)
             try:
                 new = self._desired(pod, key, old)
@@ -251,6 +255,7 @@ class ClusterCache:
         """The pod is gone (watch DELETED): release whatever it held."""
         key = pod_key(pod)
         with self.lock:
+            self.gang_members.pod_deleted(key)
             self._stale.pop(key, None)
             self.pod_errors.pop(key, None)
             self._mixed.discard(key)
@@ -276,7 +281,9 @@ class ClusterCache:
         self._pods, self._by_node, self.pod_errors, self._stale = {}, {}, {}, {}
         self.mix, self._mixed = self._mix_factory(), set()
         keyed: list[tuple[str, str, Mapping[str, Any]]] = []
+        self.gang_members.replace_pods(())
         for obj in pods:
+            self.gang_members.pod_changed(obj)
             try:
                 key = pod_key(obj)
             except RequestError:
@@ -297,6 +304,38 @@ class ClusterCache:
             if new is not None:
                 self._pods[key] = new
                 self._by_node.setdefault(new.node, set()).add(key)
+
+    # ---- gangs ---------------------------------------------------------------------------
+
+    def upsert_podgroup(self, obj: Mapping[str, Any]) -> None:
+        """Apply a scheduling.x-k8s.io PodGroup object (watch ADDED/MODIFIED)."""
+        with self.lock:
+            self.gang_members.podgroup_changed(obj)
+
+    def delete_podgroup(self, obj: Mapping[str, Any]) -> None:
+        """A PodGroup is gone (watch DELETED)."""
+        with self.lock:
+            self.gang_members.podgroup_deleted(obj)
+
+    def replace_podgroups(self, objs: Iterable[Mapping[str, Any]]) -> None:
+        """Re-list of PodGroups."""
+        with self.lock:
+            self.gang_members.replace_podgroups(objs)
+
+    def note_gang_member(self, pod: Mapping[str, Any]) -> None:
+        """Count a gang pod seen at filter (static mode only: no pod watch feeds the cache)."""
+        with self.lock:
+            self.gang_members.note(pod, self.clock())
+
+    def gang_view(self, gang_key: str) -> GangView | None:
+        """The gang `namespace/group` as it exists now (identity, members), or None."""
+        with self.lock:
+            return self.gang_members.view(gang_key, self.clock())
+
+    def gang_views(self) -> list[GangView]:
+        """Every gang with at least one existing pod."""
+        with self.lock:
+            return list(self.gang_members.views(self.clock()))
 
     # ---- assumptions ---------------------------------------------------------------------
 

@@ -49,7 +49,8 @@ class ExtenderMetrics:
             ["verb", "outcome", "reason"], registry=r)
         self.gang_events = Counter(
             "gts_gang_events",
-            "Gang lifecycle events: planned, unplannable, bound, bind_failed, timeout.",
+            "Gang lifecycle events: planned, unplannable, bound, bind_failed, timeout "
+            "(timeout counts gangs timed out).",
             ["event"], registry=r)
         self.gang_wait_seconds = Histogram(
             "gts_gang_bind_wait_seconds",
@@ -151,3 +152,10 @@ class _StateCollector(Collector):
             yield GaugeMetricFamily("gts_gang_reserved_gpus",
                                     "GPUs held by gangs not yet bound.",
                                     value=self._gangs.reserved_gpus())
+            yield GaugeMetricFamily("gts_gangs_waiting",
+                                    "Gangs with fewer than minMember pods in existence "
+                                    "(members turned away, nothing held).",
+                                    value=self._gangs.waiting())
+            yield GaugeMetricFamily("gts_gangs_backing_off",
+                                    "Gangs that timed out and may not reserve again yet.",
+                                    value=self._gangs.backing_off())

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from scheduler.cluster.gang_members import GangView
 from scheduler.policy.snapshot import Assignment, Snapshot
 
 
@@ -36,6 +37,18 @@ class CacheLike(Protocol):
 
     def expire(self) -> list[str]:
         """Release assumptions past their time to live; their pod keys."""
+        ...
+
+    def gang_view(self, gang_key: str) -> GangView | None:
+        """The gang's existing pods and identity (gang admission counts these)."""
+        ...
+
+    def gang_views(self) -> list[GangView]:
+        """Every gang with at least one existing pod."""
+        ...
+
+    def note_gang_member(self, pod: Mapping[str, Any]) -> None:
+        """Count a gang pod seen at filter (static mode: no pod watch)."""
         ...
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from scheduler import policy
+from scheduler.cluster.events import EventSink
 from scheduler.cluster.kube import Timeout as ApiTimeout
 from scheduler.cluster.pods import (
     assignment_annotations,
@@ -88,6 +89,7 @@ class ExtenderService:
         *,
         metrics: ExtenderMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        events: EventSink | None = None,
     ) -> None:
         if signer is None and not options.record_only:
             raise ValueError("a signing key is required to bind in a cluster "
@@ -102,7 +104,9 @@ class ExtenderService:
         self.pending = PendingPods(clock)
         self.gangs = GangCoordinator(
             cache, self._plan_gang, timeout_s=options.gang_timeout_s, clock=clock,
-            bind_grace_s=options.gang_bind_grace_s, metrics=self.metrics)
+            bind_grace_s=options.gang_bind_grace_s, metrics=self.metrics, events=events,
+            # Static mode has no pod watch: the pods seen at filter are the gang's members.
+            members_from_filter=options.record_only)
         self._podgroups: dict[str, tuple[int | None, float]] = {}
         # Candidate lists -> snapshot indices; kube-scheduler sends the same list for pod
         # after pod. Read and written only under cache.lock.
@@ -184,7 +188,7 @@ class ExtenderService:
                 # appears, so a restart rebuilds the same mix from the pods.
                 self.cache.mix.observe(req)
         if req.gang is not None:
-            slot = self.gangs.claim(req, ns, name, uid, plan_candidates=names)
+            slot = self.gangs.claim(req, ns, name, uid, plan_candidates=names, pod=args.pod)
             if slot is not None:
                 return self._filter_gang(args, req, pod_key, slot)
         with self.cache.lock:
@@ -403,8 +407,10 @@ class ExtenderService:
             results[m.assignment.pod] = BindResult(err, in_doubt)
         return results
 
-    def _plan_gang(self, members: list[PodRequest], snap: Snapshot) -> list[Assignment] | str:
-        plan = policy.plan_gang(members, snap, self.cache.mix, self.config)
+    def _plan_gang(self, members: list[PodRequest], snap: Snapshot, mix: policy.PodMix | None,
+                   candidates: np.ndarray | None) -> list[Assignment] | str:
+        # Called with private copies of the snapshot and the mix, and no lock held.
+        plan = policy.plan_gang(members, snap, mix, self.config, candidates)
         if isinstance(plan, str):
             return plan
         return list(plan.assignments)

@@ -141,21 +141,29 @@ def test_stream_of_pods_lands_on_best_gpus_and_the_api_agrees(stack: Stack) -> N
         assert len(set(a.gpus)) == len(a.gpus)
 
 
-def test_gang_with_late_member_binds_together_through_the_api(stack: Stack) -> None:
+def _members_seen(stack_cache: ClusterCache, gang: str, n: int) -> bool:
+    v = stack_cache.gang_view(gang)
+    return v is not None and len(v.members) == n
+
+
+def test_gang_waits_for_its_last_member_then_binds_together_through_the_api(
+        stack: Stack) -> None:
     members = [create(stack.api, pod_obj(f"w{i}", gpus=4, gang="train", min_member=4))
                for i in range(3)]
+    assert stack.api.wait_for(lambda: _members_seen(stack.cache, "default/train", 3))
+    for m in members:
+        node, err = stack.client.schedule(m, NAMES)
+        assert node == "" and err == "no node passed filter"
+    with stack.cache.lock:
+        assert stack.cache.snapshot.holdings == {}
+    members.append(create(stack.api, pod_obj("w3", gpus=4, gang="train", min_member=4)))
+    assert stack.api.wait_for(lambda: _members_seen(stack.cache, "default/train", 4))
     clients = [ExtenderClient(stack.ext.url) for _ in range(4)]
     with ThreadPoolExecutor(4) as pool:
-        early = [pool.submit(c.schedule, m, NAMES) for c, m in zip(clients, members,
-                                                                   strict=False)]
-        assert stack.api.wait_for(
-            lambda: (stack.ext.service.gangs.status("default/train") or (0, 0, 0, 0))[2] == 3)
-        assert not any(p["spec"].get("nodeName") for p in stack.api.pods.values())
-        late = create(stack.api, pod_obj("w3", gpus=4, gang="train", min_member=4))
-        _, err = clients[3].schedule(late, NAMES)
-        assert err == ""
-        results = [f.result(timeout=30) for f in early]
-    assert [e for _, e in results] == ["", "", ""]
+        results = [f.result(timeout=30) for f in
+                   [pool.submit(c.schedule, m, NAMES) for c, m in zip(clients, members,
+                                                                      strict=True)]]
+    assert [e for _, e in results] == ["", "", "", ""]
     in_api = api_assignments(stack.api)
     assert sorted(in_api) == [f"default/w{i}" for i in range(4)]
     assert len({a.node for a in in_api.values()}) == 2  # 16 GPUs packed on two nodes
@@ -168,7 +176,9 @@ def test_gang_that_never_completes_holds_nothing_after_the_timeout(api: KubeAPID
     s = start(api, gang_timeout=0.8)
     try:
         members = [create(api, pod_obj(f"w{i}", gpus=8, gang="half", min_member=4))
-                   for i in range(2)]
+                   for i in range(4)]
+        assert api.wait_for(lambda: _members_seen(s.cache, "default/half", 4))
+        members = members[:2]  # the other two exist but never reach filter
         clients = [ExtenderClient(s.ext.url) for _ in members]
         with ThreadPoolExecutor(2) as pool:
             errs = [f.result(timeout=30)[1] for f in
@@ -181,6 +191,10 @@ def test_gang_that_never_completes_holds_nothing_after_the_timeout(api: KubeAPID
         with s.cache.lock:
             assert s.cache.snapshot.holdings == {}
         assert s.ext.service.gangs.reserved_gpus() == 0
+        # Backing off: a retry right after the timeout reserves nothing.
+        assert clients[0].schedule(members[0], NAMES) == ("", "no node passed filter")
+        with s.cache.lock:
+            assert s.cache.snapshot.holdings == {}
         for c in clients:
             c.close()
     finally:

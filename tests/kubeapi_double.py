@@ -34,7 +34,8 @@ _POD_PATH = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)$")
 _BIND_PATH = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/binding$")
 _PG_PATH = re.compile(
     r"^/apis/scheduling\.x-k8s\.io/v1alpha1/namespaces/([^/]+)/podgroups/([^/]+)$")
-_LIST_KIND = {"/api/v1/nodes": "Node", "/api/v1/pods": "Pod"}
+_LIST_KIND = {"/api/v1/nodes": "Node", "/api/v1/pods": "Pod",
+              "/apis/scheduling.x-k8s.io/v1alpha1/podgroups": "PodGroup"}
 # Reads of `gts status`: one node, one pod, a namespace's pods and events.
 _NODE_PATH = re.compile(r"^/api/v1/nodes/([^/]+)$")
 _NS_PODS_PATH = re.compile(r"^/api/v1/namespaces/([^/]+)/pods$")
@@ -267,11 +268,20 @@ class KubeAPIDouble:
         """Create a scheduling.x-k8s.io PodGroup (spec.minMember left out when None)."""
         spec = {} if min_member is None else {"minMember": min_member}
         with self.cond:
-            self.podgroups[(ns, name)] = {
+            prev = self.podgroups.get((ns, name))
+            obj = {
                 "apiVersion": "scheduling.x-k8s.io/v1alpha1", "kind": "PodGroup",
                 "metadata": {"name": name, "namespace": ns, "uid": self._next_uid()},
                 "spec": spec,
             }
+            self.podgroups[(ns, name)] = obj
+            self._record("PodGroup", "MODIFIED" if prev else "ADDED", obj, prev)
+
+    def delete_podgroup(self, ns: str, name: str) -> None:
+        """Delete a PodGroup (DELETED event)."""
+        with self.cond:
+            prev = self.podgroups.pop((ns, name))
+            self._record("PodGroup", "DELETED", prev, prev)
 
     def compact(self) -> int:
         """Forget history: watches from any version before now get 410 Gone."""
@@ -424,6 +434,8 @@ class KubeAPIDouble:
         return True
 
     def _objects(self, kind: str) -> list[Obj]:
+        if kind == "PodGroup":
+            return list(self.podgroups.values())
         return list(self.nodes.values()) if kind == "Node" else list(self.pods.values())
 
     def _list(self, h: BaseHTTPRequestHandler, kind: str, query: dict[str, str]) -> None:

@@ -242,8 +242,14 @@ class KubeSource:
         request_timeout_s: float = 30.0,
         expire_interval_s: float = 1.0,
         rng: random.Random | None = None,
+        watch_podgroups: bool = True,
     ) -> None:
         self.core = k8s.CoreV1Api(api_client)
+        self.custom = k8s.CustomObjectsApi(api_client)
+        # PodGroups give gangs their identity (UID) and minMember; optional: without the
+        # CRD the list answers 404, retried slowly, and gangs fall back to pod annotations.
+        self.watch_podgroups = watch_podgroups
+        self._podgroups_missing_logged = False
         self.cache = cache
         self.binder = binder
         self.pod_field_selector = pod_field_selector
@@ -272,6 +278,8 @@ class KubeSource:
             ("gts-watch-nodes", lambda: self._run("nodes")),
             ("gts-watch-pods", lambda: self._run("pods")),
         ]
+        if self.watch_podgroups:
+            targets.append(("gts-watch-podgroups", lambda: self._run("podgroups")))
         if self.binder is not None:
             targets.append(("gts-expire", self._expire_loop))
         for name, fn in targets:
@@ -311,6 +319,13 @@ class KubeSource:
                 # No return annotation: Watch.stream then yields raw dicts (see module doc).
                 return core.list_node(**kw)
             return list_nodes
+        if kind == "podgroups":
+            custom = self.custom
+            group, version, plural = POD_GROUP_API
+
+            def list_podgroups(**kw: Any):  # type: ignore[no-untyped-def]
+                return custom.list_cluster_custom_object(group, version, plural, **kw)
+            return list_podgroups
 
         selector = self.pod_field_selector
 
@@ -333,6 +348,8 @@ class KubeSource:
     def _apply_list(self, kind: str, items: list[dict[str, Any]]) -> None:
         if kind == "nodes":
             self.cache.replace_nodes(items)
+        elif kind == "podgroups":
+            self.cache.replace_podgroups(items)
         else:
             self.cache.replace_pods(items)
         with self._lock:
@@ -354,6 +371,11 @@ class KubeSource:
                         self.cache.delete_node(name)
                 else:
                     self.cache.upsert_node(obj)
+            elif kind == "podgroups":
+                if type_ == "DELETED":
+                    self.cache.delete_podgroup(obj)
+                else:
+                    self.cache.upsert_podgroup(obj)
             elif type_ == "DELETED":
                 self.cache.delete_pod(obj)
             else:
@@ -421,6 +443,15 @@ class KubeSource:
                 if self.stop_event.is_set():
                     break
                 self.stats["reconnects"] += 1
+                if kind == "podgroups" and isinstance(map_error(e, kind), NotFound):
+                    # No PodGroup CRD in this cluster: say so once, look again now and then.
+                    if not self._podgroups_missing_logged:
+                        log.info("no PodGroup API (scheduling.x-k8s.io); gangs use the "
+                                 "gang-min-member annotation and their pods' creation time")
+                        self._podgroups_missing_logged = True
+                    if self.stop_event.wait(self.backoff_max_s):
+                        break
+                    continue
                 wait = delay * (0.5 + self.rng.random())
                 log.warning("%s %s failed (%s); retrying in %.1fs", kind,
                             "list" if rv is None else "watch", map_error(e, kind), wait)

@@ -34,9 +34,10 @@ import numpy as np
 from bench.metrics import cluster_fragmentation
 from bench.speed import SpeedModel, job_quality, set_quality
 from bench.workloads import Job
+from scheduler.policy.gang import gang_admission, max_members
 from scheduler.policy.interface import PlacementPolicy
 from scheduler.policy.mix import MixClasses
-from scheduler.policy.request import MILLI_PER_GPU, PodRequest
+from scheduler.policy.request import MAX_GANG, MILLI_PER_GPU, PodRequest
 from scheduler.policy.snapshot import (
     AllocationError,
     Assignment,
@@ -340,6 +341,17 @@ def never_fits(snap: Snapshot, job: Job, masks: _ModelMasks) -> str | None:
     total_gpus = int(snap.gpu_count.sum())
     if sum(p.gpus for p in job.pods) > total_gpus:
         return f"needs {sum(p.gpus for p in job.pods)} GPUs, the cluster has {total_gpus}"
+    if job.is_gang:
+        # The extender's gang admission, per member shape: a job's members all exist at
+        # arrival here, so only its size bounds (the cap, the empty cluster) can refuse it.
+        shapes: dict[tuple[object, ...], tuple[PodRequest, int]] = {}
+        for p in job.pods:
+            k = _shape(p)
+            shapes[k] = (p, shapes.get(k, (p, 0))[1] + 1)
+        for p, count in shapes.values():
+            why = gang_admission(count, count, max_members(p, snap), cap=MAX_GANG)
+            if why is not None:
+                return f"gang of {len(job.pods)} pods: {why}"
     for p in job.pods:
         ok = (snap.cpu_total >= p.cpu_milli) & (snap.mem_total >= p.memory_mib)
         if p.wants_gpu:

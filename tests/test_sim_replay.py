@@ -195,6 +195,15 @@ def _gang(key: str, t: float, dur: float, sizes: Sequence[int]) -> Job:
     return Job(key, t, dur, pods)
 
 
+def test_dynamic_gang_beyond_what_the_cluster_holds_is_refused_as_the_extender_does() -> None:
+    # Two 8-GPU nodes hold at most two 5-GPU pods at once, though the 15 GPUs asked in total
+    # would pass a GPU count; the same admission code as the extender refuses the gang.
+    r = replay_dynamic(FirstFit(gangs=True), _nodes(2), [_gang("big", 0.0, 10.0, [5, 5, 5])],
+                       seed=0)
+    assert r.unschedulable == 1 and r.max_held_incomplete_gpus == 0.0
+    assert "more than the cluster could ever hold" in r.unschedulable_examples[0]
+
+
 def test_dynamic_gangs_whole_never_hold_gpus_while_incomplete() -> None:
     nodes = _nodes(2)
     jobs = [_gang("a", 0.0, 100.0, [8, 8]), _gang("b", 0.0, 100.0, [8, 8]),

@@ -221,7 +221,7 @@ class GangCoordinator:
             waited = 0
             while True:
                 now = self._clock()
-                self._expire_locked(now)
+                self._expire_locked(now, only=gkey)
                 g = self._gangs.get(gkey)
                 if g is not None:
                     return self._claim_live(g, req, namespace, name, uid)
@@ -387,7 +387,7 @@ class GangCoordinator:
         """Wait until every member reached bind, then bind all; "" when this pod is bound."""
         start = self._clock()
         with self._lock:
-            self._expire_locked(start)
+            self._expire_locked(start, only=gang_key)
             g = self._gangs.get(gang_key)
             slot = g.members.get(pod_key) if g else None
             if g is None or slot is None:
@@ -482,7 +482,9 @@ class GangCoordinator:
         with self._lock:
             return self._expire_locked(self._clock())
 
-    def _expire_locked(self, now: float) -> list[str]:
+    def _expire_locked(self, now: float, only: str | None = None) -> list[str]:
+        """Deadlines of every gang; deleted members of gang `only` (every gang when None:
+        the 1 s tick), so a verb of one gang never walks the members of all the others."""
         out: list[str] = []
         for g in list(self._gangs.values()):
             if g.state is not GangState.RESERVED:
@@ -490,7 +492,7 @@ class GangCoordinator:
             if now >= g.deadline:
                 self._fail_locked(g, now)
                 out.append(g.key)
-            elif self._reconcile_locked(g):
+            elif (only is None or g.key == only) and self._reconcile_locked(g):
                 out.append(g.key)
         return out
 

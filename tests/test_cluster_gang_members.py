@@ -136,3 +136,26 @@ def test_pod_and_podgroup_watches_feed_membership(api: KubeAPIDouble) -> None:
         assert v2 is not None and v2.identity.startswith("default/g#") and v2.min_member == 2
     finally:
         src.stop()
+
+
+def test_no_podgroup_crd_is_said_once_and_pods_still_sync(
+        api: KubeAPIDouble, caplog: pytest.LogCaptureFixture) -> None:
+    api.inject("GET", r"/podgroups$", status=404, times=1000, message="no such resource")
+    conf = k8s.Configuration()
+    conf.host = api.url
+    cache = ClusterCache()
+    api.put_pod(member("a"))
+    caplog.set_level("INFO", logger="scheduler.cluster.kube")
+    src = KubeSource(k8s.ApiClient(conf), cache, backoff_initial_s=0.01,
+                     backoff_max_s=0.05).start()
+    try:
+        assert src.wait_synced(10)
+        assert api.wait_for(lambda: cache.gang_view("default/g") is not None)
+        assert api.wait_for(lambda: sum(p.endswith("/podgroups") for _, p, _, _ in
+                                        list(api.requests)) >= 3)
+    finally:
+        src.stop()
+    said = [r for r in caplog.records if "no PodGroup API" in r.getMessage()]
+    assert len(said) == 1
+    v = cache.gang_view("default/g")
+    assert v is not None and v.podgroup is None and v.identity.startswith("default/g@")

@@ -64,6 +64,9 @@ def api() -> Iterator[KubeAPIDouble]:
 
 
 def start_source(api: KubeAPIDouble, cache: ClusterCache, **kw: Any) -> KubeSource:
+    # These tests count the node and pod lists and watches; the PodGroup watch has its own
+    # (tests/test_cluster_gang_members.py).
+    kw.setdefault("watch_podgroups", False)
     src = KubeSource(api_client(api), cache, backoff_initial_s=0.02, backoff_max_s=0.2, **kw)
     src.start()
     assert src.wait_synced(10)

@@ -30,11 +30,10 @@ CALLS: dict[str, set[Rule]] = {
     "list_cluster_custom_object": {("scheduling.x-k8s.io", "podgroups", "list")},
 }
 # Granted ahead of the code on this branch, by contracts.md ("RBAC needed by the extender"):
-# the Kubernetes event sink (events create+patch, i8a) and gang membership from PodGroup
-# objects (podgroups list/watch, i8b). Each leaves this set once its code calls it.
+# the Kubernetes event sink (events create+patch, i8a). Each leaves this set once its code
+# calls it (podgroups list/watch left it with the PodGroup watch, i8b).
 CONTRACT_AHEAD: set[Rule] = {
     ("", "events", "create"), ("", "events", "patch"),
-    ("scheduling.x-k8s.io", "podgroups", "list"), ("scheduling.x-k8s.io", "podgroups", "watch"),
 }
 # A call on a kubernetes client API object (CoreV1Api, CustomObjectsApi) by its usual names.
 _CALL = re.compile(r"\b(?:core|core_v1|custom|events_v1|api)\.([a-z]+_[a-z_]+)\(")

@@ -32,7 +32,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,6 +48,7 @@ from bench.plan_search import (
     smallest_counts,
 )
 from bench.replay import ReplayError, replay_dynamic, replay_fill
+from bench.report import plot_plan
 from bench.speed import SpeedModel
 from bench.workloads import Workload, WorkloadError, load_workload
 from scheduler.policy.request import MILLI_PER_GPU
@@ -432,49 +432,22 @@ def plan_json(inp: PlanInputs, plans: dict[str, PolicyPlan], baseline: str) -> d
             return [clean(v) for v in x]
         return x
 
+    pols: dict[str, Any] = {}
+    for k, v in plans.items():
+        pols[k] = asdict(v)
+        pols[k]["seed_answer_gpus"] = [inp.cluster.gpus(a) if a is not None else None
+                                       for a in v.seed_answers.values()]
     doc: dict[str, Any] = clean({
         "target": asdict(inp.target),
+        "target_text": inp.target.describe(),
         "seeds": inp.seeds,
         "baseline": baseline,
         "cluster": {"source": inp.cluster.source, "pools": [asdict(p) for p in inp.cluster.pools]},
         "workload": {"source": inp.workload.source, "jobs": len(inp.workload.jobs),
                      "gpu_request": inp.demand_milli / MILLI_PER_GPU},
-        "policies": {k: asdict(v) for k, v in plans.items()},
+        "policies": pols,
     })
     return doc
-
-
-def plot_plan(inp: PlanInputs, plans: dict[str, PolicyPlan], path: Path) -> Path:
-    """GPUs needed per policy: the answer (bar) and each seed's own answer (dots)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(plans)
-    fig, ax = plt.subplots(figsize=(8, 0.6 * len(names) + 1.8), dpi=110)
-    for k, n in enumerate(names):
-        pl = plans[n]
-        if pl.gpus is None:
-            ax.text(0, k, "  no cluster within the bounds meets the target", va="center")
-            continue
-        ax.barh(k, pl.gpus, color="#1f77b4" if n == "topology" else "#999999",
-                label="GPUs needed (every seed meets the target)" if k == 0 else None)
-        pts = [inp.cluster.gpus(a) for a in pl.seed_answers.values() if a is not None]
-        if pts:
-            ax.plot(pts, [k] * len(pts), "o", color="black", ms=4,
-                    label="each seed's own answer" if k == 0 else None)
-        ax.text(pl.gpus, k, f" {pl.gpus:,}", va="center", fontsize=9)
-    ax.set_yticks(range(len(names)), names)
-    ax.invert_yaxis()
-    ax.set_xlabel("GPUs in the smallest cluster that meets the target")
-    ax.set_title(f"GPUs needed per policy\n({inp.target.describe()})", fontsize=9)
-    ax.legend(loc="lower right", fontsize=8)
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 # ---- command line ----------------------------------------------------------------------------
@@ -633,7 +606,7 @@ def main_args(args: argparse.Namespace) -> int:
         (out / "plan.md").write_text(md + "\n", encoding="utf-8")
         (out / "plan.json").write_text(json.dumps(plan_json(inp, plans, baseline), indent=1,
                                                   allow_nan=False) + "\n", encoding="utf-8")
-        plot_plan(inp, plans, out / "plan.png")
+        plot_plan(plan_json(inp, plans, baseline), out / "plan.png")
         print(f"plan: {out / 'plan.md'}")
     return 0
 

@@ -525,7 +525,8 @@ def replay_dynamic(
         nonlocal waiting
         job = jobs[i]
         held = holding[i]
-        gpus = sum(len(a.gpus) for a in held if a.gpu_milli == MILLI_PER_GPU)
+        # Whole GPUs, or time-sliced replicas (a repeated GPU lowers the set's quality).
+        gpus = sum(len(a.gpus) for a in held if a.gpu_milli == MILLI_PER_GPU or reps > 1)
         q = job_quality(snap, held, sm.level_factor) if gpus >= 2 else 1.0
         s = sm.slowdown(gpus, q)
         start[i], slow[i] = now, s

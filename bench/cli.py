@@ -135,7 +135,7 @@ class ProgressBar:
         frac = min(1.0, self.done / self.total)
         bar = "#" * int(frac * width) + "." * (width - int(frac * width))
         el = int(now - self.t0)
-        self.stream.write(f"\r[{bar}] {self.done:.0f}/{self.total} {label[:40]:<40} "
+        self.stream.write(f"\r[{bar}] {self.done:.0f}/{self.total} {label[:60]:<60} "
                           f"{el // 60:02d}:{el % 60:02d}")
         self.stream.flush()
 

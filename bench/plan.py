@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,7 @@ from bench.plan_search import (
     one_step_below,
     pool_order,
     smallest_counts,
+    smallest_on_grid,
 )
 from bench.replay import ReplayError, replay_dynamic, replay_fill
 from bench.report import plot_plan
@@ -55,6 +57,8 @@ from scheduler.policy.request import MILLI_PER_GPU
 
 DEFAULT_PLAN_POLICIES = ("topology", "fgd", "default", "default-timeslice", "binpack")
 DEFAULT_PLAN_SEEDS = 3
+README_BEGIN = "<!-- gts plan: begin -->"
+README_END = "<!-- gts plan: end -->"
 Progress = Callable[[str], None]
 
 
@@ -133,8 +137,10 @@ def _factory(name: str, seed: int) -> Any:
     return make_policy(name, seed)
 
 
-def evaluate(inp: PlanInputs, policy: str, seed: int, counts: Counts) -> StepOutcome:
-    """Replay `policy` with `seed` on the cluster at `counts` and judge it against the target."""
+def evaluate(inp: PlanInputs, policy: str, seed: int, counts: Counts,
+             full: bool = False) -> StepOutcome:
+    """Replay `policy` with `seed` on the cluster at `counts` and judge it against the target
+    (a fill replay stops once the target is missed, unless `full`)."""
     t0 = time.perf_counter()
     nodes = inp.cluster.build_nodes(counts)
     gpus = sum(n.topology.n for n in nodes)
@@ -148,7 +154,7 @@ def evaluate(inp: PlanInputs, policy: str, seed: int, counts: Counts) -> StepOut
         allowance = math.floor(inp.demand_milli - need)
         r = replay_fill(_factory(policy, seed), nodes, inp.workload.pods(), seed=seed,
                         target_ratio=0.0, record_every=1e9, classes=inp.classes,
-                        stop_failed_milli=allowance)
+                        stop_failed_milli=None if full else allowance)
         arrived = r.arrived_pct[-1] * r.capacity_milli / 100.0 if r.n_pods else 0.0
         placed = r.placed_request_pct[-1] * r.capacity_milli / 100.0 if r.n_pods else 0.0
         failed = arrived - placed
@@ -193,9 +199,13 @@ def plan_policy(inp: PlanInputs, policy: str, progress: Progress | None = None) 
     scaling = [i for i, g in enumerate(grids) if len(g) > 1]
     seed_answers: dict[int, Counts | None] = {}
     answer: Counts | None
+    top = tuple(int(g[-1]) for g in grids)
     if len(scaling) <= 1:
-        hint: Counts | None = None
+        hint = capacity_hint(inp, grids, scaling)
         for s in inp.seeds:
+            if not run(s, top).passed:  # nothing within the bounds for this seed: no answer
+                seed_answers[s] = None
+                break
 
             def seed_passes(c: Counts, s: int = s) -> bool:
                 return run(s, c).passed
@@ -213,9 +223,9 @@ def plan_policy(inp: PlanInputs, policy: str, progress: Progress | None = None) 
     else:
         pred = CachedPredicate(lambda c: all(run(s, c).passed for s in inp.seeds))
         answer = smallest_counts(pred, grids, order)
-    top = tuple(int(g[-1]) for g in grids)
     if answer is None:
-        best = [run(s, top) for s in inp.seeds]
+        # What the largest allowed cluster reaches, replayed to the end.
+        best = [evaluate(inp, policy, s, top, full=True) for s in inp.seeds]
         return PolicyPlan(policy, None, None, None, None, seed_answers, [], [], best,
                           replays=_replays(runs), wall_s=time.perf_counter() - t0)
     at = [run(s, answer) for s in inp.seeds]
@@ -227,6 +237,23 @@ def plan_policy(inp: PlanInputs, policy: str, progress: Progress | None = None) 
         policy, answer, sum(n.topology.n for n in nodes), len(nodes),
         cl.cost_per_month(answer) if cl.priced() else None, seed_answers, at, below, [],
         replays=_replays(runs), wall_s=time.perf_counter() - t0)
+
+
+def capacity_hint(inp: PlanInputs, grids: Sequence[Sequence[int]],
+                  scaling: Sequence[int]) -> Counts | None:
+    """Where the search of one scaling pool starts: the smallest count with as many GPUs as
+    the target's share of the request (fill), else None (plain bisection)."""
+    if inp.target.mode != "fill" or len(scaling) != 1:
+        return None
+    p = scaling[0]
+    top = [int(g[-1]) for g in grids]
+    need = inp.demand_milli * inp.target.placed_pct / 100.0 / MILLI_PER_GPU
+
+    def enough(v: int) -> bool:
+        return inp.cluster.gpus(tuple([*top[:p], v, *top[p + 1:]])) >= need
+
+    v = smallest_on_grid(enough, list(grids[p]))
+    return None if v is None else tuple([*top[:p], v, *top[p + 1:]])
 
 
 def _replays(runs: dict[tuple[int, Counts], StepOutcome]) -> int:
@@ -526,6 +553,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
                    help="worker processes, one policy each (default: CPU count)")
     p.add_argument("--out", metavar="DIR", help="also write plan.md, plan.json, plan.png here")
+    p.add_argument("--readme", metavar="FILE",
+                   help=f"also replace the text between {README_BEGIN!r} and {README_END!r} "
+                        f"in FILE with the table (keeps a README's numbers rerunnable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=main_args)
 
@@ -557,6 +587,14 @@ def main_args(args: argparse.Namespace) -> int:
             if args.out else None
     except OutPathError as e:
         return fail(str(e))
+    if args.readme:
+        try:
+            text = Path(args.readme).read_text(encoding="utf-8")
+        except OSError as e:
+            return fail(f"--readme {args.readme}: {e.strerror or e}")
+        if README_BEGIN not in text or README_END not in text:
+            return fail(f"--readme {args.readme}: needs the lines {README_BEGIN} and "
+                        f"{README_END} around the table")
     try:
         pm = load_preset_map(args.preset_map) if args.preset_map else None
         cl = load_plan_cluster(args.cluster, preset_map=pm, scale=args.scale,
@@ -579,13 +617,17 @@ def main_args(args: argparse.Namespace) -> int:
     argv = getattr(args, "argv", None)
     command = "gts plan " + shlex.join(argv) if argv is not None else \
         "gts " + shlex.join(sys.argv[1:])
-    bar = ProgressBar(1, enabled=not args.quiet)
+    # Expected replays: a bisection of the grid for the first seed, ~3 per further seed.
+    grid = max(len(p.grid()) for p in cl.pools)
+    guess = len(policies) * (max(1, grid).bit_length() + 3 * len(inp.seeds))
+    bar = ProgressBar(guess if changed is None else 2 * len(policies) * len(inp.seeds),
+                      enabled=not args.quiet)
     t0 = time.perf_counter()
 
     def progress(label: str) -> None:
         bar.done += 1
         bar.total = max(bar.total, int(bar.done) + 1)
-        bar.update(bar.done, label, force=True)
+        bar.update(bar.done, label[:60], force=True)
 
     try:
         if changed is not None:
@@ -602,6 +644,12 @@ def main_args(args: argparse.Namespace) -> int:
     baseline = args.baseline if args.baseline in plans else policies[-1]
     md = plan_markdown(inp, plans, baseline, command, wall)
     print(md)
+    if args.readme:
+        path = Path(args.readme)
+        text = path.read_text(encoding="utf-8")
+        head, _, rest = text.partition(README_BEGIN)
+        _, _, tail = rest.partition(README_END)
+        path.write_text(f"{head}{README_BEGIN}\n{md}\n{README_END}{tail}", encoding="utf-8")
     if out is not None:
         (out / "plan.md").write_text(md + "\n", encoding="utf-8")
         (out / "plan.json").write_text(json.dumps(plan_json(inp, plans, baseline), indent=1,

@@ -478,7 +478,8 @@ def plot_quality(run: SimulationRun, path: Path) -> Path:
             qb = np.concatenate([r.q_best for r in rs])
             qc = np.concatenate([r.q_chosen for r in rs])
             avail = qb >= 1 - 1e-9
-            has = any(r.quality.size for r in rs) if mode == "dynamic" else bool(qc.size)
+            has = any(r.quality.size for r in run.dynamic[n]) if mode == "dynamic" \
+                else bool(qc.size)
             if not has:
                 ax.text(k, 3, "no multi-GPU\nplacements", ha="center", fontsize=7)
             elif avail.any():
@@ -682,9 +683,9 @@ def _blocks(run: SimulationRun, doc: dict[str, object], images: dict[str, str]) 
     pol = doc["policies"]
     assert isinstance(pol, dict)
     b: list[Block] = [("h1", "gts simulate report")]
-    v = verdict(doc, run.plan)
-    if v:
-        b.append(("p", v))
+    vtext = verdict(doc, run.plan)
+    if vtext:
+        b.append(("p", vtext))
     if "plan" in images:
         b.append(("img", "plan"))
     b.append(("p", f"Command: `{run.command}`"))
@@ -800,9 +801,9 @@ def _blocks(run: SimulationRun, doc: dict[str, object], images: dict[str, str]) 
                              "wait median s", "wait p95 s", "JCT median s", "JCT p95 s",
                              "mean slowdown", "multi-GPU quality", "GPU util. %",
                              "max GPUs held by incomplete gangs", "decisions/s"], rows)))
-        note = utilization_note(doc)
-        if note:
-            b.append(("p", note))
+        util = utilization_note(doc)
+        if util:
+            b.append(("p", util))
         risk = _risk_text(pol, "dynamic")
         if risk:
             b.append(("p", risk))

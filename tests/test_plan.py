@@ -186,3 +186,40 @@ def test_scale_map_errors_name_the_key(tmp_path: Path) -> None:
                  "     scale: {min: 3, max: 1}}\n")
     with pytest.raises(ValueError, match=r"pools\[0\]\.scale\.max=1: below min=3"):
         load_plan_cluster(p)
+
+
+def test_readme_table_is_replaced_between_markers(tmp_path: Path) -> None:
+    wl = _workload(tmp_path / "w.csv", 2, 2)
+    spec = _spec(tmp_path / "c.yaml", 4, 1, 4)
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- gts plan: begin -->\nold table\n<!-- gts plan: end -->\n"
+                      "after\n")
+    assert plan_main(["--cluster", str(spec), "--workload", str(wl), "--policies", "topology",
+                      "--seeds", "1", "--quiet", "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "old table" not in text and text.endswith("<!-- gts plan: end -->\nafter\n")
+    assert "| topology | 24 |" in text
+    readme.write_text("no markers")
+    assert plan_main(["--cluster", str(spec), "--workload", str(wl), "--quiet",
+                      "--readme", str(readme)]) == 2
+
+
+def test_progress_names_policy_step_and_seed(tmp_path: Path) -> None:
+    from bench.metrics import typical_classes
+    from bench.plan import PlanInputs, Target, plan_policy
+    from bench.workloads import load_workload
+
+    wl = load_workload(_workload(tmp_path / "w.csv", 4, 4))
+    cl = load_plan_cluster(_spec(tmp_path / "c.yaml", 8, 1, 8))
+    inp = PlanInputs(cl, wl, Target(placed_pct=100.0), [0, 1],
+                     demand_milli=sum(p.gpu_demand_milli for p in wl.pods()),
+                     classes=typical_classes(wl.pods()))
+    labels: list[str] = []
+    plan = plan_policy(inp, "topology", labels.append)
+    assert plan.counts == (5,)
+    assert labels[0].startswith("topology step 1 (a100 ") and labels[0].endswith("seed 0")
+    assert any(lb.endswith("seed 1") for lb in labels)
+    # Every step is announced once (steps with too few GPUs need no replay); the second seed
+    # starts at the first seed's answer.
+    assert len(labels) == len(set(labels)) >= plan.replays
+    assert sum(lb.endswith("seed 1") for lb in labels) <= 3

@@ -870,6 +870,9 @@ def render_html(blocks: Sequence[Block], images: dict[str, str], folder: Path) -
             text = html.escape(str(body))
             parts = text.split("`")
             text = "".join(f"<code>{p}</code>" if k % 2 else p for k, p in enumerate(parts))
+            bold = text.split("**")  # the markdown's **emphasis**, as in report.md
+            if len(bold) % 2:
+                text = "".join(f"<b>{p}</b>" if k % 2 else p for k, p in enumerate(bold))
             out.append(f"<p>{text}</p>")
         elif kind == "table":
             head, rows = cast(tuple[list[str], list[list[str]]], body)

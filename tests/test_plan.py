@@ -223,3 +223,19 @@ def test_progress_names_policy_step_and_seed(tmp_path: Path) -> None:
     # starts at the first seed's answer.
     assert len(labels) == len(set(labels)) >= plan.replays
     assert sum(lb.endswith("seed 1") for lb in labels) <= 3
+
+
+def test_the_readme_plan_command_parses() -> None:
+    import argparse
+    import shlex
+
+    from bench.plan import README_BEGIN, README_END, add_parser
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert README_BEGIN in text and README_END in text
+    block = text.split("nice gts plan", 1)[1].split("```", 1)[0]
+    argv = shlex.split(block.replace("\\\n", " ").replace("$S", "S"))
+    parser = argparse.ArgumentParser(prog="gts")
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(["plan", *argv])
+    assert args.scale == (607, 3639, 1) and args.seeds == 3 and args.readme == "README.md"

@@ -126,3 +126,10 @@ def test_plan_json_feeds_the_report(tmp_path: Path) -> None:
     assert (md.parent / "plan.png").stat().st_size > 0
     doc = json.loads(md.with_name("results.json").read_text())
     assert doc["plan"]["policies"]["topology"]["gpus"] == 80
+
+
+def test_html_shows_the_verdict_in_bold_not_asterisks(tmp_path: Path) -> None:
+    run = _run(["topology", "default"], [0])
+    md = write_report(run, tmp_path / "r")
+    html = md.with_name("report.html").read_text()
+    assert "<b>Verdict.</b>" in html and "**" not in html

@@ -398,7 +398,8 @@ def _diff(pl: PolicyPlan, base: PolicyPlan | None, priced: bool) -> str:
     if base is None or pl.gpus is None:
         return "-"
     if base.gpus is None:
-        return f"{base.policy}: not within bounds"
+        top = max((o.gpus for o in base.best_at_max), default=0)
+        return f"> {top - pl.gpus:,} fewer ({base.policy} misses at {top:,})" if top else "-"
     d = base.gpus - pl.gpus
     s = f"{d:+,} GPUs" if d else "same"
     if priced and pl.cost_per_month is not None and base.cost_per_month is not None:
@@ -414,8 +415,10 @@ def verdict(inp: PlanInputs, plans: dict[str, PolicyPlan], ours: str, baseline: 
     if a.gpus is None:
         return f"With {ours} no cluster within the bounds meets the target."
     if b.gpus is None:
-        return (f"With {ours} this workload needs {a.gpus:,} GPUs; with {baseline} no cluster "
-                f"within the bounds meets the target.")
+        top = max((o.gpus for o in b.best_at_max), default=0)
+        return (f"With {ours} this workload needs {a.gpus:,} GPUs; with {baseline} even the "
+                f"largest cluster allowed ({top:,} GPUs) misses the target, so ours needs more "
+                f"than {top - a.gpus:,} fewer GPUs.")
     d = b.gpus - a.gpus
     s = f"With {ours} this workload needs {a.gpus:,} GPUs instead of {b.gpus:,} with {baseline}"
     s += f": {d:,} fewer" if d > 0 else (f": {-d:,} more" if d < 0 else ": the same")
@@ -425,7 +428,7 @@ def verdict(inp: PlanInputs, plans: dict[str, PolicyPlan], ours: str, baseline: 
 
 
 def plan_markdown(inp: PlanInputs, plans: dict[str, PolicyPlan], baseline: str,
-                  command: str, wall_s: float) -> str:
+                  command: str, wall_s: float, jobs: int = 1) -> str:
     """Caption, verdict and table as printed by `gts plan`."""
     cl = inp.cluster
     bounds = "; ".join(f"{p.name}: {p.min}..{p.max} step {p.step}" + (
@@ -441,8 +444,18 @@ def plan_markdown(inp: PlanInputs, plans: dict[str, PolicyPlan], baseline: str,
     if v:
         out += [v, ""]
     out.append(plan_table(inp, plans, baseline))
+    by_gpus: dict[int, list[str]] = {}
+    for name, pl in plans.items():
+        if pl.gpus is not None:
+            by_gpus.setdefault(pl.gpus, []).append(name)
+    for g, names in by_gpus.items():
+        if len(names) > 1:
+            out += ["", f"{', '.join(names)} tie: each needs {g:,} GPUs."]
     reps = sum(p.replays for p in plans.values())
-    out += ["", f"{reps} replays in {wall_s:.0f} s."]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    out += ["", f"{reps} replays in {wall_s:.0f} s with {jobs} worker process"
+                f"{'es' if jobs != 1 else ''} (load average {load:.1f} when it ended; the "
+                f"answers do not depend on the load)."]
     return "\n".join(out)
 
 
@@ -642,7 +655,7 @@ def main_args(args: argparse.Namespace) -> int:
     bar.close()
     wall = time.perf_counter() - t0
     baseline = args.baseline if args.baseline in plans else policies[-1]
-    md = plan_markdown(inp, plans, baseline, command, wall)
+    md = plan_markdown(inp, plans, baseline, command, wall, min(args.jobs, len(policies)))
     print(md)
     if args.readme:
         path = Path(args.readme)

@@ -239,3 +239,20 @@ def test_the_readme_plan_command_parses() -> None:
     add_parser(parser.add_subparsers())
     args = parser.parse_args(["plan", *argv])
     assert args.scale == (607, 3639, 1) and args.seeds == 3 and args.readme == "README.md"
+
+
+def test_a_baseline_that_misses_everywhere_gives_a_lower_bound(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # kube-scheduler's LeastAllocated spreads the 1-GPU pods over every node, so no node keeps
+    # 8 GPUs free for the 8-GPU pod (seed 0 submits it after them); ours packs them.
+    rows = [f"q{i},1000,4000,1,1000,,LS,Running,0,100,0" for i in range(8)]
+    wl = tmp_path / "w.csv"
+    wl.write_text(HEADER + "\n".join([*rows, "p0,1000,4000,8,1000,,LS,Running,0,100,0"]) + "\n")
+    spec = _spec(tmp_path / "c.yaml", 3, 1, 3)
+    rc = plan_main(["--cluster", str(spec), "--workload", str(wl), "--policies",
+                    "topology,default", "--seeds", "1", "--placed", "100", "--quiet"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "with default even the largest cluster allowed (24 GPUs) misses the target, so " \
+           "ours needs more than 8 fewer GPUs" in text
+    assert "> 8 fewer (default misses at 24)" in text

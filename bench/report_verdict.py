@@ -94,10 +94,20 @@ def verdict(doc: Mapping[str, Any], plan: Mapping[str, Any] | None = None) -> st
     if plan is not None:
         pp = plan.get("policies", {})
         a, b = pp.get(OURS, {}), pp.get(BASELINE, {})
+        seeds = ", ".join(map(str, plan.get("seeds", [])))
+        answers = [g for g in a.get("seed_answer_gpus") or [] if g]
+        spread = f" [each seed: {min(answers):,}-{max(answers):,}]" if answers else ""
         if a.get("gpus") and b.get("gpus"):
-            parts.append(f"**GPUs needed** for the plan's target: {a['gpus']:,} with ours "
-                         f"against {b['gpus']:,}: {b['gpus'] - a['gpus']:,} fewer (seeds "
-                         f"{', '.join(map(str, plan.get('seeds', [])))}; `gts plan`)")
+            parts.append(f"**GPUs needed** for the plan's target: {a['gpus']:,}{spread} with "
+                         f"ours against {b['gpus']:,}: {b['gpus'] - a['gpus']:,} fewer (seeds "
+                         f"{seeds}; `gts plan`)")
+        elif a.get("gpus") and b:
+            top = max((o.get("gpus") or 0 for o in b.get("best_at_max") or []), default=0)
+            if top:
+                parts.append(f"**GPUs needed** for the plan's target: {a['gpus']:,}{spread} "
+                             f"with ours, while the default misses it even with {top:,} GPUs, "
+                             f"the largest cluster searched: more than {top - a['gpus']:,} "
+                             f"fewer (seeds {seeds}; `gts plan`)")
     fo, fb = _pol(doc, OURS, "fill"), _pol(doc, BASELINE, "fill")
     gpus = float(doc.get("cluster", {}).get("gpus") or 0)
     if fo and fb:

@@ -59,11 +59,16 @@ def test_report_opens_with_the_verdict_and_explains_columns(tmp_path: Path) -> N
 def test_verdict_uses_the_plan_when_given() -> None:
     run = _run(["topology", "default"], [0])
     doc = results_json(run)
-    plan = {"seeds": [0, 1, 2], "policies": {"topology": {"gpus": 6332},
-                                              "default": {"gpus": 7400}}}
+    plan: dict[str, Any] = {"seeds": [0, 1, 2], "policies": {"topology": {"gpus": 6332},
+                                                              "default": {"gpus": 7400}}}
     v = verdict(doc, plan)
     assert v is not None and "6,332 with ours against 7,400: 1,068 fewer" in v
     assert verdict({"policies": {"topology": {}}}) is None  # no baseline, no verdict
+    plan["policies"]["default"] = {"gpus": None, "best_at_max": [{"gpus": 18636}]}
+    plan["policies"]["topology"]["seed_answer_gpus"] = [6332, 6332, 6340]
+    v = verdict(doc, plan)
+    assert v is not None and "6,332 [each seed: 6,332-6,340] with ours, while the default " \
+        "misses it even with 18,636 GPUs" in v and "more than 12,304 fewer" in v
 
 
 def test_failed_pods_are_a_share() -> None:

@@ -579,8 +579,11 @@ def plot_plan(plan: dict[str, Any], path: Path) -> Path:
         g = p.get("gpus")
         pts = [x for x in p.get("seed_answer_gpus", []) if x]
         if g is None:
-            ax.text(0, k, "  no cluster within the bounds meets the target", va="center",
-                    fontsize=9, color="#d62728")
+            tops = [o.get("gpus") or 0 for o in p.get("best_at_max") or []]
+            msg = "  no cluster within the bounds meets the target"
+            if tops and max(tops):
+                msg += f" (misses even with {max(tops):,} GPUs)"
+            ax.text(0, k, msg, va="center", fontsize=9, color="#d62728")
             continue
         top = max(top, float(g))
         ax.barh(k, g, color=COLORS[0] if n == "topology" else "#9e9e9e",

@@ -9,6 +9,7 @@ runs tasks in N spawned processes (each loads the scenario once).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -28,9 +29,10 @@ from bench.clusters import (
     load_preset_map,
 )
 from bench.metrics import typical_classes
+from bench.out_path import OutPathError, check_out_dir
 from bench.replay import DynamicResult, FillResult, ReplayError, replay_dynamic, replay_fill
 from bench.report import SimulationRun, write_report
-from bench.speed import SpeedModel
+from bench.speed import SPEED_RANGE, SpeedModel
 from bench.workloads import Workload, WorkloadError, generate_workload, load_workload
 from scheduler.policy.interface import PlacementPolicy
 from scheduler.policy.snapshot import NodeSpec
@@ -38,6 +40,8 @@ from scheduler.policy.snapshot import NodeSpec
 DEFAULT_POLICIES = ("topology", "default", "binpack", "fgd", "random")
 DEFAULT_SEEDS = 5
 DEFAULT_OUT = "gts-report"
+OURS, BASELINE = "topology", "default"
+SENSITIVITY_SEEDS = 3  # seeds rerun at each end of the speed model's range
 PolicyFactory = Callable[[str, int], PlacementPolicy]
 
 
@@ -81,7 +85,10 @@ def run_task(scenario: Scenario, task: Task, factory: PolicyFactory,
     if mode == "fill":
         return replay_fill(policy, scenario.nodes, wl.pods(), seed=seed,
                            classes=typical_classes(wl.pods()), progress=progress)
-    return replay_dynamic(policy, scenario.nodes, wl.jobs, seed=seed, speed_model=SpeedModel(),
+    # "dynamic@low" / "dynamic@high": the sensitivity runs at the ends of the speed model's
+    # documented range (bench.speed.SPEED_RANGE).
+    model = SPEED_RANGE[mode.partition("@")[2]] if "@" in mode else SpeedModel()
+    return replay_dynamic(policy, scenario.nodes, wl.jobs, seed=seed, speed_model=model,
                           progress=progress)
 
 
@@ -128,7 +135,7 @@ class ProgressBar:
         frac = min(1.0, self.done / self.total)
         bar = "#" * int(frac * width) + "." * (width - int(frac * width))
         el = int(now - self.t0)
-        self.stream.write(f"\r[{bar}] {self.done:.0f}/{self.total} {label[:40]:<40} "
+        self.stream.write(f"\r[{bar}] {self.done:.0f}/{self.total} {label[:60]:<60} "
                           f"{el // 60:02d}:{el % 60:02d}")
         self.stream.flush()
 
@@ -185,6 +192,8 @@ def simulate(
     command: str = "gts simulate",
     quiet: bool = False,
     stream: TextIO | None = None,
+    sensitivity: bool = True,
+    plan: dict[str, object] | None = None,
 ) -> Path:
     """Run every (mode, policy, seed) and write the report; returns the path of report.md."""
     t0 = time.perf_counter()
@@ -200,6 +209,11 @@ def simulate(
     # Dynamic tasks take longest: start them first so the pool ends together.
     tasks = [(m, p, s) for m in sorted(modes, key=lambda m: m != "dynamic")
              for p in policies for s in seeds]
+    if sensitivity and "dynamic" in modes:
+        pair = [p for p in (OURS, BASELINE) if p in policies]
+        if len(pair) == 2:
+            tasks += [(f"dynamic@{end}", p, s) for end in ("low", "high") for p in pair
+                      for s in seeds[:SENSITIVITY_SEEDS]]
     bar = ProgressBar(len(tasks), stream=stream, enabled=not quiet)
     try:
         results = run_tasks(scenario, tasks, factory, jobs, bar)
@@ -214,10 +228,14 @@ def simulate(
     run = SimulationRun(
         command=command,
         cluster=cluster_summary(scenario.nodes, scenario.cluster_source),
-        workload=wsum, seeds=list(seeds), policies=list(policies), notes=notes,
+        workload=wsum, seeds=list(seeds), policies=list(policies), notes=notes, plan=plan,
     )
     for (mode, name, seed) in tasks:
         r = results[(mode, name, seed)]
+        if "@" in mode:
+            assert isinstance(r, DynamicResult)
+            run.sensitivity.setdefault(mode.partition("@")[2], {}).setdefault(name, []).append(r)
+            continue
         if isinstance(r, FillResult):
             run.fill.setdefault(name, []).append(r)
         else:
@@ -263,6 +281,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--load", type=float, default=1.1,
                    help="offered load of the generated workload (default 1.1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--plan", metavar="FILE",
+                   help="plan.json of `gts plan` on the same workload: the report's verdict "
+                        "then opens with the GPUs needed at the plan's target")
+    p.add_argument("--no-sensitivity", action="store_true",
+                   help="skip the dynamic reruns at the ends of the speed model's range")
     p.set_defaults(func=main_args)
 
 
@@ -281,6 +304,23 @@ def main_args(args: argparse.Namespace, factory: PolicyFactory = default_factory
             what = "is a directory" if Path(path).is_dir() else "no such file"
             print(f"gts simulate: {flag} {path}: {what}", file=sys.stderr)
             return 2
+    if args.jobs < 1:
+        print(f"gts simulate: --jobs {args.jobs}: must be at least 1", file=sys.stderr)
+        return 2
+    plan = None
+    if getattr(args, "plan", None):
+        try:
+            plan = json.loads(Path(args.plan).read_text(encoding="utf-8"))
+            if not isinstance(plan, dict) or not isinstance(plan.get("policies"), dict):
+                raise ValueError("expected the plan.json written by gts plan --out")
+        except (OSError, ValueError) as e:
+            print(f"gts simulate: --plan {args.plan}: {e}", file=sys.stderr)
+            return 2
+    try:  # before the run: a bad --out used to fail only after the whole simulation
+        check_out_dir(args.out, files=("report.md", "report.html", "results.json"))
+    except OutPathError as e:
+        print(f"gts simulate: {e}", file=sys.stderr)
+        return 2
     try:
         pm = load_preset_map(args.preset_map) if args.preset_map else None
         if args.cluster:
@@ -304,8 +344,9 @@ def main_args(args: argparse.Namespace, factory: PolicyFactory = default_factory
         "gts " + shlex.join(sys.argv[1:])
     try:
         path = simulate(scenario, modes=modes, policies=policies, seeds=list(range(args.seeds)),
-                        out=args.out, jobs=max(1, args.jobs), factory=factory,
-                        command=command.strip(), quiet=args.quiet)
+                        out=args.out, jobs=args.jobs, factory=factory,
+                        command=command.strip(), quiet=args.quiet,
+                        sensitivity=not getattr(args, "no_sensitivity", False), plan=plan)
     except (KeyError, ValueError, ReplayError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"gts simulate: {msg}", file=sys.stderr)

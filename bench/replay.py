@@ -57,15 +57,30 @@ class ReplayError(RuntimeError):
 # ---- shared checks --------------------------------------------------------------------------
 
 
-def check_assignment(req: PodRequest, a: Assignment, snap: Snapshot, policy: str) -> None:
-    """Raise ReplayError unless `a` gives `req` exactly what it asked for on an allowed model."""
+def gpu_replicas(policy: PlacementPolicy) -> int:
+    """R for a policy over time-sliced GPUs (each GPU advertised as R replicas), else 1."""
+    return int(getattr(policy, "gpu_replicas", 1))
+
+
+def check_assignment(req: PodRequest, a: Assignment, snap: Snapshot, policy: str,
+                     replicas: int = 1) -> None:
+    """Raise ReplayError unless `a` gives `req` exactly what it asked for on an allowed model.
+
+    With `replicas` > 1 (time-sliced GPUs) `a.gpus` lists the physical GPU of each replica
+    (repeats allowed) and `a.gpu_milli` is one replica, 1000 / replicas.
+    """
     problems: list[str] = []
     if a.pod != req.key:
         problems.append(f"pod {a.pod!r} instead of {req.key!r}")
     if a.cpu_milli != req.cpu_milli or a.memory_mib != req.memory_mib:
         problems.append(f"cpu/memory {a.cpu_milli}/{a.memory_mib} instead of "
                         f"{req.cpu_milli}/{req.memory_mib}")
-    if req.is_share:
+    if replicas > 1:
+        want = req.gpus if req.gpus else (1 if req.gpu_milli else 0)
+        if len(a.gpus) != want or (want and a.gpu_milli != MILLI_PER_GPU // replicas):
+            problems.append(f"replicas on GPUs {a.gpus} x {a.gpu_milli} instead of {want} "
+                            f"replicas of {MILLI_PER_GPU // replicas}")
+    elif req.is_share:
         # A scheduler without GPU sharing (kube-scheduler's nvidia.com/gpu) gives a share a
         # whole GPU; it then holds, and is counted as holding, all of it.
         if len(a.gpus) != 1 or a.gpu_milli not in (req.gpu_milli, MILLI_PER_GPU):
@@ -88,12 +103,35 @@ def check_assignment(req: PodRequest, a: Assignment, snap: Snapshot, policy: str
                           + "; ".join(problems))
 
 
-def _allocate(snap: Snapshot, a: Assignment, policy: str) -> None:
+def replica_parts(a: Assignment) -> list[Assignment]:
+    """A time-sliced assignment as Snapshot holdings: one share per physical GPU holding its
+    replicas (the first, keyed by the pod, carries CPU and memory; the others `<pod>#<gpu>`)."""
+    parts: list[Assignment] = []
+    for k, g in enumerate(sorted(set(a.gpus))):
+        parts.append(Assignment(pod=a.pod if k == 0 else f"{a.pod}#{g}", node=a.node, gpus=(g,),
+                                gpu_milli=a.gpu_milli * a.gpus.count(g), gpu_memory_mib=0,
+                                cpu_milli=a.cpu_milli if k == 0 else 0,
+                                memory_mib=a.memory_mib if k == 0 else 0))
+    return parts or [a]
+
+
+def _allocate(snap: Snapshot, a: Assignment, policy: str, replicas: int = 1) -> None:
+    parts = replica_parts(a) if replicas > 1 else [a]
+    done: list[Assignment] = []
     try:
-        snap.allocate(a)
+        for part in parts:
+            snap.allocate(part)
+            done.append(part)
     except AllocationError as e:
+        for part in done:
+            snap.release(part.pod)
         raise ReplayError(f"policy {policy!r}: assignment of pod {a.pod!r} over-commits: {e}") \
             from None
+
+
+def _release(snap: Snapshot, a: Assignment, replicas: int = 1) -> None:
+    for part in (replica_parts(a) if replicas > 1 else [a]):
+        snap.release(part.pod)
 
 
 def _held_milli(a: Assignment) -> int:
@@ -194,6 +232,8 @@ class FillResult:
     decisions: int = 0
     policy_s: float = 0.0
     wall_s: float = 0.0
+    stopped_early: bool = False  # replay_fill(stop_failed_milli=...) ended it
+    events: dict[str, int] = field(default_factory=dict)  # policy-specific counts (risks)
 
     @property
     def n_pods(self) -> int:
@@ -216,10 +256,15 @@ def replay_fill(
     record_every: float = 1.0,
     classes: MixClasses | None = None,
     warm_mix: bool = True,
+    stop_failed_milli: int | None = None,
     progress: Progress | None = None,
     clock: Clock = time.perf_counter,
 ) -> FillResult:
     """The FGD fill protocol (module docstring) for one policy and seed.
+
+    With `stop_failed_milli` the replay ends as soon as the GPU request of the pods that failed
+    exceeds it (capacity planning: the step has already missed its target); the result then
+    covers the pods submitted so far and `stopped_early` is True.
 
     `record_every` is the checkpoint step in % of capacity arrived (fragmentation and used
     GPUs are measured there; the allocation curve is recorded after every pod). `classes`
@@ -250,6 +295,7 @@ def replay_fill(
     arr = alloc = req_placed = 0
     policy_s = 0.0
     name = policy.name
+    reps = gpu_replicas(policy)
     prog_step = max(1, n // 100)
 
     padding = int(snap.milli_free.size - snap.gpu_count.sum())  # padded GPUs hold 0 free
@@ -260,6 +306,8 @@ def replay_fill(
         cps.append((100.0 * arr / capacity, 100.0 * alloc / capacity, fg, fp, used))
 
     checkpoint()
+    failed_milli = 0
+    stopped = False
     for i, req in enumerate(order):
         arr += req.gpu_demand_milli
         policy.observe(req)
@@ -267,13 +315,15 @@ def replay_fill(
         a = policy.place(req, snap)
         policy_s += clock() - t0
         if a is not None:
-            check_assignment(req, a, snap, name)
+            check_assignment(req, a, snap, name, reps)
             if req.gpus >= 2:
                 qual.append((req.gpus, set_quality(snap, a), best_free_quality(snap, req, masks)))
-            _allocate(snap, a, name)
+            _allocate(snap, a, name, reps)
             alloc += _held_milli(a)
             req_placed += req.gpu_demand_milli
             placed[i] = True
+        else:
+            failed_milli += req.gpu_demand_milli
         arrived[i] = arr
         allocated[i] = alloc
         requested[i] = req_placed
@@ -282,6 +332,12 @@ def replay_fill(
             next_cp = (np.floor(arr / step) + 1) * step
         if progress is not None and i % prog_step == 0:
             progress(i / n)
+        if stop_failed_milli is not None and failed_milli > stop_failed_milli:
+            stopped = True
+            n = i + 1
+            arrived, allocated, requested, placed = (arrived[:n], allocated[:n],
+                                                     requested[:n], placed[:n])
+            break
     checkpoint()
     if progress is not None:
         progress(1.0)
@@ -294,7 +350,8 @@ def replay_fill(
         cp_arrived_pct=cp[:, 0], cp_allocated_pct=cp[:, 1], cp_frag_gpus=cp[:, 2],
         cp_frag_pct=cp[:, 3], cp_used_gpus=cp[:, 4].astype(np.int64),
         q_gpus=q[:, 0].astype(np.int64), q_chosen=q[:, 1], q_best=q[:, 2],
-        decisions=n, policy_s=policy_s, wall_s=clock() - t_start,
+        decisions=n, policy_s=policy_s, wall_s=clock() - t_start, stopped_early=stopped,
+        events=dict(getattr(policy, "events", {})),
     )
 
 
@@ -310,14 +367,17 @@ def _shape(p: PodRequest) -> tuple[object, ...]:
     return (p.cpu_milli, p.memory_mib, p.gpus, p.gpu_milli, p.gpu_memory_mib, p.allowed_models)
 
 
-def _room(snap: Snapshot, p: PodRequest) -> np.ndarray:
+def _room(snap: Snapshot, p: PodRequest, replicas: int = 1) -> np.ndarray:
     """How many pods like p each node could still take, counting each resource on its own
     (an upper bound: a necessary condition, never a placement)."""
     big = np.int64(1 << 40)
     c = snap.cpu_free // p.cpu_milli if p.cpu_milli else np.full(snap.n_nodes, big)
     m = snap.mem_free // p.memory_mib if p.memory_mib else np.full(snap.n_nodes, big)
     r: np.ndarray = np.minimum(c, m)
-    if p.is_share:
+    if replicas > 1 and p.wants_gpu:
+        free = (snap.milli_free // (MILLI_PER_GPU // replicas)).sum(axis=1)
+        r = np.minimum(r, free // max(p.gpus, 1))
+    elif p.is_share:
         fits = (snap.milli_free >= p.gpu_milli) & (snap.gpu_mem_free >= p.gpu_memory_mib)
         per = np.where(fits, (snap.milli_free // p.gpu_milli), 0).sum(axis=1)
         r = np.minimum(r, per)
@@ -326,14 +386,14 @@ def _room(snap: Snapshot, p: PodRequest) -> np.ndarray:
     return r
 
 
-def may_fit(snap: Snapshot, pods: Sequence[PodRequest]) -> bool:
+def may_fit(snap: Snapshot, pods: Sequence[PodRequest], replicas: int = 1) -> bool:
     """A necessary condition for placing all `pods` at once: for every distinct pod shape,
     the nodes have room for as many such pods as there are."""
     need: dict[tuple[object, ...], tuple[PodRequest, int]] = {}
     for p in pods:
         k = _shape(p)
         need[k] = (p, need.get(k, (p, 0))[1] + 1)
-    return all(int(_room(snap, p).sum()) >= cnt for p, cnt in need.values())
+    return all(int(_room(snap, p, replicas).sum()) >= cnt for p, cnt in need.values())
 
 
 def never_fits(snap: Snapshot, job: Job, masks: _ModelMasks) -> str | None:
@@ -403,6 +463,7 @@ class DynamicResult:
     makespan_s: float = 0.0
     last_arrival_s: float = 0.0
     speed: dict[str, object] = field(default_factory=dict)
+    events: dict[str, int] = field(default_factory=dict)  # policy-specific counts (risks)
 
     def utilization_pct(self) -> float:
         """Time-weighted mean GPU allocation (%) while jobs keep arriving (first to last
@@ -438,6 +499,7 @@ def replay_dynamic(
     masks = _ModelMasks(snap)
     capacity = int(snap.gpu_count.sum()) * MILLI_PER_GPU
     name = policy.name
+    reps = gpu_replicas(policy)
     whole = supports_gangs(policy)
     n = len(jobs)
     start = np.full(n, np.nan)
@@ -475,7 +537,8 @@ def replay_dynamic(
         nonlocal waiting
         job = jobs[i]
         held = holding[i]
-        gpus = sum(len(a.gpus) for a in held if a.gpu_milli == MILLI_PER_GPU)
+        # Whole GPUs, or time-sliced replicas (a repeated GPU lowers the set's quality).
+        gpus = sum(len(a.gpus) for a in held if a.gpu_milli == MILLI_PER_GPU or reps > 1)
         q = job_quality(snap, held, sm.level_factor) if gpus >= 2 else 1.0
         s = sm.slowdown(gpus, q)
         start[i], slow[i] = now, s
@@ -488,7 +551,7 @@ def replay_dynamic(
         nonlocal decisions, policy_s, alloc, incomplete_milli
         job = jobs[i]
         members = list(job.pods) if k < 0 else [job.pods[k]]
-        if not may_fit(snap, members):
+        if not may_fit(snap, members, reps):
             return False
         single_multi = k < 0 and not job.is_gang and job.pods[0].gpus >= 2
         best = best_free_quality(snap, job.pods[0], masks) if single_multi else 0.0
@@ -506,15 +569,15 @@ def replay_dynamic(
             raise ReplayError(f"policy {name!r} planned {len(got)} assignments for the "
                               f"{len(members)} pods of job {job.id!r}")
         for req, a in zip(members, got, strict=True):
-            check_assignment(req, a, snap, name)
+            check_assignment(req, a, snap, name, reps)
         done_allocs: list[Assignment] = []
         try:
             for a in got:
-                _allocate(snap, a, name)
+                _allocate(snap, a, name, reps)
                 done_allocs.append(a)
         except ReplayError:
             for a in done_allocs:
-                snap.release(a.pod)
+                _release(snap, a, reps)
             raise
         milli = sum(_held_milli(a) for a in got)
         alloc += milli
@@ -550,7 +613,7 @@ def replay_dynamic(
             _, kind, _, i = heapq.heappop(events)
             if kind == 0:
                 for a in holding.pop(i):
-                    snap.release(a.pod)
+                    _release(snap, a, reps)
                     alloc -= _held_milli(a)
                 end[i] = now
                 done += 1
@@ -596,4 +659,5 @@ def replay_dynamic(
         decisions=decisions, policy_s=policy_s, wall_s=clock() - t_start,
         makespan_s=float(ts[-1, 0]) if ts.size else 0.0,
         last_arrival_s=float(arrival.max()) if n else 0.0, speed=sm.describe(),
+        events=dict(getattr(policy, "events", {})),
     )

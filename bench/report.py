@@ -21,6 +21,16 @@ import numpy as np
 
 from bench.metrics import at_arrived, band, ecdf, interpolated_at, summarize
 from bench.replay import DynamicResult, FillResult
+from bench.report_verdict import (
+    DYNAMIC_COLUMNS,
+    EVENT_WORDS,
+    FILL_COLUMNS,
+    columns_text,
+    jct_gain_band,
+    ties,
+    utilization_note,
+    verdict,
+)
 from scheduler.policy.request import MILLI_PER_GPU
 
 # Published fill results of the FGD artifact (ATC'23; ../shared/traces/README.md): unallocated
@@ -48,8 +58,9 @@ PAPER_VARIANTS: dict[str, dict[str, float]] = {
 }
 PAPER_NODES, PAPER_GPUS = 1213, 6212
 READ_OFF = (100, 130)
-QUALITY_BUCKETS = ((1.0, 1.01, "1.0"), (0.75, 1.0, "0.75-1"), (0.5, 0.75, "0.5-0.75"),
-                   (0.0, 0.5, "< 0.5"))
+QUALITY_BUCKETS = ((1.0, 1.01, "as good as the hardware allows"),
+                   (0.75, 1.0, "75-99 % of the best"), (0.5, 0.75, "50-75 % of the best"),
+                   (0.0, 0.5, "under half the best"))
 
 
 @dataclass(slots=True)
@@ -65,6 +76,10 @@ class SimulationRun:
     dynamic: dict[str, list[DynamicResult]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    # Dynamic reruns at the ends of the speed model's range: end ("low"/"high") -> policy ->
+    # per-seed results (bench.speed.SPEED_RANGE).
+    sensitivity: dict[str, dict[str, list[DynamicResult]]] = field(default_factory=dict)
+    plan: dict[str, Any] | None = None  # plan.json of `gts plan`, shown in the verdict
 
 
 def paper_variant(run: SimulationRun) -> str | None:
@@ -122,6 +137,9 @@ def fill_seed(r: FillResult) -> dict[str, object]:
         "pods_submitted": r.n_pods,
         "pods_original": r.n_original,
         "pods_failed": r.failed,
+        "pods_failed_pct": 100.0 * r.failed / r.n_pods if r.n_pods else 0.0,
+        "stopped_early": r.stopped_early,
+        "events": dict(r.events),
         "final_arrived_pct": float(r.arrived_pct[-1]) if r.n_pods else 0.0,
         "multi_gpu_placements": int(r.q_chosen.size),
         "quality_1_pct": 100.0 * float((r.q_chosen >= 1 - 1e-9).mean()) if r.q_chosen.size
@@ -173,6 +191,7 @@ def dynamic_seed(r: DynamicResult) -> dict[str, object]:
         "wall_s": r.wall_s,
         "policy_s": r.policy_s,
         "decisions_per_s": r.decisions / r.policy_s if r.policy_s > 0 else float("nan"),
+        "events": dict(r.events),
     }
 
 
@@ -184,6 +203,23 @@ def _med(rows: Sequence[dict[str, object]], *path: str) -> dict[str, float]:
             v = v.get(p) if isinstance(v, dict) else None
         vals.append(float(v) if isinstance(v, int | float) else float("nan"))
     return summarize(vals)
+
+
+DYNAMIC_SPREAD: dict[str, tuple[str, ...]] = {
+    "wait_s_median": ("wait_s", "median"), "wait_s_p95": ("wait_s", "p95"),
+    "jct_s_median": ("jct_s", "median"), "jct_s_mean": ("jct_s", "mean"),
+    "jct_s_p95": ("jct_s", "p95"), "completed": ("completed",),
+    "queued_at_end": ("queued_at_end",), "slowdown_mean": ("slowdown_mean",),
+    "utilization_mean_pct": ("utilization_mean_pct",),
+    "gpus_held_by_incomplete_gangs_max": ("gpus_held_by_incomplete_gangs_max",),
+}
+
+
+def _events(rows: Sequence[dict[str, object]]) -> dict[str, dict[str, float]]:
+    """Policy-specific event counts (e.g. time-slicing risks): spread over seeds per name."""
+    names = sorted({k for r in rows for k in dict(r.get("events") or {})})  # type: ignore[call-overload]
+    return {k: summarize([float(dict(r.get("events") or {}).get(k, 0))  # type: ignore[call-overload]
+                          for r in rows]) for k in names}
 
 
 def results_json(run: SimulationRun) -> dict[str, object]:
@@ -204,6 +240,10 @@ def results_json(run: SimulationRun) -> dict[str, object]:
                 "placed_request_pct": {
                     str(x): _med(rows, "placed_request_pct", str(x))["median"]
                     for x in READ_OFF},
+                "placed_request_pct_spread": {
+                    str(x): _med(rows, "placed_request_pct", str(x)) for x in READ_OFF},
+                "pods_failed_pct": _med(rows, "pods_failed_pct"),
+                "events": _events(rows),
                 "fragmentation_pct_of_idle": {
                     str(x): _med(rows, "fragmentation_pct_of_idle", str(x))["median"]
                     for x in READ_OFF},
@@ -228,6 +268,8 @@ def results_json(run: SimulationRun) -> dict[str, object]:
                 "multi_gpu_quality_mean": _med(rows, "multi_gpu_quality_mean")["median"],
                 "utilization_mean_pct": _med(rows, "utilization_mean_pct")["median"],
                 "decisions_per_s": _med(rows, "decisions_per_s")["median"],
+                "spread": {k: _med(rows, *path) for k, path in DYNAMIC_SPREAD.items()},
+                "events": _events(rows),
                 "per_seed": rows,
             }
         policies[name] = entry
@@ -247,6 +289,17 @@ def results_json(run: SimulationRun) -> dict[str, object]:
         "notes": run.notes,
         "wall_s": run.wall_s,
     }
+    if run.sensitivity:
+        from bench.speed import SPEED_RANGE
+
+        doc["sensitivity"] = {
+            "jct_gain_pct": jct_gain_band(run.dynamic, run.sensitivity),
+            "models": {k: m.describe() for k, m in SPEED_RANGE.items()},
+            "seeds": sorted({r.seed for rs in run.sensitivity.get("low", {}).values()
+                             for r in rs}),
+        }
+    if run.plan is not None:
+        doc["plan"] = run.plan
     first_dyn = next((rs[0] for rs in run.dynamic.values() if rs), None)
     if first_dyn is not None:
         doc["speed_model"] = first_dyn.speed
@@ -310,11 +363,30 @@ def _line(run: SimulationRun, name: str) -> dict[str, object]:
 
 
 def plot_fill_unallocated(run: SimulationRun, path: Path) -> Path:
-    """Unallocated GPU % vs arrived workload: median and IQR over seeds, full and zoomed."""
+    """Unallocated GPU % vs arrived workload (median and IQR over seeds, full and zoomed),
+    beside the GPU requests placed: a policy that turns pods away also leaves few GPUs
+    unallocated, so the two panels are read together."""
     plt = _plt()
     xs = np.arange(0.0, 131.0, 0.25)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), dpi=110)
-    for ax, (lo_x, hi_x) in zip(axes, ((0, 131), (75, 131)), strict=True):
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.6), dpi=100)
+    ax = axes[2]
+    ax.plot([0, 100, 131], [0, 100, 100], ":", color="grey", label="everything placed")
+    for name in run.policies:
+        res = run.fill.get(name)
+        if not res:
+            continue
+        med, lo, hi = band(xs, [(r.arrived_pct, r.placed_request_pct) for r in res])
+        ax.plot(xs, med, label=name, **_line(run, name))
+        if len(res) > 1:
+            ax.fill_between(xs, lo, hi, color=_color(run, name), alpha=0.2, lw=0)
+    ax.set_xlim(0, 131)
+    ax.set_xlabel("arrived workload (% of cluster GPU capacity)")
+    ax.set_ylabel("GPU requests placed (% of capacity)")
+    ax.set_title("requests placed: higher is better\n(read with the unallocated panels)",
+                 fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    for ax, (lo_x, hi_x) in zip(axes[:2], ((0, 131), (75, 131)), strict=True):
         ax.plot([0, 100, 131], [100, 0, 0], ":", color="grey", label="ideal")
         for name in run.policies:
             res = run.fill.get(name)
@@ -340,9 +412,11 @@ def plot_fill_unallocated(run: SimulationRun, path: Path) -> Path:
         ax.set_xlabel("arrived workload (% of cluster GPU capacity)")
         ax.set_ylabel("unallocated GPU (%)")
         ax.grid(alpha=0.3)
-    axes[0].set_title("fill replay: unallocated GPUs (median, IQR band over seeds)")
-    axes[1].set_title("zoom on 75-130 %")
-    axes[1].legend(loc="upper left", fontsize=8)
+    axes[0].set_title("unallocated GPUs (median, IQR band over seeds)", fontsize=10)
+    axes[1].set_title("zoom on 75-130 % arrived; low is good only if\nthe requests are placed "
+                      "(right panel)", fontsize=10)
+    for ax in axes[:2]:
+        ax.legend(loc="upper right" if ax is axes[0] else "upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -369,8 +443,10 @@ def plot_fill_fragmentation(run: SimulationRun, path: Path) -> Path:
     for ax in axes:
         ax.set_xlabel("arrived workload (% of cluster GPU capacity)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    axes[0].set_title("fill replay: fragmentation against the workload's typical pods")
+    for ax in axes:
+        ax.legend(fontsize=8)
+    axes[0].set_title("fill: fragmented GPUs against the workload's typical pods", fontsize=10)
+    axes[1].set_title("fill: fragmented share of the idle GPU capacity", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -381,7 +457,7 @@ def plot_quality(run: SimulationRun, path: Path) -> Path:
     """Topology quality of multi-GPU placements (fill and dynamic), pooled over seeds."""
     plt = _plt()
     modes = [m for m, d in (("fill", run.fill), ("dynamic", run.dynamic)) if any(d.values())]
-    fig, axes = plt.subplots(1, max(1, len(modes)), figsize=(6 * max(1, len(modes)), 4.2),
+    fig, axes = plt.subplots(1, max(1, len(modes)), figsize=(6 * max(1, len(modes)), 5.2),
                              dpi=110, squeeze=False)
     for ax, mode in zip(axes[0], modes, strict=False):
         names = [n for n in run.policies if (run.fill if mode == "fill" else run.dynamic).get(n)]
@@ -395,22 +471,28 @@ def plot_quality(run: SimulationRun, path: Path) -> Path:
                     q = np.concatenate([r.quality for r in run.dynamic[n]])
                 shares.append(100.0 * float(((q >= lo - 1e-9) & (q < hi - 1e-9)).mean())
                               if q.size else 0.0)
-            ax.bar(names, shares, bottom=bottoms, label=f"quality {label}")
+            ax.bar(names, shares, bottom=bottoms, label=label)
             bottoms += np.array(shares)
         for k, n in enumerate(names):
             rs = run.fill[n] if mode == "fill" else run.dynamic[n]
             qb = np.concatenate([r.q_best for r in rs])
             qc = np.concatenate([r.q_chosen for r in rs])
             avail = qb >= 1 - 1e-9
-            if avail.any():
+            has = any(r.quality.size for r in run.dynamic[n]) if mode == "dynamic" \
+                else bool(qc.size)
+            if not has:
+                ax.text(k, 3, "no multi-GPU\nplacements", ha="center", fontsize=7)
+            elif avail.any():
                 ax.text(k, 101, f"{100 * (qc[avail] >= 1 - 1e-9).mean():.0f}%", ha="center",
                         fontsize=8)
-        ax.set_ylim(0, 110)
-        ax.set_ylabel("% of multi-GPU placements")
-        ax.set_title(f"{mode}: set quality (label: at 1.0 when a 1.0 set was free)",
+        ax.set_ylim(0, 108)
+        ax.set_ylabel("% of multi-GPU pods")
+        ax.set_title(f"{mode} replay: how well connected the GPUs of multi-GPU pods are\n"
+                     f"(number above a bar: share given the best set when one was free)",
                      fontsize=9)
         ax.tick_params(axis="x", labelrotation=20)
-    axes[0][0].legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2,
+                  title="bandwidth of the pod's GPU set", title_fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -430,8 +512,9 @@ def plot_dynamic_time(run: SimulationRun, path: Path) -> Path:
         st = {**_line(run, name), "lw": 1.2}
         axes[0].step(h, 100.0 * r.alloc_milli / r.capacity_milli, where="post", label=name,
                      **st)
-        axes[1].step(h, r.held_incomplete_milli / MILLI_PER_GPU, where="post", **st)
-        axes[2].step(h, r.queue_len, where="post", **st)
+        axes[1].step(h, r.held_incomplete_milli / MILLI_PER_GPU, where="post", label=name,
+                     **st)
+        axes[2].step(h, r.queue_len, where="post", label=name, **st)
     axes[0].set_ylabel("GPU allocated (%)")
     axes[1].set_ylabel("GPUs held by\nincomplete gangs")
     axes[2].set_ylabel("jobs waiting")
@@ -441,10 +524,14 @@ def plot_dynamic_time(run: SimulationRun, path: Path) -> Path:
         axes[2].set_xlim(0, 1.05 * last / 3600.0)
     axes[2].set_xlabel(f"time (hours; arrivals end at {last / 3600.0:.1f} h), "
                        f"seed {run.seeds[0] if run.seeds else 0}")
-    axes[0].legend(fontsize=8, ncol=3)
-    axes[0].set_title("dynamic replay over time")
+    axes[0].set_title("dynamic replay: GPUs allocated (includes GPUs held by waiting gang "
+                      "members)", fontsize=10)
+    axes[1].set_title("GPUs held by gangs still waiting for members (nobody can use them)",
+                      fontsize=10)
+    axes[2].set_title("jobs waiting in the queue", fontsize=10)
     for ax in axes:
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=3, loc="upper right")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -469,9 +556,76 @@ def plot_wait_cdf(run: SimulationRun, path: Path) -> Path:
         ax.set_xscale("log")
         ax.set_ylabel("fraction of jobs")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    axes[0].set_title("dynamic replay: waiting time CDF")
-    axes[1].set_title("job completion time CDF")
+    for ax in axes:
+        ax.legend(fontsize=8, loc="lower right")
+    axes[0].set_title("dynamic replay: waiting time (further left is better)", fontsize=10)
+    axes[1].set_title("job completion time (further left is better)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_plan(plan: dict[str, Any], path: Path) -> Path:
+    """GPUs needed per policy (plan.json of `gts plan`): the answer as a bar, each seed's own
+    answer as a dot (the spread), and policies with no answer within the bounds marked."""
+    plt = _plt()
+    pols = plan.get("policies", {})
+    names = list(pols)
+    fig, ax = plt.subplots(figsize=(9, 0.55 * len(names) + 2.0), dpi=100)
+    top = 0.0
+    for k, n in enumerate(names):
+        p = pols[n]
+        g = p.get("gpus")
+        pts = [x for x in p.get("seed_answer_gpus", []) if x]
+        if g is None:
+            tops = [o.get("gpus") or 0 for o in p.get("best_at_max") or []]
+            msg = "  no cluster within the bounds meets the target"
+            if tops and max(tops):
+                msg += f" (misses even with {max(tops):,} GPUs)"
+            ax.text(0, k, msg, va="center", fontsize=9, color="#d62728")
+            continue
+        top = max(top, float(g))
+        ax.barh(k, g, color=COLORS[0] if n == "topology" else "#9e9e9e",
+                label="GPUs needed (every seed meets the target)" if not ax.patches else None)
+        if pts:
+            ax.plot(pts, [k] * len(pts), "o", color="black", ms=4,
+                    label="each seed's own answer" if k == 0 else None)
+        ax.text(g, k, f"  {g:,}", va="center", fontsize=9)
+    ax.set_xlim(0, max(top, 1.0) * 1.25)
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    ax.set_xlabel("GPUs in the smallest cluster that meets the target (fewer is better)")
+    tgt = plan.get("target_text") or ""
+    ax.set_title(f"gts plan: GPUs needed per policy\n{tgt}", fontsize=9)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_sensitivity(band_doc: dict[str, Any], path: Path) -> Path:
+    """Mean-JCT gain of ours over default with the speed model at its low end, as assumed,
+    and at its high end (median and min-max over seeds)."""
+    plt = _plt()
+    g = band_doc.get("jct_gain_pct", {})
+    ends = [e for e in ("low", "assumed", "high") if e in g]
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
+    med = [g[e]["median"] for e in ends]
+    lo = [g[e]["median"] - g[e]["min"] for e in ends]
+    hi = [g[e]["max"] - g[e]["median"] for e in ends]
+    ax.bar(ends, med, color=[COLORS[0] if e == "assumed" else "#9ecae1" for e in ends],
+           label="median over seeds")
+    ax.errorbar(ends, med, yerr=[lo, hi], fmt="none", ecolor="black", capsize=5,
+                label="min-max over seeds")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_ylabel("mean-JCT gain of ours over default (%)")
+    ax.set_xlabel("slowdown model (bench/speed.py SPEED_RANGE)")
+    ax.set_title("sensitivity of the JCT gain to the assumed slowdown model", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -494,6 +648,32 @@ def _fmt(v: object, digits: int = 2) -> str:
     return str(v)
 
 
+def _range(s: dict[str, float], digits: int = 0) -> str:
+    """Median [min, max] over seeds."""
+    if not s or s.get("n", 0) == 0:
+        return "-"
+    if s["n"] == 1:
+        return f"{s['median']:,.{digits}f}"
+    return f"{s['median']:,.{digits}f} [{s['min']:,.{digits}f}, {s['max']:,.{digits}f}]"
+
+
+def _risk_text(pol: dict[str, Any], mode: str) -> str | None:
+    """Counts of the risks a baseline takes (time-slicing), median [min, max] over seeds."""
+    parts = []
+    for name, p in pol.items():
+        m = p.get(mode) if isinstance(p, dict) else None
+        for ev, s in ((m or {}).get("events") or {}).items():
+            parts.append(f"`{name}`: {_range(s)} {EVENT_WORDS.get(ev, ev)}")
+    if not parts:
+        return None
+    extra = (" The dynamic replay slows a job down for replicas of its own on one GPU, not for "
+             "sharing a GPU with other pods, so time-sliced run times are optimistic."
+             if mode == "dynamic" else "")
+    return (f"Risks ({mode}): " + "; ".join(parts) + ". Time-sliced GPUs count replicas: "
+            "'unallocated' (and 'GPU util.') for such a policy is about the replicas "
+            "kube-scheduler hands out, not the silicon." + extra)
+
+
 def _spread(s: dict[str, float]) -> str:
     if not s or s.get("n", 0) == 0:
         return "-"
@@ -506,6 +686,11 @@ def _blocks(run: SimulationRun, doc: dict[str, object], images: dict[str, str]) 
     pol = doc["policies"]
     assert isinstance(pol, dict)
     b: list[Block] = [("h1", "gts simulate report")]
+    vtext = verdict(doc, run.plan)
+    if vtext:
+        b.append(("p", vtext))
+    if "plan" in images:
+        b.append(("img", "plan"))
     b.append(("p", f"Command: `{run.command}`"))
     c, w = run.cluster, run.workload
     b.append(("p", f"Cluster: {c.get('source')} - {c.get('nodes')} nodes, {c.get('gpus')} GPUs; "
@@ -531,6 +716,7 @@ def _blocks(run: SimulationRun, doc: dict[str, object], images: dict[str, str]) 
                        "'Requests placed' is the GPU request of the pods that got a place, in % "
                        "of capacity: below the allocated GPUs when a policy without GPU sharing "
                        "gives a fractional pod a whole GPU."))
+        b.append(("p", columns_text(FILL_COLUMNS)))
         rows: list[list[str]] = []
         for name in run.policies:
             f = pol.get(name, {}).get("fill") if isinstance(pol.get(name), dict) else None
@@ -540,16 +726,21 @@ def _blocks(run: SimulationRun, doc: dict[str, object], images: dict[str, str]) 
             sp = f["unallocated_gpu_pct_spread"]
             rows.append([
                 name, _spread(sp["100"]), _spread(sp["130"]),
-                _fmt(f["placed_request_pct"]["100"]),
+                _spread(f["placed_request_pct_spread"]["100"]),
                 _fmt(f["fragmentation_pct_of_idle"]["100"]),
-                _fmt(float(np.median([s["pods_failed"] for s in seeds])), 0),
+                _fmt(f["pods_failed_pct"]["median"], 1),
                 _fmt(f["quality_1_pct"], 1), _fmt(f["quality_1_when_free_pct"], 1),
                 _fmt(f["wall_s"]), _fmt(f["decisions_per_s"], 0),
             ])
         b.append(("table", (["policy", "unalloc. GPU % @100", "@130",
                              "requests placed % @100", "frag. % of idle @100",
-                             "failed pods", "multi-GPU at q=1.0 %",
+                             "failed pods %", "multi-GPU at q=1.0 %",
                              "q=1.0 when free %", "wall s / seed", "decisions/s"], rows)))
+        for t in ties(doc):
+            b.append(("p", t))
+        risk = _risk_text(pol, "fill")
+        if risk:
+            b.append(("p", risk))
         variant = paper_variant(run)
         pc = doc.get("paper_check")
         if variant and isinstance(pc, dict):
@@ -590,20 +781,22 @@ def _blocks(run: SimulationRun, doc: dict[str, object], images: dict[str, str]) 
                        "cannot place members one by one, and those members hold their GPUs). "
                        "Job run time stretches with link quality: "
                        f"{json.dumps(sm)} (bench/speed.py explains the numbers)."))
+        b.append(("p", columns_text(DYNAMIC_COLUMNS)))
         rows = []
         for name in run.policies:
             d = pol.get(name, {}).get("dynamic") if isinstance(pol.get(name), dict) else None
             if not d:
                 continue
             seeds = d["per_seed"]
+            sp = d["spread"]
             rows.append([
                 name, str(seeds[0]["gang_mode"]),
                 f"{_fmt(d['completed'], 0)} / {_fmt(d['queued_at_end'], 0)} / "
                 f"{_fmt(float(np.median([s['unschedulable'] for s in seeds])), 0)}",
-                _fmt(d["wait_s_median"], 0), _fmt(d["wait_s_p95"], 0),
-                _fmt(d["jct_s_median"], 0), _fmt(d["jct_s_p95"], 0),
+                _range(sp["wait_s_median"], 0), _range(sp["wait_s_p95"], 0),
+                _range(sp["jct_s_median"], 0), _range(sp["jct_s_p95"], 0),
                 _fmt(d["slowdown_mean"], 3), _fmt(d["multi_gpu_quality_mean"], 3),
-                _fmt(d["utilization_mean_pct"], 1),
+                _range(sp["utilization_mean_pct"], 1),
                 _fmt(d["gpus_held_by_incomplete_gangs_max"], 0),
                 _fmt(d["decisions_per_s"], 0),
             ])
@@ -611,9 +804,32 @@ def _blocks(run: SimulationRun, doc: dict[str, object], images: dict[str, str]) 
                              "wait median s", "wait p95 s", "JCT median s", "JCT p95 s",
                              "mean slowdown", "multi-GPU quality", "GPU util. %",
                              "max GPUs held by incomplete gangs", "decisions/s"], rows)))
+        util = utilization_note(doc)
+        if util:
+            b.append(("p", util))
+        risk = _risk_text(pol, "dynamic")
+        if risk:
+            b.append(("p", risk))
         for key in ("dynamic_time", "wait_cdf"):
             if key in images:
                 b.append(("img", key))
+        band_doc = doc.get("sensitivity")
+        if isinstance(band_doc, dict) and band_doc.get("jct_gain_pct"):
+            b.append(("h2", "Sensitivity: how much the JCT gain depends on the speed model"))
+            g = band_doc["jct_gain_pct"]
+            b.append(("p", "The dynamic replay of ours and default rerun with the slowdown "
+                           "model at both ends of its documented range (bench/speed.py "
+                           "SPEED_RANGE: low = jobs barely affected by link quality, high = "
+                           "up to ~1.6x slower on half-bandwidth links and 2:1 oversubscribed "
+                           "network levels). Gain = 1 - mean JCT of ours / mean JCT of default, "
+                           "per seed; median [min, max] over the seeds rerun."))
+            b.append(("table", (["speed model", "mean-JCT gain of ours over default %",
+                                 "parameters"],
+                                [[end, _range(g[end], 1) if end in g else "-",
+                                  json.dumps(band_doc["models"].get(end, {}))]
+                                 for end in ("low", "assumed", "high")])))
+            if "sensitivity" in images:
+                b.append(("img", "sensitivity"))
     b.append(("p", "results.json holds every number above per seed."))
     return b
 
@@ -657,6 +873,9 @@ def render_html(blocks: Sequence[Block], images: dict[str, str], folder: Path) -
             text = html.escape(str(body))
             parts = text.split("`")
             text = "".join(f"<code>{p}</code>" if k % 2 else p for k, p in enumerate(parts))
+            bold = text.split("**")  # the markdown's **emphasis**, as in report.md
+            if len(bold) % 2:
+                text = "".join(f"<b>{p}</b>" if k % 2 else p for k, p in enumerate(bold))
             out.append(f"<p>{text}</p>")
         elif kind == "table":
             head, rows = cast(tuple[list[str], list[list[str]]], body)
@@ -693,6 +912,11 @@ def write_report(run: SimulationRun, out: str | Path) -> Path:
     if any(run.dynamic.values()):
         images["dynamic_time"] = plot_dynamic_time(run, folder / "dynamic_time.png").name
         images["wait_cdf"] = plot_wait_cdf(run, folder / "wait_cdf.png").name
+    sens = doc.get("sensitivity")
+    if isinstance(sens, dict) and sens.get("jct_gain_pct"):
+        images["sensitivity"] = plot_sensitivity(sens, folder / "sensitivity.png").name
+    if run.plan is not None:
+        images["plan"] = plot_plan(run.plan, folder / "plan.png").name
     blocks = _blocks(run, doc, images)
     (folder / "report.md").write_text(render_markdown(blocks, images), encoding="utf-8")
     (folder / "report.html").write_text(render_html(blocks, images, folder), encoding="utf-8")

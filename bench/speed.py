@@ -21,6 +21,13 @@ Numbers assumed (all parameters of SpeedModel, shown in the report):
   of a typical enterprise leaf-spine). The job's quality is the worst member's intra-node set
   quality times that network factor.
 - quality is floored at `min_quality` (0.05) so a pathological placement cannot stall a job.
+
+Documented range (SPEED_RANGE; the report's sensitivity band reruns the dynamic replay at both
+ends): comm_fraction from half the values above (2 -> 0.075, 4 -> 0.1, 8 -> 0.125, more ->
+0.175: jobs that overlap almost all communication, "barely affected" in Gandiva's terms) to
+1.6 times them (2 -> 0.24, 4 -> 0.32, 8 -> 0.4, more -> 0.56: a job on links at half the best
+bandwidth then runs up to ~1.6x longer, the "~2x" end of Tiresias' measurements), and
+level_factor from 0.9 (near non-blocking fabric) to 0.5 (2:1 oversubscription per level).
 """
 
 from __future__ import annotations
@@ -82,6 +89,21 @@ class SpeedModel:
         }
 
 
+def _scaled(k: float, level_factor: float) -> SpeedModel:
+    return SpeedModel(
+        comm_fraction=tuple((g, round(min(0.95, f * k), 4)) for g, f in DEFAULT_COMM_FRACTION),
+        comm_fraction_large=round(min(0.95, DEFAULT_COMM_FRACTION_LARGE * k), 4),
+        level_factor=level_factor)
+
+
+# The ends of the documented range (module docstring) and the assumed model in between.
+SPEED_RANGE: dict[str, SpeedModel] = {
+    "low": _scaled(0.5, 0.9),
+    "assumed": SpeedModel(),
+    "high": _scaled(1.6, 0.5),
+}
+
+
 def set_quality(snap: Snapshot, a: Assignment) -> float:
     """Quality of one assignment's GPU set on its node (1.0 for 0 or 1 GPU)."""
     if len(a.gpus) < 2:
@@ -93,7 +115,11 @@ def set_quality(snap: Snapshot, a: Assignment) -> float:
     mask = 0
     for g in a.gpus:
         mask |= 1 << g
-    return float(tables.set_quality[mask])
+    distinct = len(set(a.gpus))
+    # Time-sliced replicas may repeat a GPU: k replicas on one card share its compute, so the
+    # set counts as its distinct GPUs' quality times distinct / requested.
+    q = float(tables.set_quality[mask]) if distinct >= 2 else 1.0
+    return q * distinct / len(a.gpus)
 
 
 def network_factor(snap: Snapshot, nodes: Sequence[int], level_factor: float) -> float:

@@ -7,12 +7,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.baselines import POLICIES, UnknownPolicyError, make_policy
-from bench.replay import check_assignment, replay_fill
+from bench.replay import check_assignment, gpu_replicas, replay_fill, replica_parts
 from scheduler.policy.request import MILLI_PER_GPU, PodRequest
 from scheduler.policy.snapshot import NodeSpec, Snapshot, build_snapshot
 from topology.presets import preset
 
-BASELINES = ["default", "binpack", "random", "bestfit", "fgd"]
+BASELINES = ["default", "default-timeslice", "binpack", "random", "bestfit", "fgd"]
 TOPOS = ["dgx1-v100", "dgx-a100", "pcie-8gpu-2socket", "pcie-4gpu", "pcie-2gpu", "single-gpu"]
 
 
@@ -64,8 +64,10 @@ def run_stream(name: str, seed: int, nodes: list[NodeSpec], pods: list[PodReques
         if a is None:
             trail.append(None)
             continue
-        check_assignment(p, a, snap, name)
-        snap.allocate(a)  # raises on any over-commit
+        reps = gpu_replicas(pol)  # time-sliced replicas are held as shares of their GPU
+        check_assignment(p, a, snap, name, reps)
+        for part in (replica_parts(a) if reps > 1 else [a]):
+            snap.allocate(part)  # raises on any over-commit
         trail.append((a.pod, a.node, a.gpus, a.gpu_milli))
     return snap, trail
 

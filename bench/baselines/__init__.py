@@ -2,7 +2,8 @@
 
 "topology" is ours (scheduler.policy.TopologyPolicy, not a copy); the others model what runs in
 clusters today or what the literature reports: "default" (kube-scheduler's default profile and
-the NVIDIA device plugin), "binpack" (MostAllocated), and the FGD paper's artifact baselines
+the NVIDIA device plugin), "default-timeslice" (the same over time-sliced GPU replicas),
+"binpack" (MostAllocated), and the FGD paper's artifact baselines
 "random", "bestfit" and "fgd". Each factory takes the run's seed.
 
 None of the baselines places a gang whole (`supports_gangs` is False, `place_gang` returns
@@ -18,6 +19,7 @@ from bench.baselines.binpack import BinpackPolicy
 from bench.baselines.default import KubeDefaultPolicy
 from bench.baselines.fgd import FGDPolicy
 from bench.baselines.random_policy import RandomPolicy
+from bench.baselines.timeslice import TimeSliceDefaultPolicy
 from scheduler.policy.interface import PlacementPolicy
 
 
@@ -31,6 +33,7 @@ def _topology(seed: int) -> PlacementPolicy:
 POLICIES: dict[str, Callable[[int], PlacementPolicy]] = {
     "topology": _topology,
     "default": lambda seed: KubeDefaultPolicy(seed),
+    "default-timeslice": lambda seed: TimeSliceDefaultPolicy(seed),
     "binpack": lambda seed: BinpackPolicy(seed),
     "random": lambda seed: RandomPolicy(seed),
     "bestfit": lambda seed: BestFitPolicy(seed),
@@ -63,6 +66,7 @@ __all__ = [
     "FGDPolicy",
     "KubeDefaultPolicy",
     "RandomPolicy",
+    "TimeSliceDefaultPolicy",
     "UnknownPolicyError",
     "make_policy",
 ]

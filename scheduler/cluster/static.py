@@ -18,6 +18,8 @@ YAML (or JSON), a list of node pools:
         cpu: 224                # required: a CPU quantity ("224", "3500m")
         memory: 2Ti             # required: a memory quantity ("2Ti", "512Gi")
         network: {block: rack-7}    # optional, overrides the top-level map for this pool
+        scale: {min: 0, max: 32, step: 2, cost_per_node_hour: 98.3}
+                                # optional, read only by `gts plan` (bench/plan_cluster.py)
 
 `network` maps a level name to either a string (every node of the pool is in that domain) or
 a positive integer k (nodes are grouped k at a time into domains named `<level>-<j>`; at the top
@@ -45,7 +47,7 @@ DEFAULT_LEVELS = ("accelerator", "block", "spine", "datacenter")
 MAX_NODES = 200_000
 _TOP_KEYS = {"levels", "network", "pools"}
 _POOL_KEYS = {"name", "count", "preset", "gpus", "gpu_model", "gpu_memory", "gpu_memory_mib",
-              "cpu", "memory", "network"}
+              "cpu", "memory", "network", "scale"}
 _EMPTY = NodeTopology(gpus=(), links=())
 
 

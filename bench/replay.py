@@ -35,6 +35,7 @@ from bench.metrics import cluster_fragmentation
 from bench.speed import SpeedModel, job_quality, set_quality
 from bench.workloads import Job
 from scheduler.policy.gang import gang_admission, max_members
+from scheduler.policy.gpu_models import accepts, matching_model_ids
 from scheduler.policy.interface import PlacementPolicy
 from scheduler.policy.mix import MixClasses
 from scheduler.policy.request import MAX_GANG, MILLI_PER_GPU, PodRequest
@@ -80,7 +81,7 @@ def check_assignment(req: PodRequest, a: Assignment, snap: Snapshot, policy: str
         problems.append(f"unknown node {a.node!r}")
     elif req.wants_gpu and req.allowed_models:
         model = snap.specs[node].gpu_model
-        if model not in req.allowed_models:
+        if not accepts(req.allowed_models, model):
             problems.append(f"node {a.node!r} has {model!r}, allowed: "
                             f"{'|'.join(sorted(req.allowed_models))}")
     if problems:
@@ -112,8 +113,8 @@ class _ModelMasks:
             return None
         m = self.cache.get(models)
         if m is None:
-            ids = [k for k, name in enumerate(self.snap.models) if name in models]
-            m = np.isin(self.snap.model_id, np.asarray(ids, dtype=self.snap.model_id.dtype))
+            ids = matching_model_ids(models, self.snap.models)
+            m = np.isin(self.snap.model_id, ids.astype(self.snap.model_id.dtype))
             self.cache[models] = m
         return m
 

@@ -17,6 +17,7 @@ from scheduler.constants import MAX_EXTENDER_PRIORITY, MIN_EXTENDER_PRIORITY
 from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
 from scheduler.policy.flat_tables import FlatTables, flat_tables
 from scheduler.policy.fragmentation import class_stats, frag_delta_share, frag_delta_whole
+from scheduler.policy.gpu_models import matching_model_ids
 from scheduler.policy.mix import MixClasses, PodMix
 from scheduler.policy.request import MILLI_PER_GPU, PodRequest
 from scheduler.policy.shares import choose_share_gpu
@@ -98,7 +99,7 @@ def _candidates(snap: Snapshot, candidates: np.ndarray | None) -> np.ndarray:
 
 
 def _allowed_model_ids(req: PodRequest, snap: Snapshot) -> np.ndarray:
-    return np.array([i for i, m in enumerate(snap.models) if m in req.allowed_models], np.int32)
+    return matching_model_ids(req.allowed_models, snap.models)
 
 
 def whole_set_lookup(
@@ -180,8 +181,7 @@ def reason_text(req: PodRequest, snap: Snapshot, node: int, why: Why, config: Po
     """The sentence for one node and failure code."""
     if why == Why.MODEL:
         want = "|".join(sorted(req.allowed_models))
-        known = set(snap.models)
-        if not (req.allowed_models & known):
+        if not matching_model_ids(req.allowed_models, snap.models).size:
             return (f"GPU model {want} required, node has {snap.specs[node].gpu_model or 'no GPU'}"
                     f"; no node has {want} (known: {', '.join(snap.models) or 'none'})")
         return f"GPU model {want} required, node has {snap.specs[node].gpu_model or 'no GPU'}"

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Chosen by measurement on the heterogeneous scenario's tuning seeds (README, "Heterogeneous
+# clusters"); the reported seeds are disjoint from them.
+BANDWIDTH_WEIGHT = 4.0
+PREMIUM_WEIGHT = 0.01
+
 
 @dataclass(frozen=True, slots=True)
 class PolicyConfig:
@@ -70,6 +75,16 @@ class PolicyConfig:
     # nodes, 5 seeds) 0.01 gave 4.70 vs 4.64 with 0 (FGD: 4.65). Packing CPU pods by CPU in
     # use (the former pack_weight term for them) gave 5.29 vs 4.74 on the GPU nodes alone.
     cpu_node_weight: float = 0.0
+    # Absolute interconnect for pods of 2+ GPUs: score per doubling of the chosen set's ring
+    # GB/s (scheduler.policy.link_bandwidth; 0 on the best hardware in the cluster, -1 per
+    # halving). Quality above is per topology, so without this a PCIe box's best 8-set ties an
+    # NVSwitch box's. In fragmentation units (GPUs): see README "Heterogeneous clusters".
+    bandwidth_weight: float = BANDWIDTH_WEIGHT
+    # 1-GPU and fractional pods that take a wholly free GPU pay this per doubling of the node's
+    # best pair link over PCIe 4.0 (link_bandwidth.link_premium: 0 on PCIe boxes, ~3.8 on
+    # NVSwitch H100), so they fill PCIe nodes of an allowed model before breaking NVLink
+    # domains; below one frag_step per doubling, so a real fragmentation difference still wins.
+    premium_weight: float = PREMIUM_WEIGHT
     # Members of a gang prefer nodes that already hold one of them (shared NVLink domain);
     # below the topology term, above fragmentation ties.
     gang_affinity_weight: float = 0.5
@@ -83,7 +98,8 @@ class PolicyConfig:
 
     def __post_init__(self) -> None:
         for name in ("topology_weight", "frag_weight", "value_weight", "pack_weight",
-                     "gang_affinity_weight", "frag_step", "order_weight", "cpu_node_weight"):
+                     "gang_affinity_weight", "frag_step", "order_weight", "cpu_node_weight",
+                     "bandwidth_weight", "premium_weight"):
             v = getattr(self, name)
             if not v >= 0:
                 raise ValueError(f"PolicyConfig.{name}={v!r}: must be >= 0")

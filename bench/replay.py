@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from bench.job_bandwidth import job_bandwidth
 from bench.metrics import cluster_fragmentation
 from bench.speed import SpeedModel, job_quality, set_quality
 from bench.workloads import Job
@@ -404,6 +405,9 @@ class DynamicResult:
     makespan_s: float = 0.0
     last_arrival_s: float = 0.0
     speed: dict[str, object] = field(default_factory=dict)
+    # Per started job of 2+ GPUs (aligned with `quality`): all-reduce GB/s (bench.job_bandwidth).
+    bandwidth_gbps: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    start_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per job; nan: never
 
     def utilization_pct(self) -> float:
         """Time-weighted mean GPU allocation (%) while jobs keep arriving (first to last
@@ -445,6 +449,7 @@ def replay_dynamic(
     end = np.full(n, np.nan)
     slow = np.full(n, np.nan)
     qual = np.full(n, np.nan)
+    bw = np.full(n, np.nan)
     qbest: list[tuple[float, float]] = []
     holding: dict[int, list[Assignment]] = {}
     unsched: list[str] = []
@@ -482,6 +487,7 @@ def replay_dynamic(
         start[i], slow[i] = now, s
         if gpus >= 2:
             qual[i] = q
+            bw[i] = job_bandwidth(snap, held, sm.level_factor)
         waiting -= 1
         heapq.heappush(events, (now + job.duration_s * s, 0, i, i))
 
@@ -597,4 +603,5 @@ def replay_dynamic(
         decisions=decisions, policy_s=policy_s, wall_s=clock() - t_start,
         makespan_s=float(ts[-1, 0]) if ts.size else 0.0,
         last_arrival_s=float(arrival.max()) if n else 0.0, speed=sm.describe(),
+        bandwidth_gbps=bw[multi], start_s=start,
     )

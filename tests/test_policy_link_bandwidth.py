@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from scheduler.cluster.static import load_cluster_file
 from scheduler.policy import (
     DEFAULT_CONFIG,
+    Assignment,
     GangRef,
     NodeSpec,
     PodMix,
@@ -27,6 +28,7 @@ from topology.presets import preset
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_BANDWIDTH = dataclasses.replace(DEFAULT_CONFIG, bandwidth_weight=0.0, premium_weight=0.0)
+PREMIUM = dataclasses.replace(DEFAULT_CONFIG, premium_weight=0.01)
 
 
 def example() -> Snapshot:
@@ -42,7 +44,7 @@ def test_ring_bandwidth_and_premium_per_node() -> None:
     # NVSwitch H100: 18 NVLink 4 links x 25 GB/s; A100: 12 x 25; L4 across sockets: SYS.
     assert set_bandwidth(snap, idx, eight).tolist() == [450.0, 300.0, 0.4 * 31.5]
     assert lt.ref[8] == 450.0
-    prem = link_premium(snap, idx)
+    prem = link_premium(snap, idx, snap.free_mask[idx])
     assert prem[2] == 0.0 and prem[0] > prem[1] > 3.0
 
 
@@ -78,21 +80,28 @@ def test_one_gpu_and_share_pods_fill_pcie_before_breaking_nvswitch() -> None:
     for req in (PodRequest("one", cpu_milli=4000, memory_mib=8192, gpus=1,
                            allowed_models=frozenset({"L4", "H100"})),
                 PodRequest("share", cpu_milli=2000, memory_mib=4096, gpu_milli=500)):
-        a = place(req, snap, PodMix())
-        assert a is not None and a.node.startswith("l4-"), (req.key, a)
+        for cfg in (DEFAULT_CONFIG, PREMIUM):
+            a = place(req, snap, PodMix(), cfg)
+            assert a is not None and a.node.startswith("l4-"), (req.key, a)
 
 
 def test_premium_decides_where_fragmentation_ties() -> None:
     """An H100 and an L4 node with equal CPU and memory tie on fragmentation for a 1-GPU pod;
-    without the premium the hashed node order picks (here the H100), with it the L4."""
+    without the premium the hashed node order picks (here the H100), with it the L4; once
+    the H100 is broken up, the premium no longer keeps small pods off it."""
     nodes = [NodeSpec("l4", 128_000, 1 << 20, preset("pcie-8gpu-2socket", model="NVIDIA L4")),
              NodeSpec("h100", 128_000, 1 << 20, preset("dgx-h100"))]
     snap = build_snapshot(nodes)
     for req in (PodRequest("one", cpu_milli=4000, memory_mib=8192, gpus=1),
                 PodRequest("share", cpu_milli=2000, memory_mib=4096, gpu_milli=500)):
-        a, b = place(req, snap, PodMix()), place(req, snap, PodMix(), NO_BANDWIDTH)
+        a, b = place(req, snap, PodMix(), PREMIUM), place(req, snap, PodMix(), NO_BANDWIDTH)
         assert a is not None and b is not None
         assert (a.node, b.node) == ("l4", "h100"), req.key
+    snap.allocate(Assignment("x", "h100", (7,)))
+    snap.allocate(Assignment("y", "l4", (7,)))
+    for cfg in (PREMIUM, NO_BANDWIDTH):
+        a = place(PodRequest("one", cpu_milli=4000, memory_mib=8192, gpus=1), snap, PodMix(), cfg)
+        assert a is not None and a.node == "h100"
 
 
 TIX = TopologyIndex()
@@ -107,8 +116,6 @@ def test_one_hardware_kind_decides_as_without_the_term(kind: str, used: list[int
     """Where all nodes share one topology the absolute term is a monotone function of quality
     and a whole-GPU pod's premium a constant: every decision stays what it was. (A share's
     premium is not constant: it prefers GPUs already shared, by design.)"""
-    from scheduler.policy import Assignment
-
     topo = preset(kind)
     nodes = [NodeSpec(f"n{i}", 256_000, 1 << 21, topo) for i in range(len(used))]
     placed = [Assignment(f"x{i}", f"n{i}", tuple(g for g in range(topo.n) if u >> g & 1))

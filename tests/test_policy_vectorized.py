@@ -50,7 +50,10 @@ def best_ring(snap: Snapshot, k: int) -> float:
 
 
 def premium(snap: Snapshot, node: int) -> float:
-    """log2 of the node's best GPU pair's GB/s over PCIe 4.0 x16 (31.5), at least 0."""
+    """log2 of the node's best GPU pair's GB/s over PCIe 4.0 x16 (31.5), at least 0; 0 once
+    the node has a GPU in use."""
+    if int(snap.free_mask[node]) != (1 << int(snap.gpu_count[node])) - 1:
+        return 0.0
     bw = snap.topology_of(node).bandwidth()
     n = len(bw)
     top = max((float(bw[i][j]) for i in range(n) for j in range(n) if i != j), default=0.0)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Chosen by measurement on the heterogeneous scenario's tuning seeds (README, "Heterogeneous
-# clusters"); the reported seeds are disjoint from them.
+# Chosen by measurement (README, "Heterogeneous clusters"): a sweep on the heterogeneous
+# scenario's tuning half of the traces (bench/weight_sweep.py), checked on the Alibaba trace's
+# fill protocol; the README reports the other half.
 BANDWIDTH_WEIGHT = 4.0
-PREMIUM_WEIGHT = 0.01
+PREMIUM_WEIGHT = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +81,14 @@ class PolicyConfig:
     # halving). Quality above is per topology, so without this a PCIe box's best 8-set ties an
     # NVSwitch box's. In fragmentation units (GPUs): see README "Heterogeneous clusters".
     bandwidth_weight: float = BANDWIDTH_WEIGHT
-    # 1-GPU and fractional pods that take a wholly free GPU pay this per doubling of the node's
-    # best pair link over PCIe 4.0 (link_bandwidth.link_premium: 0 on PCIe boxes, ~3.8 on
-    # NVSwitch H100), so they fill PCIe nodes of an allowed model before breaking NVLink
-    # domains; below one frag_step per doubling, so a real fragmentation difference still wins.
+    # 1-GPU and fractional pods that take the first GPU of an intact node pay this per doubling
+    # of the node's best pair link over PCIe 4.0 (link_bandwidth.link_premium: 0 on PCIe boxes,
+    # ~3.8 on NVSwitch H100), so they fill PCIe nodes of an allowed model before breaking
+    # NVLink domains. Off by default: on the heterogeneous tuning split 0.01 / 0.04 raised the
+    # p10 all-reduce GB/s of multi-GPU jobs (15.0 -> 17.3 / 18.8), but on the Alibaba trace
+    # (fill, 3 seeds) unallocated GPUs rose from 4.77 % to 7.57 % / 7.00 %: PCIe capacity is
+    # also what model-restricted pods need, and the fragmentation mix does not know models.
+    # Set it (policy-weights) where small pods seldom name PCIe-only models.
     premium_weight: float = PREMIUM_WEIGHT
     # Members of a gang prefer nodes that already hold one of them (shared NVLink domain);
     # below the topology term, above fragmentation ties.

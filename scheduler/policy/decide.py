@@ -278,7 +278,7 @@ def evaluate(
         # Absolute GB/s between nodes of different hardware (quality is per topology).
         score += config.bandwidth_weight * log_bandwidth_ratio(snap, idx, sets, req.gpus)
         if req.gpus == 1:
-            score -= config.premium_weight * link_premium(snap, idx)
+            score -= config.premium_weight * link_premium(snap, idx, fm)
         choice = Choice(sets, empty)
     elif req.is_share:
         gpu, free_before = choose_share_gpu(
@@ -287,7 +287,7 @@ def evaluate(
         bit = np.left_shift(np.int64(1), np.maximum(gpu, 0))
         took_free = (gpu >= 0) & ((fm & bit) != 0)
         loss = np.where(took_free, flat.value_of(topo, fm) - flat.value_of(topo, fm & ~bit), 0.0)
-        score -= config.premium_weight * link_premium(snap, idx) * took_free
+        score -= config.premium_weight * link_premium(snap, idx, fm) * took_free
         choice = Choice(empty, gpu)
     else:
         dfrag = frag_delta_whole(snap, idx, 0, req.cpu_milli, classes)

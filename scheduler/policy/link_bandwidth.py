@@ -118,8 +118,11 @@ def log_bandwidth_ratio(snap: Snapshot, idx: np.ndarray, sets: np.ndarray, k: in
     return clipped
 
 
-def link_premium(snap: Snapshot, idx: np.ndarray) -> np.ndarray:
-    """Link premium (log2 of the best pair's GB/s over PCIe 4.0 x16, >= 0) of each node."""
+def link_premium(snap: Snapshot, idx: np.ndarray, free_mask: np.ndarray) -> np.ndarray:
+    """Link premium (log2 of the best pair's GB/s over PCIe 4.0 x16, >= 0) of each node whose
+    GPUs are all free (`free_mask`, aligned with idx), else 0: taking a GPU breaks an intact
+    NVLink domain only once; a node already broken up is where small pods should go."""
     lt = link_tables(snap)
-    out: np.ndarray = lt.premium[snap.topo_id[idx]]
+    whole = free_mask == (np.left_shift(np.int64(1), snap.gpu_count[idx]) - 1)
+    out: np.ndarray = np.where(whole, lt.premium[snap.topo_id[idx]], 0.0)
     return out

@@ -186,6 +186,7 @@ class Row:
     jct_median_h: float
     jct_mean_h: float
     utilization_pct: float
+    bandwidths_gbps: tuple[float, ...] = ()  # every multi-GPU job's, for pooled percentiles
 
 
 def row_of(r: DynamicResult, wl: Workload) -> Row:
@@ -209,6 +210,7 @@ def row_of(r: DynamicResult, wl: Workload) -> Row:
         jct_median_h=float(np.median(r.jct_s)) / 3600 if r.jct_s.size else math.nan,
         jct_mean_h=float(np.mean(r.jct_s)) / 3600 if r.jct_s.size else math.nan,
         utilization_pct=r.utilization_pct(),
+        bandwidths_gbps=tuple(float(x) for x in bw),
     )
 
 
@@ -247,6 +249,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("unallocated_waiting_pct", "unallocated GPU % while jobs wait", "{:.1f}"),
     ("bw_median_gbps", "all-reduce GB/s median", "{:.1f}"),
     ("bw_p10_gbps", "all-reduce GB/s p10", "{:.1f}"),
+    ("bw_p10_pooled_gbps", "p10 over all seeds' jobs", "{:.1f}"),
+    ("bw_mean_pooled_gbps", "mean GB/s", "{:.0f}"),
     ("max_incomplete_gang_gpus", "max GPUs held by incomplete gangs", "{:.0f}"),
     ("jct_median_h", "JCT median h", "{:.2f}"),
     ("jct_mean_h", "JCT mean h", "{:.2f}"),
@@ -260,12 +264,17 @@ def summary(rows: Sequence[Row]) -> dict[str, dict[str, float]]:
         mine = [r for r in rows if r.policy == name]
         out[name] = {c: float(np.median([getattr(r, c) for r in mine]))
                      for c in (f.name for f in dataclasses.fields(Row))
-                     if c not in ("policy", "seed")}
+                     if c not in ("policy", "seed", "bandwidths_gbps")}
+        pooled = np.array([b for r in mine for b in r.bandwidths_gbps])
+        out[name]["bw_p10_pooled_gbps"] = (float(np.percentile(pooled, 10)) if pooled.size
+                                           else math.nan)
+        out[name]["bw_mean_pooled_gbps"] = float(pooled.mean()) if pooled.size else math.nan
     return out
 
 
 def table(rows: Sequence[Row]) -> str:
-    """The README table: medians over seeds per policy."""
+    """The README table: medians over seeds per policy (the pooled columns over every seed's
+    multi-GPU jobs together)."""
     s = summary(rows)
     head = "| policy | " + " | ".join(t for _, t, _ in COLUMNS) + " |"
     sep = "| --- |" + " ---: |" * len(COLUMNS)

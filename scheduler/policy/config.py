@@ -85,7 +85,7 @@ class PolicyConfig:
     # of the node's best pair link over PCIe 4.0 (link_bandwidth.link_premium: 0 on PCIe boxes,
     # ~3.8 on NVSwitch H100), so they fill PCIe nodes of an allowed model before breaking
     # NVLink domains. Off by default: on the heterogeneous tuning split 0.01 / 0.04 raised the
-    # p10 all-reduce GB/s of multi-GPU jobs (15.0 -> 17.3 / 18.8), but on the Alibaba trace
+    # p10 all-reduce GB/s of multi-GPU jobs (15.0 -> 17.3 for both), but on the Alibaba trace
     # (fill, 3 seeds) unallocated GPUs rose from 4.77 % to 7.57 % / 7.00 %: PCIe capacity is
     # also what model-restricted pods need, and the fragmentation mix does not know models.
     # Set it (policy-weights) where small pods seldom name PCIe-only models.

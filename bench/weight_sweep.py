@@ -53,7 +53,7 @@ def sweep(seeds: Sequence[int], n_jobs: int, load: float,
     return out
 
 
-ALIBABA_CANDIDATES = ((0.0, 0.0), (4.0, 0.01), (4.0, 0.04))
+ALIBABA_CANDIDATES = ((0.0, 0.0), (4.0, 0.0), (4.0, 0.01), (4.0, 0.04))
 
 
 def alibaba_check(seeds: Sequence[int],

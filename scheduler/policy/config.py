@@ -18,6 +18,8 @@ class PolicyConfig:
     A node's score (higher is better) is
 
         topology_weight(k) * quality                        (multi-GPU pods only)
+      + bandwidth_weight * log2(set's ring GB/s / best)     (multi-GPU pods; link_bandwidth)
+      - premium_weight * link premium of an intact node    (1-GPU and share pods; off)
       - frag_weight   * fragmentation increase / 1000       (FGD, in GPUs, in frag_step steps)
       - value_weight  * loss of free-set value              (HiveD-style, in quality units)
       + pack_weight   * share of the node's GPU already in use

@@ -276,8 +276,9 @@ def evaluate(
         loss = flat.value_of(topo, fm) - flat.value_of(topo, fm & ~sets)
         score += config.topology_weight_for(req.gpus) * np.maximum(q, 0.0)
         # Absolute GB/s between nodes of different hardware (quality is per topology).
-        score += config.bandwidth_weight * log_bandwidth_ratio(snap, idx, sets, req.gpus)
-        if req.gpus == 1:
+        if req.gpus >= 2 and config.bandwidth_weight:
+            score += config.bandwidth_weight * log_bandwidth_ratio(snap, idx, sets, req.gpus)
+        if req.gpus == 1 and config.premium_weight:
             score -= config.premium_weight * link_premium(snap, idx, fm)
         choice = Choice(sets, empty)
     elif req.is_share:
@@ -287,7 +288,8 @@ def evaluate(
         bit = np.left_shift(np.int64(1), np.maximum(gpu, 0))
         took_free = (gpu >= 0) & ((fm & bit) != 0)
         loss = np.where(took_free, flat.value_of(topo, fm) - flat.value_of(topo, fm & ~bit), 0.0)
-        score -= config.premium_weight * link_premium(snap, idx, fm) * took_free
+        if config.premium_weight:
+            score -= config.premium_weight * link_premium(snap, idx, fm) * took_free
         choice = Choice(empty, gpu)
     else:
         dfrag = frag_delta_whole(snap, idx, 0, req.cpu_milli, classes)

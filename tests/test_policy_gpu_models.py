@@ -127,3 +127,16 @@ def test_simulator_gpu_spec_uses_the_rules(tmp_path: object) -> None:
             snap.allocate(a)
             got.append(a.node)
         assert sorted(got[:2]) == ["a100", "h100"] and got[2] == "l4", (name, got)
+
+
+def test_gang_admission_bound_uses_the_rules() -> None:
+    """A gang's upper bound (policy.gang.max_members) counts the nodes the written names
+    reach, as the filter does."""
+    from scheduler.policy.gang import max_members
+
+    snap = build_snapshot(_cluster())
+    assert max_members(PodRequest("p", gpus=8, allowed_models=frozenset({"h100", "A100"})),
+                       snap) == 2
+    assert max_members(PodRequest("p", gpus=8, allowed_models=frozenset({"NVIDIA-L4"})),
+                       snap) == 1
+    assert max_members(PodRequest("p", gpus=8, allowed_models=frozenset({"B200"})), snap) == 0

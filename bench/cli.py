@@ -286,11 +286,44 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         "then opens with the GPUs needed at the plan's target")
     p.add_argument("--no-sensitivity", action="store_true",
                    help="skip the dynamic reruns at the ends of the speed model's range")
+    p.add_argument("--scenario", choices=("heterogeneous",),
+                   help="a named scenario instead of --cluster/--workload: 'heterogeneous' "
+                        "(bench/heterogeneous.py: H100, A100, V100 and L4 pools; Alibaba "
+                        "shares with Philly and Lingjun jobs and gangs; dynamic mode; policies "
+                        "default to topology,default,fgd,binpack; prints a table)")
+    p.add_argument("--split", choices=("report", "tune"), default="report",
+                   help="--scenario: which half of the traces to draw jobs from (default "
+                        "report; weights were tuned on 'tune')")
     p.set_defaults(func=main_args)
+
+
+def _heterogeneous(args: argparse.Namespace) -> int:
+    from bench import heterogeneous
+
+    given = [s.strip() for s in args.policies.split(",") if s.strip()]
+    policies = heterogeneous.POLICIES if args.policies == ",".join(DEFAULT_POLICIES) else given
+    if args.cluster or args.workload:
+        print("gts simulate: --scenario replaces --cluster and --workload", file=sys.stderr)
+        return 2
+    if args.seeds < 1 or not policies:
+        print("gts simulate: --scenario needs --seeds >= 1 and a policy", file=sys.stderr)
+        return 2
+    for name in policies:
+        try:
+            default_factory(name, 0)
+        except KeyError as e:
+            print(f"gts simulate: {e}", file=sys.stderr)
+            return 2
+    return heterogeneous.main(policies, list(range(args.seeds)), Path(args.out), args.split,
+                              n_jobs=args.generated_jobs if args.generated_jobs != 4000 else
+                              heterogeneous.DEFAULT_JOBS, load=args.load if args.load != 1.1
+                              else heterogeneous.DEFAULT_LOAD, quiet=args.quiet)
 
 
 def main_args(args: argparse.Namespace, factory: PolicyFactory = default_factory) -> int:
     """Run `gts simulate` from parsed arguments; prints where the report is."""
+    if getattr(args, "scenario", None) == "heterogeneous":
+        return _heterogeneous(args)
     policies = [s.strip() for s in args.policies.split(",") if s.strip()]
     if not policies:
         print("gts simulate: --policies is empty", file=sys.stderr)

@@ -31,10 +31,12 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from bench.job_bandwidth import job_bandwidth
 from bench.metrics import cluster_fragmentation
 from bench.speed import SpeedModel, job_quality, set_quality
 from bench.workloads import Job
 from scheduler.policy.gang import gang_admission, max_members
+from scheduler.policy.gpu_models import accepts, matching_model_ids
 from scheduler.policy.interface import PlacementPolicy
 from scheduler.policy.mix import MixClasses
 from scheduler.policy.request import MAX_GANG, MILLI_PER_GPU, PodRequest
@@ -95,7 +97,7 @@ def check_assignment(req: PodRequest, a: Assignment, snap: Snapshot, policy: str
         problems.append(f"unknown node {a.node!r}")
     elif req.wants_gpu and req.allowed_models:
         model = snap.specs[node].gpu_model
-        if model not in req.allowed_models:
+        if not accepts(req.allowed_models, model):
             problems.append(f"node {a.node!r} has {model!r}, allowed: "
                             f"{'|'.join(sorted(req.allowed_models))}")
     if problems:
@@ -150,8 +152,8 @@ class _ModelMasks:
             return None
         m = self.cache.get(models)
         if m is None:
-            ids = [k for k, name in enumerate(self.snap.models) if name in models]
-            m = np.isin(self.snap.model_id, np.asarray(ids, dtype=self.snap.model_id.dtype))
+            ids = matching_model_ids(models, self.snap.models)
+            m = np.isin(self.snap.model_id, ids.astype(self.snap.model_id.dtype))
             self.cache[models] = m
         return m
 
@@ -464,6 +466,9 @@ class DynamicResult:
     last_arrival_s: float = 0.0
     speed: dict[str, object] = field(default_factory=dict)
     events: dict[str, int] = field(default_factory=dict)  # policy-specific counts (risks)
+    # Per started job of 2+ GPUs (aligned with `quality`): all-reduce GB/s (bench.job_bandwidth).
+    bandwidth_gbps: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    start_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per job; nan: never
 
     def utilization_pct(self) -> float:
         """Time-weighted mean GPU allocation (%) while jobs keep arriving (first to last
@@ -506,6 +511,7 @@ def replay_dynamic(
     end = np.full(n, np.nan)
     slow = np.full(n, np.nan)
     qual = np.full(n, np.nan)
+    bw = np.full(n, np.nan)
     qbest: list[tuple[float, float]] = []
     holding: dict[int, list[Assignment]] = {}
     unsched: list[str] = []
@@ -544,6 +550,7 @@ def replay_dynamic(
         start[i], slow[i] = now, s
         if gpus >= 2:
             qual[i] = q
+            bw[i] = job_bandwidth(snap, held, sm.level_factor)
         waiting -= 1
         heapq.heappush(events, (now + job.duration_s * s, 0, i, i))
 
@@ -660,4 +667,5 @@ def replay_dynamic(
         makespan_s=float(ts[-1, 0]) if ts.size else 0.0,
         last_arrival_s=float(arrival.max()) if n else 0.0, speed=sm.describe(),
         events=dict(getattr(policy, "events", {})),
+        bandwidth_gbps=bw[multi], start_s=start,
     )

@@ -16,7 +16,6 @@ from scheduler.policy import (
     assign,
     best_node,
     build_snapshot,
-    extender_scores,
     filter_nodes,
     place,
     plan_gang,
@@ -205,10 +204,7 @@ def test_gang_that_cannot_fit_leaves_the_snapshot_alone() -> None:
     assert isinstance(plan2, str) and "needs 4 GPUs, node has 2 in total" in plan2
 
 
-def test_extender_scores_rank_the_best_node_10() -> None:
-    out = extender_scores(np.array([1.0, 1e4 + 0.5, 1e4 + 0.2, -3.0]))
-    assert out.tolist() == [8, 10, 9, 7]
-    assert extender_scores(np.zeros(0)).size == 0
+def test_one_gpu_weighs_nothing_in_the_topology_term() -> None:
     assert DEFAULT_CONFIG.topology_weight_for(1) == 0.0
 
 

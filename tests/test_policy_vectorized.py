@@ -42,6 +42,24 @@ def waste(x: int, classes: MixClasses) -> float:
     return x * sum(w for m, w in zip(classes.milli, classes.weight, strict=True) if m > x)
 
 
+def best_ring(snap: Snapshot, k: int) -> float:
+    """The best k-set's ring GB/s on any empty node of the snapshot."""
+    rings = [float(t.ring[int(t.best_set[(1 << t.n) - 1, k])]) for i in range(snap.n_nodes)
+             if (t := snap.tables_of(i)) is not None and t.n >= k]
+    return max(rings)
+
+
+def premium(snap: Snapshot, node: int) -> float:
+    """log2 of the node's best GPU pair's GB/s over PCIe 4.0 x16 (31.5), at least 0; 0 once
+    the node has a GPU in use."""
+    if int(snap.free_mask[node]) != (1 << int(snap.gpu_count[node])) - 1:
+        return 0.0
+    bw = snap.topology_of(node).bandwidth()
+    n = len(bw)
+    top = max((float(bw[i][j]) for i in range(n) for j in range(n) if i != j), default=0.0)
+    return max(0.0, math.log2(top / 31.5)) if top else 0.0
+
+
 def score_loop(req: PodRequest, snap: Snapshot, node: int, classes: MixClasses) -> float:
     """One node's score from scratch, following PolicyConfig's formula term by term."""
     cfg = DEFAULT_CONFIG
@@ -62,6 +80,11 @@ def score_loop(req: PodRequest, snap: Snapshot, node: int, classes: MixClasses) 
                 after[g] = 0
         loss = float(tables.value[fmask] - tables.value[fmask & ~s])
         score += cfg.topology_weight_for(req.gpus) * q
+        if req.gpus >= 2:
+            score += cfg.bandwidth_weight * min(0.0, math.log2(float(tables.ring[s])
+                                                               / best_ring(snap, req.gpus)))
+        else:
+            score -= cfg.premium_weight * premium(snap, node)
     elif req.is_share:
         best, best_cost = -1, float("inf")
         for g in range(n):
@@ -79,6 +102,8 @@ def score_loop(req: PodRequest, snap: Snapshot, node: int, classes: MixClasses) 
             if int(snap.gpu_mem_total[node, g1]) >= req.gpu_memory_mib and cost < best_cost:
                 best = g1
                 loss = float(tables.value[fmask] - tables.value[fmask & ~one])
+        if free[best] == 1000:
+            score -= cfg.premium_weight * premium(snap, node)
         after[best] -= req.gpu_milli
     dfrag = frag_loop(after, cpu - req.cpu_milli, classes) - frag_loop(free, cpu, classes)
     if cfg.frag_step:

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.baselines.allocator import DevicePluginAllocator
+from scheduler.policy.gpu_models import matching_model_ids
 from scheduler.policy.request import MILLI_PER_GPU, PodRequest
 from scheduler.policy.snapshot import Assignment, Snapshot
 
@@ -170,8 +171,7 @@ def model_ok(req: PodRequest, snap: Snapshot) -> np.ndarray:
     """Nodes whose GPU model the pod accepts (all nodes when it names none)."""
     if not req.allowed_models:
         return np.ones(snap.n_nodes, dtype=bool)
-    ok_ids = np.array([i for i, m in enumerate(snap.models) if m in req.allowed_models],
-                      dtype=np.int32)
+    ok_ids = matching_model_ids(req.allowed_models, snap.models)
     return np.isin(snap.model_id, ok_ids)
 
 

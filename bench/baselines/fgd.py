@@ -56,6 +56,7 @@ from scheduler.policy.fragmentation import (
     frag_delta_whole,
     node_fragmentation,
 )
+from scheduler.policy.gpu_models import accepts
 from scheduler.policy.mix import MixClasses
 from scheduler.policy.request import MILLI_PER_GPU, PodRequest
 from scheduler.policy.snapshot import Assignment, Snapshot
@@ -107,7 +108,7 @@ class TypicalPods:
     def for_model(self, model: str) -> MixClasses:
         """The classes as nodes of GPU `model` see them: a class restricted to other models
         can use none of their GPUs, like a CPU-only class."""
-        blocked = [bool(m) and model not in m for m in self.models]
+        blocked = [not accepts(m, model) for m in self.models]
         if not any(blocked):
             return self.classes
         c = self.classes

@@ -46,6 +46,7 @@ from scheduler.extender.gangs import BindResult, GangCoordinator, GangMember
 from scheduler.extender.metrics import ExtenderMetrics
 from scheduler.extender.pending import PendingPods
 from scheduler.extender.ports import BinderLike, CacheLike
+from scheduler.extender.scores import extender_scores
 from scheduler.extender.wire import (
     BindingArgs,
     ExtenderArgs,
@@ -263,7 +264,7 @@ class ExtenderService:
             fr = policy.filter_nodes(req, snap, cand.idx, self.config)
             feasible = np.asarray(fr.feasible, dtype=np.int64)
             raw = policy.score_nodes(req, snap, feasible, self.cache.mix, self.config)
-            ext = policy.extender_scores(np.asarray(raw, dtype=np.float64))
+            ext = extender_scores(np.asarray(raw, dtype=np.float64), feasible, self.config)
         out = np.full(snap.n_nodes, MIN_EXTENDER_PRIORITY, dtype=np.int64)
         out[feasible] = np.clip(ext, MIN_EXTENDER_PRIORITY, MAX_EXTENDER_PRIORITY)
         scores_by_pos = np.full(len(names), MIN_EXTENDER_PRIORITY, dtype=np.int64)

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Chosen by measurement (README, "Heterogeneous clusters"): a sweep on the heterogeneous
+# scenario's tuning half of the traces (bench/weight_sweep.py), checked on the Alibaba trace's
+# fill protocol; the README reports the other half.
+BANDWIDTH_WEIGHT = 4.0
+PREMIUM_WEIGHT = 0.0
+
 
 @dataclass(frozen=True, slots=True)
 class PolicyConfig:
@@ -12,6 +18,8 @@ class PolicyConfig:
     A node's score (higher is better) is
 
         topology_weight(k) * quality                        (multi-GPU pods only)
+      + bandwidth_weight * log2(set's ring GB/s / best)     (multi-GPU pods; link_bandwidth)
+      - premium_weight * link premium of an intact node    (1-GPU and share pods; off)
       - frag_weight   * fragmentation increase / 1000       (FGD, in GPUs, in frag_step steps)
       - value_weight  * loss of free-set value              (HiveD-style, in quality units)
       + pack_weight   * share of the node's GPU already in use
@@ -70,6 +78,20 @@ class PolicyConfig:
     # nodes, 5 seeds) 0.01 gave 4.70 vs 4.64 with 0 (FGD: 4.65). Packing CPU pods by CPU in
     # use (the former pack_weight term for them) gave 5.29 vs 4.74 on the GPU nodes alone.
     cpu_node_weight: float = 0.0
+    # Absolute interconnect for pods of 2+ GPUs: score per doubling of the chosen set's ring
+    # GB/s (scheduler.policy.link_bandwidth; 0 on the best hardware in the cluster, -1 per
+    # halving). Quality above is per topology, so without this a PCIe box's best 8-set ties an
+    # NVSwitch box's. In fragmentation units (GPUs): see README "Heterogeneous clusters".
+    bandwidth_weight: float = BANDWIDTH_WEIGHT
+    # 1-GPU and fractional pods that take the first GPU of an intact node pay this per doubling
+    # of the node's best pair link over PCIe 4.0 (link_bandwidth.link_premium: 0 on PCIe boxes,
+    # ~3.8 on NVSwitch H100), so they fill PCIe nodes of an allowed model before breaking
+    # NVLink domains. Off by default: on the heterogeneous tuning split 0.01 / 0.04 raised the
+    # p10 all-reduce GB/s of multi-GPU jobs (15.0 -> 17.3 for both), but on the Alibaba trace
+    # (fill, 3 seeds) unallocated GPUs rose from 4.77 % to 7.57 % / 7.00 %: PCIe capacity is
+    # also what model-restricted pods need, and the fragmentation mix does not know models.
+    # Set it (policy-weights) where small pods seldom name PCIe-only models.
+    premium_weight: float = PREMIUM_WEIGHT
     # Members of a gang prefer nodes that already hold one of them (shared NVLink domain);
     # below the topology term, above fragmentation ties.
     gang_affinity_weight: float = 0.5
@@ -83,7 +105,8 @@ class PolicyConfig:
 
     def __post_init__(self) -> None:
         for name in ("topology_weight", "frag_weight", "value_weight", "pack_weight",
-                     "gang_affinity_weight", "frag_step", "order_weight", "cpu_node_weight"):
+                     "gang_affinity_weight", "frag_step", "order_weight", "cpu_node_weight",
+                     "bandwidth_weight", "premium_weight"):
             v = getattr(self, name)
             if not v >= 0:
                 raise ValueError(f"PolicyConfig.{name}={v!r}: must be >= 0")

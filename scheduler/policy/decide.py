@@ -13,10 +13,11 @@ from functools import cache
 
 import numpy as np
 
-from scheduler.constants import MAX_EXTENDER_PRIORITY, MIN_EXTENDER_PRIORITY
 from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
 from scheduler.policy.flat_tables import FlatTables, flat_tables
 from scheduler.policy.fragmentation import class_stats, frag_delta_share, frag_delta_whole
+from scheduler.policy.gpu_models import matching_model_ids
+from scheduler.policy.link_bandwidth import link_premium, log_bandwidth_ratio
 from scheduler.policy.mix import MixClasses, PodMix
 from scheduler.policy.request import MILLI_PER_GPU, PodRequest
 from scheduler.policy.shares import choose_share_gpu
@@ -98,7 +99,7 @@ def _candidates(snap: Snapshot, candidates: np.ndarray | None) -> np.ndarray:
 
 
 def _allowed_model_ids(req: PodRequest, snap: Snapshot) -> np.ndarray:
-    return np.array([i for i, m in enumerate(snap.models) if m in req.allowed_models], np.int32)
+    return matching_model_ids(req.allowed_models, snap.models)
 
 
 def whole_set_lookup(
@@ -180,8 +181,7 @@ def reason_text(req: PodRequest, snap: Snapshot, node: int, why: Why, config: Po
     """The sentence for one node and failure code."""
     if why == Why.MODEL:
         want = "|".join(sorted(req.allowed_models))
-        known = set(snap.models)
-        if not (req.allowed_models & known):
+        if not matching_model_ids(req.allowed_models, snap.models).size:
             return (f"GPU model {want} required, node has {snap.specs[node].gpu_model or 'no GPU'}"
                     f"; no node has {want} (known: {', '.join(snap.models) or 'none'})")
         return f"GPU model {want} required, node has {snap.specs[node].gpu_model or 'no GPU'}"
@@ -275,6 +275,11 @@ def evaluate(
         dfrag = frag_delta_whole(snap, idx, req.gpus, req.cpu_milli, classes)
         loss = flat.value_of(topo, fm) - flat.value_of(topo, fm & ~sets)
         score += config.topology_weight_for(req.gpus) * np.maximum(q, 0.0)
+        # Absolute GB/s between nodes of different hardware (quality is per topology).
+        if req.gpus >= 2 and config.bandwidth_weight:
+            score += config.bandwidth_weight * log_bandwidth_ratio(snap, idx, sets, req.gpus)
+        if req.gpus == 1 and config.premium_weight:
+            score -= config.premium_weight * link_premium(snap, idx, fm)
         choice = Choice(sets, empty)
     elif req.is_share:
         gpu, free_before = choose_share_gpu(
@@ -283,6 +288,8 @@ def evaluate(
         bit = np.left_shift(np.int64(1), np.maximum(gpu, 0))
         took_free = (gpu >= 0) & ((fm & bit) != 0)
         loss = np.where(took_free, flat.value_of(topo, fm) - flat.value_of(topo, fm & ~bit), 0.0)
+        if config.premium_weight:
+            score -= config.premium_weight * link_premium(snap, idx, fm) * took_free
         choice = Choice(empty, gpu)
     else:
         dfrag = frag_delta_whole(snap, idx, 0, req.cpu_milli, classes)
@@ -339,23 +346,6 @@ def score_nodes(
     snap.memo["last_scored"] = _Scored(req, mix, config, snap.generation,
                                        mix.version if mix is not None else -1, idx, choice)
     return score
-
-
-def extender_scores(scores: np.ndarray) -> np.ndarray:
-    """Map float scores to kube-scheduler's 0..10: the best distinct score gets 10, the next
-    9, and so on (0 from the eleventh on).
-
-    Ranks, not a linear rescale: the topology term makes raw scores span orders of magnitude,
-    and a linear map would flatten the fragmentation differences that decide 1-GPU pods.
-    """
-    s = np.asarray(scores, dtype=np.float64)
-    if s.size == 0:
-        return np.zeros(0, np.int64)
-    levels = np.unique(np.round(s, 9))[::-1]
-    rank = np.searchsorted(-levels, -np.round(s, 9))
-    out: np.ndarray = np.clip(MAX_EXTENDER_PRIORITY - rank, MIN_EXTENDER_PRIORITY,
-                              MAX_EXTENDER_PRIORITY).astype(np.int64)
-    return out
 
 
 def _mask_gpus(mask: int) -> tuple[int, ...]:

@@ -23,6 +23,7 @@ import numpy as np
 from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
 from scheduler.policy.decide import assignment_for, evaluate, filter_nodes
 from scheduler.policy.fragmentation import copy_memo
+from scheduler.policy.gpu_models import accepts
 from scheduler.policy.mix import PodMix
 from scheduler.policy.request import MILLI_PER_GPU, PodRequest
 from scheduler.policy.snapshot import AllocationError, Assignment, Snapshot
@@ -150,7 +151,7 @@ def max_members(req: PodRequest, snap: Snapshot) -> int:
     elif req.gpus:
         room = np.minimum(room, snap.gpu_count.astype(np.int64) // req.gpus)
     if req.wants_gpu and req.allowed_models:
-        ok = np.array([name in req.allowed_models for name in snap.models] + [False])
+        ok = np.array([accepts(req.allowed_models, name) for name in snap.models] + [False])
         room = np.where(ok[snap.model_id], room, 0)  # model_id -1 (no GPU) -> False
     return int(room.sum())
 

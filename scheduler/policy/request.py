@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from scheduler.policy.gpu_models import unmatched_names
+
 MILLI_PER_GPU = 1000
 # Beyond these a quantity is a typo or an attack, not a workload.
 MAX_GPUS_PER_POD = 64
@@ -96,10 +98,15 @@ class PodRequest:
 
 
 def check_models(req: PodRequest, known_models: frozenset[str]) -> None:
-    """Reject a request that names GPU models no node has (a typo would otherwise pend forever)."""
-    unknown = sorted(req.allowed_models - known_models)
-    if unknown and not (req.allowed_models & known_models):
+    """Reject a request whose GPU model names match no node's model (a typo would otherwise
+    pend forever); names match by the rules of scheduler.policy.gpu_models."""
+    if not req.allowed_models:
+        return
+    known = sorted(known_models)
+    unknown = unmatched_names(req.allowed_models, known)
+    if len(unknown) == len(req.allowed_models):
         raise RequestError(
-            "allowed_models", "|".join(unknown), f"no node has this GPU model; known: "
-            f"{', '.join(sorted(known_models)) or 'none'}"
+            "allowed_models", "|".join(unknown), f"no node has a GPU model matching this "
+            f"(names match whole words, any case, '-' = ' ', e.g. A100 or H100-80GB); "
+            f"models in the cluster: {', '.join(known) or 'none'}"
         )

@@ -1,0 +1,106 @@
+"""How the shipped bandwidth_weight and premium_weight were chosen: a sweep of our policy on
+the heterogeneous scenario's *tuning* half of the traces (bench.heterogeneous, split="tune",
+seeds 100+), never on the rows the README reports.
+
+    python -m bench.weight_sweep [--seeds 2] [--jobs 3000] [--load 1.2]
+    python -m bench.weight_sweep --alibaba [--seeds 10]
+
+The first prints one line per (bandwidth_weight, premium_weight): medians over the seeds of the
+README table's columns. The second checks that a candidate does not cost packing where FGD is
+the peer: the Alibaba trace's fill protocol (README "The Alibaba trace"), unallocated GPU % at
+100 % arrived, median of seeds 0..N-1, per candidate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+
+from bench.heterogeneous import DEFAULT_JOBS, DEFAULT_LOAD, run, summary
+from scheduler.policy.config import DEFAULT_CONFIG
+from scheduler.policy.interface import PlacementPolicy
+from scheduler.policy.topology_policy import TopologyPolicy
+
+BANDWIDTH_WEIGHTS = (0.0, 1.0, 4.0, 16.0, 1.0e4)
+PREMIUM_WEIGHTS = (0.0, 0.01, 0.04)
+TUNING_SEEDS_FROM = 100
+
+
+def sweep(seeds: Sequence[int], n_jobs: int, load: float,
+          bandwidth: Sequence[float] = BANDWIDTH_WEIGHTS,
+          premium: Sequence[float] = PREMIUM_WEIGHTS
+          ) -> list[tuple[float, float, dict[str, float]]]:
+    """Medians per (bandwidth_weight, premium_weight) on the tuning split."""
+    out = []
+    for bw in bandwidth:
+        for pw in premium:
+            cfg = dataclasses.replace(DEFAULT_CONFIG, bandwidth_weight=bw, premium_weight=pw)
+
+            def factory(name: str, seed: int, cfg: object = cfg) -> PlacementPolicy:
+                assert isinstance(cfg, type(DEFAULT_CONFIG))
+                return TopologyPolicy(cfg)
+
+            rows = run(["topology"], seeds, "tune", n_jobs, load, factory=factory)
+            out.append((bw, pw, summary(rows)["topology"]))
+            s = out[-1][2]
+            print(f"bandwidth_weight={bw:g} premium_weight={pw:g}: placed "
+                  f"{s['requests_placed']:.0f}, unalloc-waiting "
+                  f"{s['unallocated_waiting_pct']:.1f}%,"
+                  f" GB/s median {s['bw_median_gbps']:.1f} p10 {s['bw_p10_gbps']:.1f}, JCT median "
+                  f"{s['jct_median_h']:.2f} h mean {s['jct_mean_h']:.2f} h", flush=True)
+    return out
+
+
+ALIBABA_CANDIDATES = ((0.0, 0.0), (4.0, 0.0), (4.0, 0.01), (4.0, 0.04))
+
+
+def alibaba_check(seeds: Sequence[int],
+                  candidates: Sequence[tuple[float, float]] = ALIBABA_CANDIDATES) -> None:
+    """Fill-protocol unallocated GPU % (100 % arrived, median over seeds) per candidate."""
+    import numpy as np
+
+    from bench.clusters import load_cluster
+    from bench.heterogeneous import TRACES
+    from bench.metrics import typical_classes
+    from bench.replay import replay_fill
+    from bench.report import fill_seed
+    from bench.workloads import load_workload
+
+    base = TRACES / "alibaba-gpu-v2023"
+    nodes = load_cluster(base / "openb_node_list_gpu_node.csv")
+    pods = load_workload(base / "openb_pod_list_default.csv").pods()
+    classes = typical_classes(pods)
+    for bw, pw in candidates:
+        cfg = dataclasses.replace(DEFAULT_CONFIG, bandwidth_weight=bw, premium_weight=pw)
+        vals = []
+        for seed in seeds:
+            r = replay_fill(TopologyPolicy(cfg), nodes, pods, seed=seed, classes=classes)
+            un = fill_seed(r)["unallocated_gpu_pct"]
+            assert isinstance(un, dict)
+            vals.append(float(un["100"]))
+        print(f"bandwidth_weight={bw:g} premium_weight={pw:g}: Alibaba fill unallocated % at "
+              f"100 % arrived, median of {len(vals)} seeds: {float(np.median(vals)):.2f}",
+              flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: the sweep on seeds TUNING_SEEDS_FROM.. of the tuning split."""
+    p = argparse.ArgumentParser(prog="python -m bench.weight_sweep", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--jobs", type=int, default=DEFAULT_JOBS)
+    p.add_argument("--load", type=float, default=DEFAULT_LOAD)
+    p.add_argument("--alibaba", action="store_true",
+                   help="the Alibaba fill check of ALIBABA_CANDIDATES instead of the sweep")
+    a = p.parse_args(argv)
+    if a.alibaba:
+        alibaba_check(range(a.seeds))
+        return 0
+    sweep(range(TUNING_SEEDS_FROM, TUNING_SEEDS_FROM + a.seeds), a.jobs, a.load)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

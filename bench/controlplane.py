@@ -39,6 +39,10 @@ from typing import Any
 
 import yaml
 
+from scheduler.constants import GPU_MODEL_LABELS, GPU_RESOURCE, TOPOLOGY_ANNOTATION
+from topology.annotation import to_json
+from topology.model import NodeTopology
+
 BIN_ENV = "GTS_E2E_BIN"
 BINARIES = ("etcd", "kube-apiserver", "kube-scheduler")
 REPO = Path(__file__).resolve().parent.parent
@@ -575,6 +579,36 @@ def start_control_plane(work: Path | None = None, *, qps: int | None = None,
     if not keep:
         atexit.register(shutil.rmtree, work, True)
     return cp
+
+
+def drain(resp: Any) -> None:
+    """Read a `_preload_content=False` response to its end; hand its connection back."""
+    _ = resp.data
+    resp.release_conn()
+
+
+def create_gpu_node(core: Any, name: str, topo: NodeTopology,
+                    labels: Mapping[str, str] | None = None, cpu: str = "64",
+                    memory: str = "512Gi") -> None:
+    """A Node as the kubelet, the device plugin and our node agent would leave it: capacity and
+    allocatable, Ready, GPU model labels, the topology annotation; no not-ready taint.
+    The API server keeps a Node's status on create, so two writes make one."""
+    model = topo.gpus[0].model if topo.gpus else ""
+    lab = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+           **dict.fromkeys(GPU_MODEL_LABELS, model.replace(" ", "-")), **(labels or {})}
+    res = {"cpu": cpu, "memory": memory, "pods": "250", GPU_RESOURCE: str(topo.n)}
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    body = {
+        "metadata": {"name": name, "labels": lab,
+                     "annotations": {TOPOLOGY_ANNOTATION: to_json(topo)}},
+        "status": {"capacity": res, "allocatable": res, "conditions": [
+            {"type": "Ready", "status": "True", "reason": "KubeletReady",
+             "message": "fake node", "lastHeartbeatTime": now, "lastTransitionTime": now}]},
+    }
+    drain(core.create_node(body, _preload_content=False))
+    # Admission (TaintNodesByCondition) adds node.kubernetes.io/not-ready on create; a
+    # kubelet's Ready status would clear it through the node lifecycle controller.
+    drain(core.patch_node(name, {"spec": {"taints": None}}, _preload_content=False))
 
 
 def raw_json(resp: Any) -> Any:

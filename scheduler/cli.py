@@ -17,7 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("bench.cli", "replay a workload through several policies and write a report"),
     "plan": ("bench.plan", "capacity planning: the smallest cluster per policy for a target"),
     "cluster": ("bench.cluster_export", "cluster specs: export a running cluster's nodes"),
-    "bench": ("bench.perf_cli", "performance benchmarks (policy, extender)"),
+    "bench": ("bench.perf_cli", "performance benchmarks (policy, extender, e2e)"),
     "agent": ("scheduler.nodeagent.cli", "node agent: topology publisher and device plugin"),
     "status": ("scheduler.status.cli", "why a pod is pending; what holds a node's GPUs"),
 }

@@ -11,13 +11,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from e2e_kit import Api, create_gpu_node, signer_for, unique
+from e2e_kit import Api, signer_for, unique
 from kubernetes import client
 
 from bench.controlplane import (
     ControlPlane,
     ControlPlaneUnavailable,
     binaries_source,
+    create_gpu_node,
     start_control_plane,
 )
 from scheduler.cluster.signing import Signer

@@ -16,7 +16,7 @@ from typing import Any
 
 from kubernetes import client
 
-from bench.controlplane import raw_json
+from bench.controlplane import drain, raw_json
 from scheduler.cluster.pods import assignment_from_pod, assignment_signature_ok
 from scheduler.cluster.signing import Signer
 from scheduler.constants import (
@@ -24,15 +24,12 @@ from scheduler.constants import (
     GANG_MIN_MEMBER_ANNOTATION,
     GPU_MEMORY_RESOURCE,
     GPU_MILLI_RESOURCE,
-    GPU_MODEL_LABELS,
     GPU_RESOURCE,
     POD_GROUP_API,
     POD_GROUP_LABEL,
     SCHEDULER_NAME,
-    TOPOLOGY_ANNOTATION,
 )
 from scheduler.policy.snapshot import Assignment
-from topology.annotation import to_json
 from topology.model import NodeTopology
 from topology.presets import preset
 
@@ -75,42 +72,12 @@ class Api:
         return items
 
 
-def drain(resp: Any) -> None:
-    """Read a raw response to its end and hand its connection back to the pool."""
-    _ = resp.data
-    resp.release_conn()
-
-
 # ---- nodes -------------------------------------------------------------------------------
 
 
 def node_names(prefix: str, count: int) -> list[str]:
     """`prefix-0 .. prefix-(count-1)`."""
     return [f"{prefix}-{i}" for i in range(count)]
-
-
-def create_gpu_node(core: client.CoreV1Api, name: str, topo: NodeTopology,
-                    labels: Mapping[str, str] | None = None, cpu: str = "64",
-                    memory: str = "512Gi") -> None:
-    """A Node as the kubelet, the device plugin and our node agent would leave it: capacity and
-    allocatable, Ready, GPU model labels, the topology annotation; no not-ready taint.
-    The API server keeps a Node's status on create, so two writes make one."""
-    model = topo.gpus[0].model if topo.gpus else ""
-    lab = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-           **dict.fromkeys(GPU_MODEL_LABELS, model.replace(" ", "-")), **(labels or {})}
-    res = {"cpu": cpu, "memory": memory, "pods": "250", GPU_RESOURCE: str(topo.n)}
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    body = {
-        "metadata": {"name": name, "labels": lab,
-                     "annotations": {TOPOLOGY_ANNOTATION: to_json(topo)}},
-        "status": {"capacity": res, "allocatable": res, "conditions": [
-            {"type": "Ready", "status": "True", "reason": "KubeletReady",
-             "message": "fake node", "lastHeartbeatTime": now, "lastTransitionTime": now}]},
-    }
-    drain(core.create_node(body, _preload_content=False))
-    # Admission (TaintNodesByCondition) adds node.kubernetes.io/not-ready on create; a
-    # kubelet's Ready status would clear it through the node lifecycle controller.
-    drain(core.patch_node(name, {"spec": {"taints": None}}, _preload_content=False))
 
 
 def nudge_nodes(core: client.CoreV1Api, names: Iterable[str]) -> None:

@@ -1,0 +1,288 @@
+"""Time to bind through a real control plane: our profile (kube-scheduler + extender) against
+kube-scheduler's default profile, on identical fresh nodes.
+
+For each size N/P: one control plane (bench.controlplane: etcd, kube-apiserver, kube-scheduler
+with the default profile, a second kube-scheduler with deploy/'s configuration and `gts serve`),
+both kube-schedulers with client QPS/burst lifted (--qps). Each run creates N fresh 8-GPU nodes
+(DGX-1 topology annotation), waits until the extender's cache lists them, creates P one-GPU pods
+at once (--create-threads writers) for one profile, and times from the first create until the
+last pod is bound (seen on a watch). Then pods and nodes are deleted and the other profile runs
+on a new, identical set. Profiles alternate which goes first; the table shows medians over
+--repeats runs and the ratio ours / default.
+
+    python -m bench.e2e [--sizes 100/400,1000/2000] [--repeats 3] [--json]
+    gts bench e2e ...  (the same)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bench.controlplane import (
+    ControlPlane,
+    ControlPlaneUnavailable,
+    create_gpu_node,
+    drain,
+    start_control_plane,
+)
+from scheduler.constants import GPU_RESOURCE, SCHEDULER_NAME
+from topology.presets import preset
+
+DEFAULT_SIZES = "100/400,1000/2000"
+PROFILES = {"ours": SCHEDULER_NAME, "default": "default-scheduler"}
+RUN_LABEL = "bench.gts.dev/run"
+
+
+@dataclass
+class Run:
+    """One timed run."""
+
+    profile: str
+    nodes: int
+    pods: int
+    bound_s: float  # first create -> last pod bound; inf when not all bound in time
+    created_s: float  # first create -> last create answered
+    bound: int
+
+
+@dataclass
+class SizeResult:
+    """Every run of one size."""
+
+    nodes: int
+    pods: int
+    runs: list[Run] = field(default_factory=list)
+
+    def median(self, profile: str) -> float:
+        """Median time to all bound of `profile`'s runs."""
+        xs = [r.bound_s for r in self.runs if r.profile == profile]
+        return statistics.median(xs) if xs else float("nan")
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    """`100/400,1000/2000` -> [(100, 400), (1000, 2000)]."""
+    out: list[tuple[int, int]] = []
+    for part in text.split(","):
+        try:
+            n, p = (int(x) for x in part.strip().split("/"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"--sizes: {part.strip()!r} is not NODES/PODS (e.g. 100/400)") from None
+        if n < 1 or p < 1 or p > 8 * n:
+            raise argparse.ArgumentTypeError(
+                f"--sizes: {part.strip()!r}: need 1 <= PODS <= 8 x NODES")
+        out.append((n, p))
+    return out
+
+
+def _pod(name: str, scheduler: str) -> dict[str, Any]:
+    req = {"cpu": "100m", "memory": "64Mi", GPU_RESOURCE: "1"}
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app": "bench"}},
+            "spec": {"schedulerName": scheduler, "terminationGracePeriodSeconds": 0,
+                     "containers": [{"name": "main", "image": "registry.invalid/none:0",
+                                     "resources": {"requests": req, "limits": {
+                                         k: v for k, v in req.items() if k != "cpu"}}}]}}
+
+
+class BoundWatch:
+    """Watches a namespace's pods from a thread; `wait(n)` returns when n pods have a node."""
+
+    def __init__(self, core: Any, ns: str) -> None:
+        self.core, self.ns = core, ns
+        self.bound: set[str] = set()
+        self.last_bound_at = 0.0
+        self.cond = threading.Condition()
+        self.ready = threading.Event()
+        self.resp: Any = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        self.ready.wait(30)
+
+    def _run(self) -> None:
+        # Raw lines, not model objects: parsing thousands of Pod models would steal the CPU
+        # from the components being measured.
+        self.resp = self.core.list_namespaced_pod(
+            self.ns, watch=True, timeout_seconds=3600, _preload_content=False)
+        self.ready.set()
+        buf = b""
+        try:
+            for chunk in self.resp.stream(65536, decode_content=False):
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    self._event(line)
+        except Exception:  # the stream closed (stop()); nothing to do
+            return
+
+    def _event(self, line: bytes) -> None:
+        if not line.strip():
+            return
+        ev = json.loads(line)
+        obj = ev.get("object") or {}
+        if (obj.get("spec") or {}).get("nodeName"):
+            with self.cond:
+                name = obj["metadata"]["name"]
+                if name not in self.bound:
+                    self.bound.add(name)
+                    self.last_bound_at = time.monotonic()
+                    self.cond.notify_all()
+
+    def wait(self, n: int, timeout_s: float) -> bool:
+        """True once n pods are bound; False after timeout_s."""
+        end = time.monotonic() + timeout_s
+        with self.cond:
+            while len(self.bound) < n:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(min(left, 1.0))
+        return True
+
+    def stop(self) -> None:
+        """Close the watch."""
+        if self.resp is not None:
+            try:
+                self.resp.shutdown()
+            except Exception:  # already closed
+                self.resp.close()
+
+
+def _extender_nodes(cp: ControlPlane) -> float:
+    for line in cp.extender_get("/metrics")[1].splitlines():
+        if line.startswith("gts_cache_nodes "):
+            return float(line.split()[1])
+    return -1.0
+
+
+def one_run(cp: ControlPlane, core: Any, profile: str, n_nodes: int, n_pods: int, tag: str,
+            threads: int, timeout_s: float) -> Run:
+    """Fresh nodes, P pods of `profile` at once, time to all bound; then clean up."""
+    topo = preset("dgx1-v100")
+    names = [f"{tag}-n{i}" for i in range(n_nodes)]
+    labels = {RUN_LABEL: tag}
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda n: create_gpu_node(core, n, topo, labels=labels), names))
+    end = time.monotonic() + 120
+    while _extender_nodes(cp) != n_nodes and time.monotonic() < end:
+        time.sleep(0.2)
+    time.sleep(1.0)  # kube-scheduler's informers are at least as quick as the extender's
+    ns = tag
+    core.create_namespace({"metadata": {"name": ns}})
+    watch = BoundWatch(core, ns)
+    bodies = [_pod(f"p{i}", PROFILES[profile]) for i in range(n_pods)]
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda b: drain(core.create_namespaced_pod(
+            ns, b, _preload_content=False)), bodies))
+    created = time.monotonic() - t0
+    ok = watch.wait(n_pods, timeout_s)
+    bound_s = (watch.last_bound_at - t0) if ok else float("inf")
+    bound = len(watch.bound)
+    watch.stop()
+    core.delete_collection_namespaced_pod(ns, grace_period_seconds=0)
+    core.delete_collection_node(label_selector=f"{RUN_LABEL}={tag}")
+    end = time.monotonic() + 120
+    while _extender_nodes(cp) != 0 and time.monotonic() < end:
+        time.sleep(0.2)
+    return Run(profile, n_nodes, n_pods, bound_s, created, bound)
+
+
+def run(sizes: Sequence[tuple[int, int]], repeats: int, qps: int, threads: int,
+        timeout_s: float, log: Any = sys.stderr) -> dict[str, Any]:
+    """Every size, `repeats` runs of each profile; a JSON-ready result."""
+    from kubernetes import client
+
+    results: list[SizeResult] = []
+    load_before = list(os.getloadavg())
+    for n_nodes, n_pods in sizes:
+        cp = start_control_plane(qps=qps)
+        try:
+            core = client.CoreV1Api(cp.api_client())
+            res = SizeResult(n_nodes, n_pods)
+            for r in range(repeats):
+                order = ["ours", "default"] if r % 2 == 0 else ["default", "ours"]
+                for profile in order:
+                    tag = f"b{n_nodes}-{r}-{profile}"
+                    one = one_run(cp, core, profile, n_nodes, n_pods, tag, threads, timeout_s)
+                    cp.check_alive()
+                    res.runs.append(one)
+                    print(f"  {n_nodes} nodes / {n_pods} pods, {profile:7s} run {r + 1}: "
+                          f"all bound in {one.bound_s:.2f} s (created in {one.created_s:.2f} s)",
+                          file=log, flush=True)
+            results.append(res)
+        finally:
+            cp.stop()
+    return {"qps": qps, "repeats": repeats, "loadavg_before": load_before,
+            "loadavg_after": list(os.getloadavg()), "cpus": os.cpu_count(),
+            "sizes": [{"nodes": s.nodes, "pods": s.pods, "ours_median_s": s.median("ours"),
+                       "default_median_s": s.median("default"),
+                       "ratio": s.median("ours") / s.median("default"),
+                       "runs": [asdict(x) for x in s.runs]} for s in results]}
+
+
+def table(res: dict[str, Any]) -> str:
+    """The markdown ratio table."""
+    lines = [
+        f"kube-scheduler QPS/burst {res['qps']}, median of {res['repeats']} runs, "
+        f"{res['cpus']} CPUs, load average {res['loadavg_before'][0]:.2f} before / "
+        f"{res['loadavg_after'][0]:.2f} after",
+        "",
+        "| nodes x 8 GPUs | one-GPU pods | ours: all bound (s) | default profile (s) | "
+        "ours / default | ours pods/s | default pods/s |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for s in res["sizes"]:
+        o, d = s["ours_median_s"], s["default_median_s"]
+        lines.append(f"| {s['nodes']:,} | {s['pods']:,} | {o:.2f} | {d:.2f} | "
+                     f"{s['ratio']:.2f}x | {s['pods'] / o:,.0f} | {s['pods'] / d:,.0f} |")
+    return "\n".join(lines)
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The benchmark's options."""
+    ap.add_argument("--sizes", type=parse_sizes, default=parse_sizes(DEFAULT_SIZES),
+                    metavar="N/P,...",
+                    help=f"nodes/pods pairs (default {DEFAULT_SIZES}; add 5000/5000 where "
+                         "the machine allows)")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per profile (default 3)")
+    ap.add_argument("--qps", type=int, default=1000,
+                    help="kube-scheduler client QPS and burst (default 1000)")
+    ap.add_argument("--create-threads", type=int, default=8,
+                    help="parallel writers creating nodes and pods (default 8)")
+    ap.add_argument("--timeout", type=float, default=600.0,
+                    help="seconds to wait for all pods of a run to bind (default 600)")
+    ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def run_args(args: argparse.Namespace) -> int:
+    """Run with parsed arguments; print the table (or JSON)."""
+    try:
+        res = run(args.sizes, args.repeats, args.qps, args.create_threads, args.timeout)
+    except ControlPlaneUnavailable as e:
+        print(f"gts bench e2e: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(res, indent=2) if args.json else table(res))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m bench.e2e`."""
+    ap = argparse.ArgumentParser(prog="python -m bench.e2e", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(ap)
+    return run_args(ap.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -12,10 +12,12 @@ filter reply when nodeCacheCapable is false.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+import orjson
 
 JSONDict = dict[str, Any]
 
@@ -33,21 +35,25 @@ class WireError(ValueError):
 
 
 def decode_json(body: bytes) -> object:
-    """The JSON value of a request body; WireError when it is not UTF-8 JSON."""
+    """The JSON value of a request body; WireError when it is not UTF-8 JSON.
+
+    orjson: a 5,000-name filter request decodes in a fraction of the stdlib's time (it is on
+    every call); it is also stricter (no NaN, no lone surrogates), which is JSON as specified.
+    """
     try:
-        return json.loads(body)
-    except UnicodeDecodeError as e:
-        raise WireError("body", body[:40], f"not UTF-8: {e.reason} at byte {e.start}") from None
-    except json.JSONDecodeError as e:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        if "UTF-8" in e.msg:
+            raise WireError("body", body[:40], f"not UTF-8: {e.msg}") from None
+        if "depth limit" in e.msg or "recursion" in e.msg.lower():
+            raise WireError("body", body[:40], "JSON nested too deeply") from None
         raise WireError("body", body[:40], f"not JSON: {e.msg} at line {e.lineno} "
                         f"column {e.colno}") from None
-    except RecursionError:
-        raise WireError("body", body[:40], "JSON nested too deeply") from None
 
 
 def encode_json(value: object) -> bytes:
-    """Compact UTF-8 JSON of a reply."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact UTF-8 JSON of a reply (orjson: the same text as the stdlib's compact form)."""
+    return orjson.dumps(value)
 
 
 def _get(doc: Mapping[str, Any], key: str) -> Any:
@@ -191,15 +197,12 @@ def prioritize_reply(hosts: Sequence[str], scores: Sequence[int]) -> list[JSONDi
     return [{"Host": h, "Score": int(s)} for h, s in zip(hosts, scores, strict=True)]
 
 
-_encode_str = json.encoder.encode_basestring  # C-accelerated; UTF-8 kept as in encode_json
-
-
 @dataclass(frozen=True, slots=True)
 class HostPriorities:
     """A HostPriorityList kept as two columns and written straight to JSON.
 
-    For 5,000 hosts, building 5,000 dicts and encoding them costs ~2 ms; formatting the
-    entries directly costs a quarter of that, a large part of the latency budget.
+    For 5,000 hosts the stdlib's encoder costs ~2 ms, a large part of the latency budget;
+    orjson writes the same text in a fraction of that.
     """
 
     hosts: Sequence[str]
@@ -211,10 +214,9 @@ class HostPriorities:
 
     def encode(self) -> bytes:
         """The reply as JSON text, equal to encode_json(self.as_list())."""
-        enc = _encode_str
-        body = ",".join([f'{{"Host":{enc(h)},"Score":{int(s)}}}'
-                         for h, s in zip(self.hosts, self.scores, strict=True)])
-        return f"[{body}]".encode()
+        scores = self.scores.tolist() if isinstance(self.scores, np.ndarray) else self.scores
+        return orjson.dumps([{"Host": h, "Score": int(s)}
+                             for h, s in zip(self.hosts, scores, strict=True)])
 
 
 @dataclass(frozen=True, slots=True)

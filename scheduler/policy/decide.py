@@ -20,6 +20,7 @@ from scheduler.policy.gpu_models import matching_model_ids
 from scheduler.policy.link_bandwidth import link_premium, log_bandwidth_ratio
 from scheduler.policy.mix import MixClasses, PodMix
 from scheduler.policy.request import MILLI_PER_GPU, PodRequest
+from scheduler.policy.shape_cache import shape_rows
 from scheduler.policy.shares import choose_share_gpu
 from scheduler.policy.snapshot import AllocationError, Assignment, Snapshot
 from topology.tables import greedy_best_set
@@ -165,6 +166,43 @@ def _codes(
     return codes, lookup
 
 
+def _shape_key(req: PodRequest) -> tuple[object, ...]:
+    # Everything of a request that _codes and evaluate read.
+    return (req.gpus, req.gpu_milli, req.gpu_memory_mib, req.cpu_milli, req.memory_mib,
+            req.allowed_models)
+
+
+def _cached_codes(
+    req: PodRequest, snap: Snapshot, idx: np.ndarray, config: PolicyConfig, flat: FlatTables
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """_codes of nodes idx from the snapshot's per-shape rows (see shape_cache)."""
+    def compute(rows: np.ndarray) -> tuple[np.ndarray, ...]:
+        codes, lookup = _codes(req, snap, rows, config, flat)
+        if lookup is None:
+            return (codes,)
+        return codes, lookup[0], lookup[1]
+
+    e = shape_rows(snap, ("codes", _shape_key(req), config), flat, compute)
+    if len(e.arrays) == 1:
+        return e.arrays[0][idx], None
+    return e.arrays[0][idx], (e.arrays[1][idx], e.arrays[2][idx])
+
+
+def _cached_scores(
+    req: PodRequest, snap: Snapshot, idx: np.ndarray, mix: PodMix | None, config: PolicyConfig
+) -> tuple[np.ndarray, Choice]:
+    """evaluate() of nodes idx (no gang preference) from the per-shape rows."""
+    classes = mix.classes() if mix is not None else _prior_classes()
+
+    def compute(rows: np.ndarray) -> tuple[np.ndarray, ...]:
+        score, choice = evaluate(req, snap, rows, mix, config)
+        return score, choice.sets, choice.share_gpu
+
+    e = shape_rows(snap, ("score", _shape_key(req), config, id(classes)), classes, compute)
+    score, sets, share_gpu = e.arrays
+    return score[idx], Choice(sets[idx], share_gpu[idx])
+
+
 def filter_nodes(
     req: PodRequest,
     snap: Snapshot,
@@ -173,7 +211,7 @@ def filter_nodes(
 ) -> FilterResult:
     """Which candidate nodes (default: all) can take the pod now; codes for the others."""
     idx = _candidates(snap, candidates)
-    codes, _ = _codes(req, snap, idx, config, flat_tables(snap))
+    codes, _ = _cached_codes(req, snap, idx, config, flat_tables(snap))
     return FilterResult(req, snap, config, idx, codes)
 
 
@@ -340,7 +378,7 @@ def score_nodes(
 ) -> np.ndarray:
     """Score (float64, higher is better) of each feasible node, aligned with `feasible`."""
     idx = np.asarray(feasible, dtype=np.int64).ravel()
-    score, choice = evaluate(req, snap, idx, mix, config)
+    score, choice = _cached_scores(req, snap, idx, mix, config)
     # assign() right after (the extender's prioritize-then-bind path) reuses these choices
     # instead of re-evaluating, as long as nothing changed in between.
     snap.memo["last_scored"] = _Scored(req, mix, config, snap.generation,
@@ -434,12 +472,15 @@ def place(
     The same decision as best_node followed by assign, with the table lookup done once.
     """
     idx = _candidates(snap, candidates)
-    codes, lookup = _codes(req, snap, idx, config, flat_tables(snap))
+    codes, lookup = _cached_codes(req, snap, idx, config, flat_tables(snap))
     ok = codes == 0
     if not ok.any():
         return None
     feasible = idx[ok]
-    sub = (lookup[0][ok], lookup[1][ok]) if lookup is not None else None
-    score, choice = evaluate(req, snap, feasible, mix, config, prefer, sub)
+    if prefer is None:
+        score, choice = _cached_scores(req, snap, feasible, mix, config)
+    else:
+        sub = (lookup[0][ok], lookup[1][ok]) if lookup is not None else None
+        score, choice = evaluate(req, snap, feasible, mix, config, prefer, sub)
     j = int(np.argmax(score))
     return assignment_for(req, snap, int(feasible[j]), choice, j)

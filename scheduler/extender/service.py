@@ -16,6 +16,7 @@ Reply rules, from kube-scheduler's behaviour (see reference/extender-wire.md):
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import threading
 import time
@@ -480,7 +481,9 @@ class _Candidates:
             memo.move_to_end(names)
         else:
             get = snap.index.get
-            raw = np.fromiter((get(n, -1) for n in names), dtype=np.int64, count=len(names))
+            # map() over dict.get with a default stays in C: a third of a generator's time.
+            raw = np.fromiter(map(get, names, itertools.repeat(-1, len(names))),
+                              dtype=np.int64, count=len(names))
             raw.setflags(write=False)
             memo[names] = (snap.index, raw)  # valid while the node set (index) is the same
             while len(memo) > CANDIDATE_LISTS_KEPT:

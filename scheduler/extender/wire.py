@@ -120,8 +120,14 @@ def _node_items(value: object, field: str) -> tuple[JSONDict, ...]:
 def _names(value: object, field: str) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise WireError(field, value, f"must be an array of node names, not {_kind(value)}")
-    # Checked with C-level scans: this runs on every call over up to thousands of names.
-    if not set(map(type, value)) <= {str} or "" in value:
+    # Checked with C-level scans: this runs on every call over up to thousands of names
+    # ("".join stops with TypeError at the first non-string; a third of set(map(type, ...))).
+    try:
+        "".join(value)
+        ok = "" not in value
+    except TypeError:
+        ok = False
+    if not ok:
         bad = next(i for i, n in enumerate(value) if not (type(n) is str and n))
         raise WireError(f"{field}[{bad}]", value[bad], "must be a non-empty string")
     return tuple(value)

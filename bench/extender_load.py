@@ -12,7 +12,8 @@ plays kube-scheduler over one keep-alive connection (http.client):
    (false; not bound). Each call is timed from sending the request to reading the whole
    reply; a pod's filter + prioritize is the sum of its two calls.
 
-Target (DESIGN.md section 5): p99 of filter + prioritize under 10 ms at 5,000 nodes, names only.
+Targets (issue 9): p99 of filter + prioritize under 5 ms at 5,000 nodes and under 15 ms at
+20,000 nodes, names only (DESIGN.md section 5 asked for 10 ms at 5,000).
 Run: `python -m bench.extender_load [--nodes 1000,5000] [--json]` or `gts bench extender`.
 """
 
@@ -48,6 +49,10 @@ from scheduler.extender.wire import (
 ROOT = Path(__file__).resolve().parents[1]
 # (gpus, milli, weight): whole GPUs of 1..8 and shares, roughly the Alibaba trace's mix.
 MIX = ((1, 0, 40), (2, 0, 12), (4, 0, 10), (8, 0, 8), (0, 250, 15), (0, 500, 15))
+
+
+# p99 of filter + prioritize (ms), names only, by cluster size.
+TARGET_P99_MS = {5000: 5.0, 20000: 15.0}
 
 
 def cluster_yaml(n: int) -> str:
@@ -280,7 +285,7 @@ def run(sizes: Sequence[int], pods: int, object_pods: int, binds: int, seed: int
     rng = random.Random(seed)
     out: dict[str, Any] = {"sizes": {}, "pods": pods, "object_pods": object_pods,
                            "binds": binds, "seed": seed, "cpus": os.cpu_count(),
-                           "target": "filter+prioritize p99 < 10 ms at 5000 nodes, names only",
+                           "target_p99_ms": {str(k): v for k, v in TARGET_P99_MS.items()},
                            "loadavg_before": list(os.getloadavg())}
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
@@ -328,11 +333,12 @@ def table(res: dict[str, Any]) -> str:
         lines.append(f"binds at {n} nodes: {b['binds_per_s']:.0f}/s (bind p50 "
                      f"{b['bind_ms']['p50']:.2f} ms, p99 {b['bind_ms']['p99']:.2f} ms; "
                      f"{b['bound']} bound, {b['failed']} failed)")
-    big = res["sizes"].get("5000")
-    if big:
-        p99 = big["names"]["filter_prioritize_ms"]["p99"]
-        lines.append(f"target {res['target']}: {p99:.2f} ms -> "
-                     f"{'met' if p99 < 10 else 'NOT met'}")
+    for size, limit in TARGET_P99_MS.items():
+        r = res["sizes"].get(str(size))
+        if r and r["names"]["pods"]:
+            p99 = r["names"]["filter_prioritize_ms"]["p99"]
+            lines.append(f"target filter+prioritize p99 < {limit:g} ms at {size} nodes, names "
+                         f"only: {p99:.2f} ms -> {'met' if p99 < limit else 'NOT met'}")
     return "\n".join(lines)
 
 

@@ -505,6 +505,11 @@ class ControlPlane:
                 self.extender_metrics_port = free_port()
             cfg["metrics-port"] = self.extender_metrics_port
         cfg.update(extra or {})
+        # deploy/ may already name options this build of `gts serve` lacks (branches merge
+        # one at a time): leave those out, and say so in the log.
+        for k in sorted(k for k in cfg if str(k).replace("_", "-") not in known):
+            print(f"gts serve config: dropping {k!r}, unknown to this build", file=sys.stderr)
+            cfg.pop(k)
         path = self.work / "serve.yaml"
         path.write_text(yaml.safe_dump(cfg))
         self.extender_argv = [sys.executable, "-m", "scheduler.cli", "serve", "--config",

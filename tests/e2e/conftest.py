@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from e2e_kit import Api, signer_for, unique
 from kubernetes import client
 
 from bench.controlplane import (
@@ -21,6 +20,7 @@ from bench.controlplane import (
     create_gpu_node,
     start_control_plane,
 )
+from e2e.e2e_kit import Api, signer_for, unique
 from scheduler.cluster.signing import Signer
 from scheduler.constants import POD_GROUP_API
 from topology.model import NodeTopology

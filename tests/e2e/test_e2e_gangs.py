@@ -4,7 +4,8 @@ its pods. Members are counted from the pods (a gang is planned only once minMemb
 
 from __future__ import annotations
 
-from e2e_kit import (
+from bench.controlplane import ControlPlane
+from e2e.e2e_kit import (
     Api,
     create_podgroup,
     create_pods,
@@ -17,8 +18,6 @@ from e2e_kit import (
     wait_bound,
     wait_turned_away,
 )
-
-from bench.controlplane import ControlPlane
 from scheduler.cluster.signing import Signer
 from topology.quality import set_quality
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from e2e_kit import (
+from e2e.e2e_kit import (
     Api,
     create_pods,
     delete_pods,
@@ -21,7 +21,6 @@ from e2e_kit import (
     wait_turned_away,
     wait_until,
 )
-
 from scheduler.cluster.signing import Signer
 from topology.quality import set_quality
 

@@ -3,7 +3,8 @@ the pending pods bind, and the rebuilt state equals what the pods' annotations s
 
 from __future__ import annotations
 
-from e2e_kit import (
+from bench.controlplane import ControlPlane
+from e2e.e2e_kit import (
     Api,
     create_pods,
     dgx1,
@@ -14,8 +15,6 @@ from e2e_kit import (
     wait_bound,
     wait_until,
 )
-
-from bench.controlplane import ControlPlane
 from scheduler.cluster.signing import Signer
 
 

@@ -193,14 +193,29 @@ def _cached_scores(
 ) -> tuple[np.ndarray, Choice]:
     """evaluate() of nodes idx (no gang preference) from the per-shape rows."""
     classes = mix.classes() if mix is not None else _prior_classes()
+    flat = flat_tables(snap)
 
     def compute(rows: np.ndarray) -> tuple[np.ndarray, ...]:
-        score, choice = evaluate(req, snap, rows, mix, config)
-        return score, choice.sets, choice.share_gpu
+        # Only the rows where the shape fits: feasibility is a function of the node's state,
+        # so a row left out here is recomputed when its node changes (its version moves).
+        codes, lookup = _codes(req, snap, rows, config, flat)
+        ok = codes == 0
+        score = np.full(len(rows), np.nan)
+        sets = np.zeros(len(rows), np.int64)
+        share_gpu = np.full(len(rows), -1, np.int64)
+        if ok.any():
+            sub = (lookup[0][ok], lookup[1][ok]) if lookup is not None else None
+            s, choice = evaluate(req, snap, rows[ok], mix, config, None, sub)
+            score[ok], sets[ok], share_gpu[ok] = s, choice.sets, choice.share_gpu
+        return score, sets, share_gpu
 
     e = shape_rows(snap, ("score", _shape_key(req), config, id(classes)), classes, compute)
-    score, sets, share_gpu = e.arrays
-    return score[idx], Choice(sets[idx], share_gpu[idx])
+    score, sets, share_gpu = (a[idx] for a in e.arrays)
+    missing = np.isnan(score)
+    if missing.any():  # a caller scoring nodes the shape does not fit: as evaluate() does
+        s, choice = evaluate(req, snap, idx[missing], mix, config)
+        score[missing], sets[missing], share_gpu[missing] = s, choice.sets, choice.share_gpu
+    return score, Choice(sets, share_gpu)
 
 
 def filter_nodes(

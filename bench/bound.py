@@ -40,8 +40,8 @@ the order of its path), so the optimum is at least any policy's allocation: the 
 valid. It is a relaxation in three places: CPU and memory are pooled per node type (a pod's
 CPU may come from several nodes; the size cuts recover the per-node limit for big pods),
 1-GPU pods and share GPUs are pooled with the GPUs multi-GPU pods leave, and variables are
-fractional (a GPU may be a mix of patterns). GPU memory of shares is not modelled (the Alibaba trace has
-none). The arc flow itself loses nothing against listing every share pattern of a GPU (its LP
+fractional (a GPU may be a mix of patterns). GPU memory of shares is not modelled (the
+Alibaba trace has none). The arc flow itself loses nothing against listing every share pattern of a GPU (its LP
 is the pattern LP), which is where the Alibaba trace's bound comes from: large shares (810
 and similar) leave gaps few small shares fill.
 

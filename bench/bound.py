@@ -41,8 +41,8 @@ valid. It is a relaxation in three places: CPU and memory are pooled per node ty
 CPU may come from several nodes; the size cuts recover the per-node limit for big pods),
 1-GPU pods and share GPUs are pooled with the GPUs multi-GPU pods leave, and variables are
 fractional (a GPU may be a mix of patterns). GPU memory of shares is not modelled (the
-Alibaba trace has none). The arc flow itself loses nothing against listing every share pattern of a GPU (its LP
-is the pattern LP), which is where the Alibaba trace's bound comes from: large shares (810
+Alibaba trace has none). The arc flow itself loses nothing against listing every share
+pattern of a GPU (its LP is the pattern LP), which is where the Alibaba trace's bound comes from: large shares (810
 and similar) leave gaps few small shares fill.
 
 Read-off: the fill report reads allocated % at X % arrived as the mean over the pods whose

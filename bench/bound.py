@@ -42,8 +42,8 @@ CPU may come from several nodes; the size cuts recover the per-node limit for bi
 1-GPU pods and share GPUs are pooled with the GPUs multi-GPU pods leave, and variables are
 fractional (a GPU may be a mix of patterns). GPU memory of shares is not modelled (the
 Alibaba trace has none). The arc flow itself loses nothing against listing every share
-pattern of a GPU (its LP is the pattern LP), which is where the Alibaba trace's bound comes from: large shares (810
-and similar) leave gaps few small shares fill.
+pattern of a GPU (its LP is the pattern LP), which is where the Alibaba trace's bound comes
+from: large shares (810 and similar) leave gaps few small shares fill.
 
 Read-off: the fill report reads allocated % at X % arrived as the mean over the pods whose
 arrival rounds to X (bench.metrics.at_arrived); allocation only grows along the order, so the

@@ -154,7 +154,7 @@ class _Lp:
                                     shape=(self.n_eq, self.n)).tocsr()
             kw["b_eq"] = np.zeros(self.n_eq)
         res = linprog(c, A_ub=a_ub, b_ub=np.asarray(self.b_ub), bounds=(0, None),
-                      method="highs", **kw)  # type: ignore[call-overload]
+                      method="highs", **kw)
         if res.status != 0:
             raise BoundError(f"HiGHS: {res.message}")
         return float(-res.fun)

@@ -70,6 +70,10 @@ class PolicyConfig:
     # nodes, 5 seeds) 0.01 gave 4.70 vs 4.64 with 0 (FGD: 4.65). Packing CPU pods by CPU in
     # use (the former pack_weight term for them) gave 5.29 vs 4.74 on the GPU nodes alone.
     cpu_node_weight: float = 0.0
+    # GPU thousandths stranded by CPU (scheduler.policy.stranding: free GPU capacity beyond
+    # what the node's free CPU can feed at the mix's CPU per GPU), added to the FGD increase
+    # before the frag_step rounding, in the same unit.
+    strand_weight: float = 0.0
     # Members of a gang prefer nodes that already hold one of them (shared NVLink domain);
     # below the topology term, above fragmentation ties.
     gang_affinity_weight: float = 0.5
@@ -83,7 +87,8 @@ class PolicyConfig:
 
     def __post_init__(self) -> None:
         for name in ("topology_weight", "frag_weight", "value_weight", "pack_weight",
-                     "gang_affinity_weight", "frag_step", "order_weight", "cpu_node_weight"):
+                     "gang_affinity_weight", "frag_step", "order_weight", "cpu_node_weight",
+                     "strand_weight"):
             v = getattr(self, name)
             if not v >= 0:
                 raise ValueError(f"PolicyConfig.{name}={v!r}: must be >= 0")

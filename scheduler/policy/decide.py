@@ -21,6 +21,7 @@ from scheduler.policy.mix import MixClasses, PodMix
 from scheduler.policy.request import MILLI_PER_GPU, PodRequest
 from scheduler.policy.shares import choose_share_gpu
 from scheduler.policy.snapshot import AllocationError, Assignment, Snapshot
+from scheduler.policy.stranding import cpu_per_milli, stranded_delta
 from topology.tables import greedy_best_set
 
 
@@ -288,6 +289,11 @@ def evaluate(
         dfrag = frag_delta_whole(snap, idx, 0, req.cpu_milli, classes)
         loss = np.zeros(len(idx))
         choice = Choice(empty, empty)
+    if config.strand_weight > 0:
+        taken = req.gpus * MILLI_PER_GPU if req.gpus else (req.gpu_milli if req.is_share else 0)
+        dfrag = dfrag + config.strand_weight * stranded_delta(
+            class_stats(snap, classes).total[idx], snap.cpu_free[idx], taken, req.cpu_milli,
+            cpu_per_milli(classes))
     if config.frag_step > 0:
         # Changes within one step are equal (FGD's own score resolution); the small tolerance
         # keeps float32 noise around an exact multiple (0 above all) in its bin.

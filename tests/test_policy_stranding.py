@@ -1,0 +1,63 @@
+"""The CPU-stranding term: free GPU capacity a node's CPU can no longer feed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scheduler.policy import PodMix, PodRequest, TopologyPolicy, build_snapshot
+from scheduler.policy.config import PolicyConfig
+from scheduler.policy.mix import MixClasses
+from scheduler.policy.snapshot import Assignment, NodeSpec
+from scheduler.policy.stranding import cpu_per_milli, stranded_delta
+from topology.presets import preset
+
+
+def test_kappa_is_the_demand_weighted_cpu_per_thousandth() -> None:
+    # 1 GPU with 8000 CPU, weight 3; a 500 share with 2000 CPU, weight 1; a CPU-only class.
+    classes = MixClasses.of([(1, 1000, 8000, 3), (1, 500, 2000, 1), (64, 1000, 4000, 4)])
+    assert cpu_per_milli(classes) == pytest.approx((3 * 8000 + 2000) / (3 * 1000 + 500))
+    assert cpu_per_milli(MixClasses.of([(64, 1000, 4000, 1)])) == 0.0
+
+
+def test_eating_the_cpu_of_a_node_with_free_gpus_strands_them() -> None:
+    # kappa 8 CPU milli per thousandth: 2 free GPUs need 16000 CPU.
+    d = stranded_delta(np.array([2000.0, 2000.0]), np.array([16000, 40000]), 0, 8000, 8.0)
+    assert d.tolist() == [1000.0, 0.0]  # the first node can feed one GPU after, the second two
+    # Taking GPU with its CPU share strands nothing; taking GPU alone frees CPU headroom.
+    assert stranded_delta(np.array([2000.0]), np.array([16000]), 1000, 8000, 8.0)[0] == 0.0
+    assert stranded_delta(np.array([2000.0]), np.array([8000]), 1000, 0, 8.0)[0] == -1000.0
+    assert stranded_delta(np.array([2000.0]), np.array([0]), 0, 0, 0.0)[0] == 0.0
+
+
+@given(st.lists(st.tuples(st.integers(0, 8000), st.integers(0, 96000)), min_size=1, max_size=8),
+       st.integers(0, 1000), st.integers(0, 16000), st.floats(0.1, 40.0))
+def test_stranded_never_exceeds_what_was_free(
+    nodes: list[tuple[int, int]], taken: int, cpu: int, kappa: float
+) -> None:
+    total = np.array([t for t, _ in nodes], dtype=np.float64)
+    free_cpu = np.array([c for _, c in nodes], dtype=np.float64)
+    d = stranded_delta(total, free_cpu, taken, cpu, kappa)
+    before = np.maximum(0.0, total - free_cpu / kappa)
+    assert (before + d >= -1e-9).all()
+    assert (before + d <= np.maximum(total - taken, 0) + np.maximum(0, -(free_cpu - cpu)) / kappa
+            + 1e-6).all()
+
+
+def test_cpu_pod_goes_where_it_strands_no_gpu() -> None:
+    # Two 2-GPU nodes with 24 cores each; node a already spent 16 cores on a share pod. A
+    # CPU-only pod of 8 cores would leave node a with no CPU next to its free GPU; the term
+    # sends it to b (which keeps 16 cores for its 2 GPUs) although FGD's classes may tie.
+    nodes = [NodeSpec(n, 24000, 1 << 18, preset("pcie-2gpu")) for n in ("a", "b")]
+    held = [Assignment(pod="s", node="a", gpus=(0,), gpu_milli=500, cpu_milli=16000)]
+    mix = PodMix(prior=((1, 1000, 8000, 10), (1, 500, 8000, 5)), prior_weight=100.0)
+    pol = TopologyPolicy(PolicyConfig(strand_weight=1.0), mix)
+    a = pol.place(PodRequest("c", cpu_milli=8000), build_snapshot(nodes, held))
+    assert a is not None and a.node == "b"
+
+
+def test_strand_weight_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="strand_weight"):
+        PolicyConfig(strand_weight=-1.0)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from scheduler.policy import PodMix, PodRequest, TopologyPolicy, build_snapshot
 from scheduler.policy.config import PolicyConfig
 from scheduler.policy.mix import MixClasses
-from scheduler.policy.snapshot import Assignment, NodeSpec
+from scheduler.policy.snapshot import NodeSpec
 from scheduler.policy.stranding import cpu_per_milli, stranded_delta
 from topology.presets import preset
 
@@ -46,16 +46,18 @@ def test_stranded_never_exceeds_what_was_free(
             + 1e-6).all()
 
 
-def test_cpu_pod_goes_where_it_strands_no_gpu() -> None:
-    # Two 2-GPU nodes with 24 cores each; node a already spent 16 cores on a share pod. A
-    # CPU-only pod of 8 cores would leave node a with no CPU next to its free GPU; the term
-    # sends it to b (which keeps 16 cores for its 2 GPUs) although FGD's classes may tie.
-    nodes = [NodeSpec(n, 24000, 1 << 18, preset("pcie-2gpu")) for n in ("a", "b")]
-    held = [Assignment(pod="s", node="a", gpus=(0,), gpu_milli=500, cpu_milli=16000)]
-    mix = PodMix(prior=((1, 1000, 8000, 10), (1, 500, 8000, 5)), prior_weight=100.0)
-    pol = TopologyPolicy(PolicyConfig(strand_weight=1.0), mix)
-    a = pol.place(PodRequest("c", cpu_milli=8000), build_snapshot(nodes, held))
-    assert a is not None and a.node == "b"
+@pytest.mark.parametrize(("weight", "node"), [(0.0, "a"), (1.0, "b")])
+def test_cpu_pod_goes_where_it_strands_no_gpu(weight: float, node: str) -> None:
+    # The mix asks 8 cores per GPU. Node a has 2 free GPUs and 12 cores, b 2 GPUs and 24
+    # cores. A 4-core CPU-only pod leaves one typical pod fitting on either (FGD's measure
+    # does not move: a tie, which the fixed node order gives to a, index 1), but on a only
+    # 8 cores would be left for 2 GPUs: one GPU's worth stranded. The term sends it to b.
+    nodes = [NodeSpec("b", 24000, 1 << 18, preset("pcie-2gpu")),
+             NodeSpec("a", 12000, 1 << 18, preset("pcie-2gpu"))]
+    mix = PodMix(prior=((1, 1000, 8000, 10),), prior_weight=100.0, cpu_only=False)
+    pol = TopologyPolicy(PolicyConfig(strand_weight=weight), mix)
+    a = pol.place(PodRequest("c", cpu_milli=4000), build_snapshot(nodes))
+    assert a is not None and a.node == node
 
 
 def test_strand_weight_must_not_be_negative() -> None:

@@ -261,15 +261,18 @@ def lp_bound(nodes: Sequence[NodeSpec], pods: Sequence[PodRequest]) -> Bound:
 
 def arrived_prefix(order: Sequence[PodRequest], capacity_milli: int, x: float) -> int:
     """How many pods of the fill order the read-off at x % arrived covers (see the module
-    docstring): up to the last pod whose arrival rounds to x (within x +- 1 if none does)."""
+    docstring): up to the last pod whose arrival rounds to x (within x +- 1 if none does);
+    where none does, the report interpolates between pods, so up to the first pod that
+    arrives at or after x (all of them if the run ends before x)."""
     arrived = 100.0 * np.cumsum([p.gpu_demand_milli for p in order]) / capacity_milli
     ar = np.round(arrived)
     sel = np.flatnonzero(ar == round(x))
     if not sel.size:
         sel = np.flatnonzero((ar >= round(x) - 1) & (ar <= round(x) + 1))
-    if not sel.size:
-        return len(order) if len(order) and arrived[-1] < x else 0
-    return int(sel[-1]) + 1
+    if sel.size:
+        return int(sel[-1]) + 1
+    after = np.flatnonzero(arrived >= x)
+    return int(after[0]) + 1 if after.size else len(order)
 
 
 def fill_bound(

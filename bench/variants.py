@@ -33,7 +33,7 @@ from pathlib import Path
 from bench.baselines import make_policy
 from bench.bound import fill_bound
 from bench.clusters import load_cluster
-from bench.metrics import at_arrived
+from bench.metrics import at_arrived, interpolated_at
 from bench.replay import replay_fill
 from bench.workloads import load_workload
 from scheduler.policy.request import PodRequest
@@ -73,8 +73,16 @@ def run_cell(trace_dir: str, variant: str, policy: str, seed: int) -> Cell:
         un = tuple(fill_bound(nodes, pods, seed, x).unallocated_pct for x in READ_OFF)
     else:
         r = replay_fill(make_policy(policy, seed), nodes, pods, seed=seed)
-        un = tuple(100.0 - at_arrived(r.arrived_pct, r.allocated_pct, x) for x in READ_OFF)
+        # The report's read-off: the artifact's, or interpolated where no pod's arrival
+        # rounds to x (small clusters).
+        un = tuple(100.0 - _finite(at_arrived(r.arrived_pct, r.allocated_pct, x),
+                                   interpolated_at(r.arrived_pct, r.allocated_pct, x))
+                   for x in READ_OFF)
     return Cell(variant, policy, seed, un)
+
+
+def _finite(v: float, fallback: float) -> float:
+    return v if math.isfinite(v) else fallback
 
 
 def _star(args: tuple[str, str, str, int]) -> Cell:

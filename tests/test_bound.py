@@ -170,9 +170,11 @@ def test_prefix_ends_at_the_last_pod_read_off() -> None:
     assert arrived_prefix(pods, 4000, 100) == 4
     # 3 GPUs: 33, 67, 100, 133: the third.
     assert arrived_prefix(pods, 3000, 100) == 3
-    # Nothing rounds to 50 or 49..51 with 7 GPUs? 14.3, 28.6, 42.9, 57.1: none; prefix 0 pods
-    # is only right when the read-off itself would be empty.
-    assert arrived_prefix(pods, 7000, 50) == 0
+    # 7 GPUs: 14.3, 28.6, 42.9, 57.1: nothing within 49..51, so the report interpolates
+    # between the 3rd and 4th pods: the bound covers up to the 4th.
+    assert arrived_prefix(pods, 7000, 50) == 4
+    # The run ends before 200 %: all pods.
+    assert arrived_prefix(pods, 4000, 300) == 10
 
 
 @pytest.mark.parametrize("policy", ["random", "bestfit", "fgd", "topology"])

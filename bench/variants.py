@@ -89,15 +89,41 @@ def _star(args: tuple[str, str, str, int]) -> Cell:
     return run_cell(*args)
 
 
+def load_cells(path: Path) -> list[Cell]:
+    """Cells saved by an earlier run (one JSON object per line; see `--cells`)."""
+    if not path.exists():
+        return []
+    out = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+            out.append(Cell(str(d["variant"]), str(d["policy"]), int(d["seed"]),
+                            tuple(float(u) for u in d["unallocated"])))
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}:{n}: not a saved cell: {e}") from None
+    return out
+
+
+def cell_line(c: Cell) -> str:
+    """One cell as a line of the `--cells` file."""
+    return json.dumps({"variant": c.variant, "policy": c.policy, "seed": c.seed,
+                       "unallocated": list(c.unallocated)})
+
+
 def run_table(
     variants: Sequence[str], policies: Sequence[str], seeds: Sequence[int],
     trace_dir: Path = TRACE_DIR, jobs: int = 1,
-    progress: Callable[[Cell], None] | None = None,
+    progress: Callable[[Cell], None] | None = None, done: Sequence[Cell] = (),
 ) -> list[Cell]:
-    """Every (variant, policy or bound, seed) cell; `jobs` > 1 runs them in processes."""
+    """Every (variant, policy or bound, seed) cell; `jobs` > 1 runs them in processes.
+    Cells in `done` are reused, not run again."""
+    have = {(c.variant, c.policy, c.seed): c for c in done}
+    out: list[Cell] = [have[(v, p, s)] for v in variants for p in (*policies, "bound")
+                       for s in seeds if (v, p, s) in have]
     tasks = [(str(trace_dir), v, p, s) for v in variants for p in (*policies, "bound")
-             for s in seeds]
-    out: list[Cell] = []
+             for s in seeds if (v, p, s) not in have]
     if jobs <= 1:
         for t in tasks:
             out.append(_star(t))
@@ -172,6 +198,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="processes (default 1)")
     ap.add_argument("--trace-dir", type=Path, default=TRACE_DIR)
     ap.add_argument("--json", type=Path, help="also write every per-seed number here")
+    ap.add_argument("--cells", type=Path,
+                    help="append each finished cell to this file (JSON lines) and reuse the "
+                         "cells already in it: an interrupted run resumes. Keep one file per "
+                         "code version: cells of an older policy are reused as they are")
     args = ap.parse_args(argv)
     named = {"tuning": TUNING, "held-out": HELD_OUT, "all": VARIANTS}
     variants = list(named.get(args.variants, args.variants.split(",")))
@@ -185,11 +215,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("--policies: must include fgd (the gap ratio's reference)")
     t0 = time.monotonic()
 
+    try:
+        done = load_cells(args.cells) if args.cells else []
+    except ValueError as e:
+        ap.error(f"--cells: {e}")
+    sink = args.cells.open("a") if args.cells else None
+
     def tick(c: Cell) -> None:
+        if sink is not None:
+            sink.write(cell_line(c) + "\n")
+            sink.flush()
         print(f"{time.monotonic() - t0:7.1f}s {c.variant:11s} {c.policy:9s} seed {c.seed}: "
               + " ".join(f"{u:.3f}" for u in c.unallocated), file=sys.stderr, flush=True)
 
-    cells = run_table(variants, policies, range(args.seeds), args.trace_dir, args.jobs, tick)
+    try:
+        cells = run_table(variants, policies, range(args.seeds), args.trace_dir, args.jobs,
+                          tick, done)
+    finally:
+        if sink is not None:
+            sink.close()
     summary = summarize(cells)
     print(markdown(summary, policies))
     if args.json:

@@ -89,8 +89,8 @@ def score_loop(req: PodRequest, snap: Snapshot, node: int, classes: MixClasses) 
     demand = sum(w * k * m for k, m, c, w in gpu_classes)
     if demand > 0 and cfg.strand_weight:
         kappa = sum(w * c for k, m, c, w in gpu_classes) / demand
-        dfrag += cfg.strand_weight * (max(0.0, sum(after) - (cpu - req.cpu_milli) / kappa)
-                                      - max(0.0, sum(free) - cpu / kappa))
+        dfrag += cfg.strand_weight * max(0.0, max(0.0, sum(after) - (cpu - req.cpu_milli)
+                                                  / kappa) - max(0.0, sum(free) - cpu / kappa))
     if cfg.frag_step:
         dfrag = math.ceil(dfrag / cfg.frag_step - 1e-3) * cfg.frag_step
     score -= cfg.frag_weight * dfrag / 1000 + cfg.value_weight * loss

@@ -18,12 +18,16 @@ def stranded_delta(
     total_free: np.ndarray, cpu_free: np.ndarray, taken_milli: int, cpu: int, kappa: float,
 ) -> np.ndarray:
     """Increase of stranded GPU thousandths per node when a pod takes `taken_milli` of GPU
-    and `cpu` CPU milli (arrays aligned over the nodes; 0 everywhere when kappa is 0)."""
+    and `cpu` CPU milli (arrays aligned over the nodes; 0 everywhere when kappa is 0).
+
+    Only increases count (a decrease is 0): taking GPUs from a node whose CPU is short does
+    not earn a bonus, which would otherwise spread multi-GPU pods and gangs over fresh nodes
+    instead of packing them (the FGD and topology terms decide those)."""
     if kappa <= 0:
         return np.zeros(np.shape(total_free), dtype=np.float32)
     inv = np.float32(1.0 / kappa)
     # x = total - cpu_free / kappa before; after, the pod shifts it by cpu / kappa - taken.
     x = np.asarray(total_free, dtype=np.float32) - np.asarray(cpu_free, dtype=np.float32) * inv
     after = np.maximum(x + np.float32(cpu * inv - taken_milli), np.float32(0.0))
-    out: np.ndarray = after - np.maximum(x, np.float32(0.0))
+    out: np.ndarray = np.maximum(after - np.maximum(x, np.float32(0.0)), np.float32(0.0))
     return out

@@ -8,7 +8,9 @@ Markdown table of medians over seeds at 100 % and 130 % arrived, with the gap ra
 
     (ours - bound) / (fgd - bound)       per seed, then the median over seeds
 
-(1.0 = as far from the bound as FGD, 0 = on it). `--json FILE` writes every per-seed number.
+(1.0 = as far from the bound as FGD, 0 = on it). `--json FILE` writes every per-seed number;
+`--cells FILE` keeps each finished (variant, policy, seed) as it comes, so a run with more
+seeds, or an interrupted one, reuses what is there.
 
 Tuning discipline: the policy's packing weights were chosen on TUNING (one variant of each
 family, default left out) with few seeds; every variant is reported, and the others

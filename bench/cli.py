@@ -21,6 +21,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import TextIO
 
+from bench.bound_report import seed_bounds
 from bench.clusters import (
     ClusterError,
     cluster_summary,
@@ -194,8 +195,11 @@ def simulate(
     stream: TextIO | None = None,
     sensitivity: bool = True,
     plan: dict[str, object] | None = None,
+    bound: bool = True,
 ) -> Path:
-    """Run every (mode, policy, seed) and write the report; returns the path of report.md."""
+    """Run every (mode, policy, seed) and write the report; returns the path of report.md.
+
+    With `bound`, the fill runs are also set against the LP bound (bench.bound_report)."""
     t0 = time.perf_counter()
     for name in policies:  # fail before any work on an unknown name
         factory(name, 0)
@@ -243,6 +247,9 @@ def simulate(
             if seed == seeds[0] and r.gang_mode != "whole":
                 run.notes.append(f"policy {name!r} cannot plan gangs: its gang members are "
                                  f"placed one by one and hold GPUs while the rest wait")
+    if run.fill and bound:
+        run.bound = seed_bounds(scenario.nodes, lambda s: scenario.workload_for(s).pods(),
+                                sorted({r.seed for rs in run.fill.values() for r in rs}))
     utils = [r.utilization_pct() for rs in run.dynamic.values() for r in rs]
     if utils and max(utils) < 10.0:
         run.notes.append(f"the workload keeps at most {max(utils):.1f}% of the cluster's GPUs "
@@ -294,6 +301,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--split", choices=("report", "tune"), default="report",
                    help="--scenario: which half of the traces to draw jobs from (default "
                         "report; weights were tuned on 'tune')")
+    p.add_argument("--no-bound", action="store_true",
+                   help="skip the LP lower bound (bench/bound.py) in the fill report")
     p.set_defaults(func=main_args)
 
 
@@ -379,7 +388,8 @@ def main_args(args: argparse.Namespace, factory: PolicyFactory = default_factory
         path = simulate(scenario, modes=modes, policies=policies, seeds=list(range(args.seeds)),
                         out=args.out, jobs=args.jobs, factory=factory,
                         command=command.strip(), quiet=args.quiet,
-                        sensitivity=not getattr(args, "no_sensitivity", False), plan=plan)
+                        sensitivity=not getattr(args, "no_sensitivity", False), plan=plan,
+                        bound=not getattr(args, "no_bound", False))
     except (KeyError, ValueError, ReplayError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"gts simulate: {msg}", file=sys.stderr)

@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from bench.bound_report import bound_json, bound_rows
 from bench.metrics import at_arrived, band, ecdf, interpolated_at, summarize
 from bench.replay import DynamicResult, FillResult
 from bench.report_verdict import (
@@ -80,6 +81,8 @@ class SimulationRun:
     # per-seed results (bench.speed.SPEED_RANGE).
     sensitivity: dict[str, dict[str, list[DynamicResult]]] = field(default_factory=dict)
     plan: dict[str, Any] | None = None  # plan.json of `gts plan`, shown in the verdict
+    # LP bound per seed of the fill runs ({seed: {"100": %, "130": %}}; bench.bound_report).
+    bound: dict[int, dict[str, float]] = field(default_factory=dict)
 
 
 def paper_variant(run: SimulationRun) -> str | None:
@@ -306,6 +309,8 @@ def results_json(run: SimulationRun) -> dict[str, object]:
     variant = paper_variant(run)
     if variant is not None:
         doc["paper_check"] = paper_check(run, variant)
+    if run.bound and run.fill:
+        doc["bound"] = bound_json(run.fill, run.bound)
     return _clean(doc)  # type: ignore[return-value]
 
 
@@ -830,6 +835,12 @@ def _blocks(run: SimulationRun, doc: dict[str, object], images: dict[str, str]) 
                                  for end in ("low", "assumed", "high")])))
             if "sensitivity" in images:
                 b.append(("img", "sensitivity"))
+    if isinstance(doc.get("bound"), dict):
+        b.append(("h2", "Gap to the LP bound (fill)"))
+        b.append(("p", "Lower bound on unallocated GPU % from an LP relaxation (bench/bound.py);"
+                       " gap = policy - bound, gap ratio = (policy - bound) / (fgd - bound), "
+                       "medians of per-seed values."))
+        b.append(("table", bound_rows(doc["bound"])))  # type: ignore[arg-type]
     b.append(("p", "results.json holds every number above per seed."))
     return b
 

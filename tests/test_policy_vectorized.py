@@ -106,6 +106,16 @@ def score_loop(req: PodRequest, snap: Snapshot, node: int, classes: MixClasses) 
             score -= cfg.premium_weight * premium(snap, node)
         after[best] -= req.gpu_milli
     dfrag = frag_loop(after, cpu - req.cpu_milli, classes) - frag_loop(free, cpu, classes)
+    # CPU stranding: free thousandths beyond what the free CPU feeds at the mix's CPU per
+    # thousandth (GPU classes, weighted by demand).
+    gpu_classes = [(k, m, c, w) for k, m, c, w in
+                   zip(classes.gpus, classes.milli, classes.cpu, classes.weight, strict=True)
+                   if k < 64]
+    demand = sum(w * k * m for k, m, c, w in gpu_classes)
+    if demand > 0 and cfg.strand_weight:
+        kappa = sum(w * c for k, m, c, w in gpu_classes) / demand
+        dfrag += cfg.strand_weight * max(0.0, max(0.0, sum(after) - (cpu - req.cpu_milli)
+                                                  / kappa) - max(0.0, sum(free) - cpu / kappa))
     if cfg.frag_step:
         dfrag = math.ceil(dfrag / cfg.frag_step - 1e-3) * cfg.frag_step
     score -= cfg.frag_weight * dfrag / 1000 + cfg.value_weight * loss

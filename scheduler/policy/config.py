@@ -92,6 +92,22 @@ class PolicyConfig:
     # also what model-restricted pods need, and the fragmentation mix does not know models.
     # Set it (policy-weights) where small pods seldom name PCIe-only models.
     premium_weight: float = PREMIUM_WEIGHT
+    # GPU thousandths stranded by CPU (scheduler.policy.stranding: free GPU capacity beyond
+    # what the node's free CPU can feed at the mix's CPU per GPU), added to the FGD increase
+    # before the frag_step rounding, in the same unit. Without it, ours left up to 40 whole
+    # GPUs free on nodes with no CPU left at 100 % arrived (FGD about 10). Chosen on the
+    # tuning variants only (bench.variants.TUNING: gpushare40, multigpu20, gpuspec10, cpu050;
+    # seeds 0-1, unallocated % at 100 %): 0 gave 6.51/4.56/4.72/4.90; 0.25 to 2 all gave
+    # 5.56-5.70/3.70-3.86/4.08-4.21/4.15-4.19, flat across that range; 1.0 sits in its middle.
+    # Only increases count: with decreases rewarded too, multi-GPU pods and gang members
+    # went to CPU-poor fresh nodes instead of packing (tuning variants at 1.0, increases
+    # only: 5.64/3.75/4.20/4.15, the same within the seeds' spread).
+    # Tried on top of it and not kept: Sum of Squares over GPU share levels (Csirik et al.;
+    # N[h] = GPUs with h thousandths free, each share where sum N[h]^2 grows least) added to
+    # the increase at 0.1 / 1 / 10 thousandths per unit: 5.58 / 5.83 / 7.24 on gpushare40 and
+    # 3.72 / 3.77 / 4.59 on multigpu20 (1.0 alone: 5.59 / 3.73). With few items per GPU and a
+    # finite run its levelling does not pay; FGD's measure already prices the mix's sizes.
+    strand_weight: float = 1.0
     # Members of a gang prefer nodes that already hold one of them (shared NVLink domain);
     # below the topology term, above fragmentation ties.
     gang_affinity_weight: float = 0.5
@@ -106,7 +122,7 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         for name in ("topology_weight", "frag_weight", "value_weight", "pack_weight",
                      "gang_affinity_weight", "frag_step", "order_weight", "cpu_node_weight",
-                     "bandwidth_weight", "premium_weight"):
+                     "bandwidth_weight", "premium_weight", "strand_weight"):
             v = getattr(self, name)
             if not v >= 0:
                 raise ValueError(f"PolicyConfig.{name}={v!r}: must be >= 0")

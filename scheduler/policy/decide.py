@@ -23,6 +23,7 @@ from scheduler.policy.request import MILLI_PER_GPU, PodRequest
 from scheduler.policy.shape_cache import shape_rows
 from scheduler.policy.shares import choose_share_gpu
 from scheduler.policy.snapshot import AllocationError, Assignment, Snapshot
+from scheduler.policy.stranding import stranded_delta
 from topology.tables import greedy_best_set
 
 
@@ -294,6 +295,15 @@ def node_order(idx: np.ndarray) -> np.ndarray:
     return out
 
 
+def _node_ranks(snap: Snapshot) -> np.ndarray:
+    """node_order of every node of the snapshot, hashed once per snapshot."""
+    ranks = snap.memo.get("node_order")
+    if not isinstance(ranks, np.ndarray) or ranks.shape != (snap.n_nodes,):
+        ranks = node_order(np.arange(snap.n_nodes, dtype=np.int64))
+        snap.memo["node_order"] = ranks
+    return ranks
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Choice:
     """What the score assumed on each node: the GPU mask (whole GPUs) or GPU (share)."""
@@ -326,7 +336,9 @@ def evaluate(
     if req.gpus:
         sets, q = lookup if lookup is not None else whole_set_lookup(snap, idx, req.gpus, flat)
         dfrag = frag_delta_whole(snap, idx, req.gpus, req.cpu_milli, classes)
-        loss = flat.value_of(topo, fm) - flat.value_of(topo, fm & ~sets)
+        # Terms at weight 0 are skipped: each costs table lookups over every node.
+        loss = flat.value_of(topo, fm) - flat.value_of(topo, fm & ~sets) \
+            if config.value_weight else empty
         score += config.topology_weight_for(req.gpus) * np.maximum(q, 0.0)
         # Absolute GB/s between nodes of different hardware (quality is per topology).
         if req.gpus >= 2 and config.bandwidth_weight:
@@ -340,7 +352,8 @@ def evaluate(
         dfrag = frag_delta_share(snap, idx, free_before, req.gpu_milli, req.cpu_milli, classes)
         bit = np.left_shift(np.int64(1), np.maximum(gpu, 0))
         took_free = (gpu >= 0) & ((fm & bit) != 0)
-        loss = np.where(took_free, flat.value_of(topo, fm) - flat.value_of(topo, fm & ~bit), 0.0)
+        loss = np.where(took_free, flat.value_of(topo, fm) - flat.value_of(topo, fm & ~bit),
+                        0.0) if config.value_weight else empty
         if config.premium_weight:
             score -= config.premium_weight * link_premium(snap, idx, fm) * took_free
         choice = Choice(empty, gpu)
@@ -348,18 +361,24 @@ def evaluate(
         dfrag = frag_delta_whole(snap, idx, 0, req.cpu_milli, classes)
         loss = np.zeros(len(idx))
         choice = Choice(empty, empty)
+    if config.strand_weight > 0:
+        taken = req.gpus * MILLI_PER_GPU if req.gpus else (req.gpu_milli if req.is_share else 0)
+        dfrag = dfrag + config.strand_weight * stranded_delta(
+            class_stats(snap, classes).total[idx], snap.cpu_free[idx], taken, req.cpu_milli,
+            classes.cpu_per_milli)
     if config.frag_step > 0:
         # Changes within one step are equal (FGD's own score resolution); the small tolerance
         # keeps float32 noise around an exact multiple (0 above all) in its bin.
         dfrag = np.ceil(dfrag / config.frag_step - 1e-3) * config.frag_step
     score -= config.frag_weight * dfrag / MILLI_PER_GPU
-    score -= config.value_weight * loss
-    score -= config.order_weight * node_order(idx)
-    if req.wants_gpu:
+    if config.value_weight:
+        score -= config.value_weight * loss
+    score -= config.order_weight * _node_ranks(snap)[idx]
+    if req.wants_gpu and config.pack_weight:
         cap = np.maximum(n_gpu, 1) * MILLI_PER_GPU
         used = 1.0 - class_stats(snap, classes).total[idx] / cap
         score += config.pack_weight * used
-    else:
+    elif not req.wants_gpu and config.cpu_node_weight:
         # CPU pods: CPU nodes first, keeping GPU nodes' CPU for GPU pods.
         score -= config.cpu_node_weight * (n_gpu > 0)
     if prefer is not None:

@@ -50,6 +50,9 @@ class MixClasses:
     weight: np.ndarray
     weight32: np.ndarray = field(init=False, repr=False)
     milli16: np.ndarray = field(init=False, repr=False)
+    # CPU milli per GPU thousandth of the GPU classes, weighted by their demand (0 without
+    # any): what a typical pod needs of a node's CPU to use its free GPU (policy.stranding).
+    cpu_per_milli: float = field(init=False, repr=False)
     # Derived per-share lookup tables (scheduler.policy.shares), built on first use.
     memo: dict[int, tuple[np.ndarray, float]] = field(init=False, repr=False)
 
@@ -57,6 +60,10 @@ class MixClasses:
         object.__setattr__(self, "weight32", np.asarray(self.weight, dtype=np.float32))
         object.__setattr__(self, "milli16", np.asarray(self.milli, dtype=np.int16))
         object.__setattr__(self, "memo", {})
+        gpu = np.asarray(self.gpus) < CPU_ONLY_GPUS
+        demand = float((np.asarray(self.gpus) * self.milli * self.weight)[gpu].sum())
+        cpu = float((np.asarray(self.cpu) * self.weight)[gpu].sum())
+        object.__setattr__(self, "cpu_per_milli", cpu / demand if demand > 0 else 0.0)
         n = len(self.weight)
         for name in ("gpus", "milli", "cpu"):
             if len(getattr(self, name)) != n:

@@ -1,0 +1,75 @@
+"""bench.variants: the paired gap ratio, the table, the command line's checks."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from bench.variants import (
+    HELD_OUT,
+    TUNING,
+    VARIANTS,
+    Cell,
+    gap_ratio,
+    main,
+    markdown,
+    run_cell,
+    summarize,
+)
+
+
+def test_gap_ratio() -> None:
+    assert gap_ratio(4.0, 5.0, 3.0) == pytest.approx(0.5)
+    assert gap_ratio(5.0, 5.0, 3.0) == pytest.approx(1.0)
+    assert math.isnan(gap_ratio(4.0, 3.0, 3.0))
+
+
+def test_tuning_and_held_out_split_the_variants() -> None:
+    assert set(TUNING) | set(HELD_OUT) == set(VARIANTS)
+    assert not set(TUNING) & set(HELD_OUT)
+    assert "default" in HELD_OUT
+
+
+def test_ratio_is_the_median_of_paired_seeds() -> None:
+    cells = []
+    # seed 0: ours halfway (0.5); seed 1: ours equal to fgd (1.0); seed 2: ours on the bound.
+    for seed, ours in ((0, 4.0), (1, 5.0), (2, 3.0)):
+        cells += [Cell("default", "topology", seed, (ours, ours)),
+                  Cell("default", "fgd", seed, (5.0, 5.0)),
+                  Cell("default", "bound", seed, (3.0, 3.0))]
+    doc = summarize(cells)
+    row = doc["default"]
+    assert isinstance(row, dict)
+    assert row["gap_ratio"] == {"100": pytest.approx(0.5), "130": pytest.approx(0.5)}
+    assert row["topology"] == {"100": 4.0, "130": 4.0}
+    assert row["role"] == "held out"
+    table = markdown(doc, ["topology", "fgd"])
+    assert "| default | held out | 100 % | 4.00 | 5.00 | 3.00 | 0.50 |" in table
+
+
+def test_unknown_variant_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--variants", "nope"])
+    assert "unknown nope" in capsys.readouterr().err
+
+
+def test_fgd_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--policies", "topology"])
+    assert "fgd" in capsys.readouterr().err
+
+
+def test_one_cell_on_a_small_trace(tmp_path: Path) -> None:
+    (tmp_path / "openb_node_list_gpu_node.csv").write_text(
+        "sn,cpu_milli,memory_mib,gpu,model\n"
+        + "".join(f"n{i},32000,131072,2,T4\n" for i in range(4)))
+    rows = ["name,cpu_milli,memory_mib,num_gpu,gpu_milli"]
+    rows += [f"p{i},4000,8192,1,{[810, 470, 1000, 320][i % 4]}" for i in range(16)]
+    (tmp_path / "openb_pod_list_default.csv").write_text("\n".join(rows) + "\n")
+    fgd = run_cell(str(tmp_path), "default", "fgd", 0)
+    bound = run_cell(str(tmp_path), "default", "bound", 0)
+    assert len(fgd.unallocated) == 2
+    for b, f in zip(bound.unallocated, fgd.unallocated, strict=True):
+        assert 0.0 <= b <= f + 1e-9

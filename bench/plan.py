@@ -14,9 +14,11 @@ pool, coordinate descent for several) at which EVERY seed meets the target:
 Honest statistics: every answer states the seeds, the per-seed answers (one scaling pool) or
 the per-seed values at the answer, and the margin: the worst seed's value at the answer and at
 one step smaller. Reuse between steps: each (seed, counts) runs once; a seed's search starts
-from the previous seed's answer; a fill step stops as soon as the pods that failed exceed the
-target's allowance (the step has missed); clusters with fewer GPUs than the target's share of
-the request are rejected without a replay.
+from the previous seed's answer; only the first seed replays the largest cluster up front (to
+say "not within bounds" in one replay; that replay runs whole and is reused for the report); a
+fill step stops as soon as the pods that failed exceed the target's allowance (the step has
+missed); clusters with fewer GPUs than the target's share of the request are rejected
+without a replay.
 """
 
 from __future__ import annotations
@@ -203,16 +205,27 @@ def plan_policy(inp: PlanInputs, policy: str, progress: Progress | None = None) 
     if len(scaling) <= 1:
         hint = capacity_hint(inp, grids, scaling)
         for s in inp.seeds:
-            if not run(s, top).passed:  # nothing within the bounds for this seed: no answer
-                seed_answers[s] = None
-                break
+            # The largest cluster first, for the first seed only: when it misses there is no
+            # answer, found in one replay (kept whole: it is also the "largest cluster" line).
+            # Later seeds start from the previous answer and reach the largest cluster only
+            # if their search climbs there.
+            if s == inp.seeds[0]:
+                runs[(s, top)] = evaluate(inp, policy, s, top, full=True)
+                step[0] += 1
+                if progress is not None:
+                    progress(f"{policy} step {step[0]} ({_counts_str(cl, top)}) seed {s}")
+                if not runs[(s, top)].passed:
+                    seed_answers[s] = None
+                    break
 
             def seed_passes(c: Counts, s: int = s) -> bool:
                 return run(s, c).passed
 
             a = smallest_counts(CachedPredicate(seed_passes), grids, order, hint)
             seed_answers[s] = a
-            hint = a if a is not None else hint
+            if a is None:  # this seed misses even at the largest cluster: no answer
+                break
+            hint = a
         found = [a for a in seed_answers.values() if a is not None]
         answer = None if len(found) < len(inp.seeds) else max(found)
         # Heuristics are not exactly monotone: re-check every seed at the answer, step up.
@@ -225,9 +238,17 @@ def plan_policy(inp: PlanInputs, policy: str, progress: Progress | None = None) 
         answer = smallest_counts(pred, grids, order)
     if answer is None:
         # What the largest allowed cluster reaches, replayed to the end.
-        best = [evaluate(inp, policy, s, top, full=True) for s in inp.seeds]
+        # The first seed's is already whole (replayed up front); the count includes these.
+        best: list[StepOutcome] = []
+        extra = 0
+        for s in inp.seeds:
+            r = runs.get((s, top))
+            if r is None or r.stopped_early:
+                r = evaluate(inp, policy, s, top, full=True)
+                extra += not r.skipped
+            best.append(r)
         return PolicyPlan(policy, None, None, None, None, seed_answers, [], [], best,
-                          replays=_replays(runs), wall_s=time.perf_counter() - t0)
+                          replays=_replays(runs) + extra, wall_s=time.perf_counter() - t0)
     at = [run(s, answer) for s in inp.seeds]
     below: list[StepOutcome] = []
     for b in one_step_below(answer, grids)[:1]:

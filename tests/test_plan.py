@@ -256,3 +256,47 @@ def test_a_baseline_that_misses_everywhere_gives_a_lower_bound(
     assert "with default even the largest cluster allowed (24 GPUs) misses the target, so " \
            "ours needs more than 8 fewer GPUs" in text
     assert "> 8 fewer (default misses at 24)" in text
+
+
+@pytest.mark.parametrize("policy", ["topology", "binpack", "default"])
+def test_the_search_agrees_with_an_exhaustive_scan(tmp_path: Path, policy: str) -> None:
+    # A mixed workload (8-, 4-, 2-, 1-GPU and fractional pods) on a node list scaled as one
+    # pool: replay every count of the grid for every seed, and the search must name, for each
+    # seed, the smallest count that passes, and for the policy the smallest where all do.
+    from bench.metrics import typical_classes
+    from bench.plan import PlanInputs, Target, evaluate, plan_policy
+    from bench.workloads import load_workload
+
+    shapes = [(8, 1000)] * 3 + [(4, 1000)] * 4 + [(2, 1000)] * 6 + [(1, 1000)] * 10 + \
+        [(1, 500)] * 8 + [(1, 250)] * 6
+    rows = [f"p{i},{2000 + 500 * (i % 3)},8000,{g},{m},,LS,Running,{i},{i + 100},{i}"
+            for i, (g, m) in enumerate(shapes)]
+    path = tmp_path / "w.csv"
+    path.write_text(HEADER + "\n".join(rows) + "\n", encoding="utf-8")
+    wl = load_workload(path)
+    pods = wl.pods()
+    cl = node_list_pool(_nodes(10), "test", min_count=1, max_count=14)
+    inp = PlanInputs(cl, wl, Target(placed_pct=95.0), [0, 1, 2],
+                     demand_milli=sum(p.gpu_demand_milli for p in pods),
+                     classes=typical_classes(pods))
+    grid = cl.pools[0].grid()
+    scan = {s: [evaluate(inp, policy, s, (c,)).passed for c in grid] for s in inp.seeds}
+    for s, row in scan.items():  # the comparison assumes what the search assumes
+        assert row == sorted(row), f"{policy} seed {s} is not monotone on this case: {row}"
+    want_seed = {s: next(((c,) for c, ok in zip(grid, row, strict=True) if ok), None)
+                 for s, row in scan.items()}
+    want = next(((c,) for k, c in enumerate(grid) if all(scan[s][k] for s in inp.seeds)),
+                None)
+    labels: list[str] = []
+    plan = plan_policy(inp, policy, labels.append)
+    assert plan.counts == want
+    at_top = [lb for lb in labels if f"(all {grid[-1]})" in lb]
+    if want is not None:
+        assert plan.seed_answers == want_seed
+        assert plan.replays < len(grid) * len(inp.seeds)
+        # Only the first seed replays the largest cluster (the others never climb there).
+        assert [lb.rsplit(" ", 1)[-1] for lb in at_top] == ["0"]
+    else:
+        assert plan.best_at_max and not any(o.passed for o in plan.best_at_max)
+        # The first seed's up-front replay is whole and reused: one per seed in all.
+        assert plan.replays == len(inp.seeds) and len(at_top) == 1

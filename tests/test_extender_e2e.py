@@ -269,8 +269,8 @@ def _clean(s: Stack, api: KubeAPIDouble, name: str) -> bool:
 
 @pytest.mark.parametrize(("fault", "needle"), [
     ({"method": "POST", "path": r"/binding$", "status": 409}, "Conflict"),
-    ({"method": "PATCH", "path": r"/pods/victim$", "status": 500}, "500"),
-    ({"method": "PATCH", "path": r"/pods/victim$", "status": 404}, "NotFound"),
+    ({"method": "POST", "path": r"/binding$", "status": 500}, "500"),
+    ({"method": "POST", "path": r"/binding$", "status": 404}, "NotFound"),
 ])
 def test_api_failures_roll_back_and_kube_scheduler_can_retry(
         api: KubeAPIDouble, fault: dict[str, Any], needle: str) -> None:
@@ -288,21 +288,17 @@ def test_api_failures_roll_back_and_kube_scheduler_can_retry(
         s.stop()
 
 
-def test_timed_out_patch_is_rolled_back_and_retried(api: KubeAPIDouble) -> None:
+def test_bind_is_one_write_and_needs_no_pod_patch(api: KubeAPIDouble) -> None:
+    # The Binding carries the signed assignment; the API copies it onto the pod in the write
+    # that sets nodeName. Every PATCH of the pod failing must not matter.
     s = start(api, request_timeout=0.5)
     try:
-        pod = create(api, pod_obj("slow", gpus=4))
-        api.inject("PATCH", r"/pods/slow$", delay_s=1.5)
+        pod = create(api, pod_obj("one", gpus=4))
+        api.inject("PATCH", r"/pods/one$", status=500)
         _, err = s.client.schedule(pod, NAMES)
-        assert "Timeout" in err and "released" in err
-        with s.cache.lock:
-            assert "default/slow" not in s.cache.snapshot.holdings
-        # The late patch may land after the rollback; kube-scheduler's retry wins regardless.
-        _, err2 = s.client.schedule(pod, NAMES)
-        assert err2 == "", err2
-        assert api.wait_for(lambda: "default/slow" in api_assignments(api))
+        assert err == "", err
+        assert "default/one" in api_assignments(api)
         assert api.wait_for(lambda: settled(s))
-        no_gpu_twice(api_assignments(api))
     finally:
         s.stop()
 

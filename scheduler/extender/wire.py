@@ -43,11 +43,35 @@ def decode_json(body: bytes) -> object:
                         f"column {e.colno}") from None
     except RecursionError:
         raise WireError("body", body[:40], "JSON nested too deeply") from None
+    except ValueError as e:
+        # Python refuses integer literals over 4,300 digits (int_max_str_digits) with a bare
+        # ValueError; a request that carries one is malformed, not an internal error.
+        raise WireError("body", body[:40], f"not usable JSON: {cap_reason(str(e), 120)}") \
+            from None
 
 
 def encode_json(value: object) -> bytes:
-    """Compact UTF-8 JSON of a reply."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact UTF-8 JSON of a reply.
+
+    A request may carry lone UTF-16 surrogates (JSON allows the escape `\\ud800`), which
+    UTF-8 cannot encode: the reply then falls back to ASCII JSON with escapes, which every
+    JSON reader (Go's included) accepts.
+    """
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+MAX_REASON_CHARS = 300
+
+
+def cap_reason(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    """`text` cut to `limit` characters (marked with "..."): every reason in a reply is
+    bounded, so a reply grows with the number of nodes, never with a value's size."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - 3] + "..."
 
 
 def _get(doc: Mapping[str, Any], key: str) -> Any:
@@ -214,7 +238,10 @@ class HostPriorities:
         enc = _encode_str
         body = ",".join([f'{{"Host":{enc(h)},"Score":{int(s)}}}'
                          for h, s in zip(self.hosts, self.scores, strict=True)])
-        return f"[{body}]".encode()
+        try:
+            return f"[{body}]".encode()
+        except UnicodeEncodeError:  # a lone surrogate in a host name: see encode_json
+            return encode_json(self.as_list())
 
 
 @dataclass(frozen=True, slots=True)

@@ -192,8 +192,8 @@ class ExtenderService:
             # zero-quantity request binds like a pod without GPUs, another scheduler's pod
             # is refused there.
             self._start_cycle(req, ns, name, uid, sched, names, everyone)
-            self._decided("filter", pod_key, "passed",
-                          "no_gpu_request" if sched == self.options.scheduler_name else "not_our_pod", "")
+            why = "no_gpu_request" if sched == self.options.scheduler_name else "not_our_pod"
+            self._decided("filter", pod_key, "passed", why, "")
             return filter_reply(args, everyone, {}, {})
         if not self.cache.synced:
             reason = f"{SCHEDULER_NAME}: cluster cache not synced yet; retrying"
@@ -343,15 +343,18 @@ class ExtenderService:
                            f"not binding it to {args.node}")
                 self._decided("bind", key, "repeat", "repeat", err, node=args.node)
                 return bind_reply(cap_reason(err))
+            err = self._refusal(cycle, args)
+            if err:
+                # Nothing was done: the cycle stays open, so a refused call (a wrong node,
+                # say) cannot decide what the real bind of this pod will be answered.
+                return bind_reply(err)
             err = self._bind_cycle(cycle, args)
             self.cycles.finish(cycle, BindOutcome(args.node, err))
         return bind_reply(err)
 
-    def _bind_cycle(self, cycle: Cycle, args: BindingArgs) -> str:
-        """Bind one pod (its cycle's lock held); the error, "" when bound."""
+    def _refusal(self, cycle: Cycle, args: BindingArgs) -> str:
+        """Why this bind is refused before anything is reserved or written; "" if it is not."""
         key = args.pod_key
-        req = cycle.req
-        uid = args.pod_uid or cycle.uid
         ours = self.options.scheduler_name
         if cycle.scheduler_name != ours:
             err = cap_reason(
@@ -365,6 +368,13 @@ class ExtenderService:
                              f"{key}; refusing to bind it there")
             self._decided("bind", key, "failed", "node_not_approved", err, node=args.node)
             return err
+        return ""
+
+    def _bind_cycle(self, cycle: Cycle, args: BindingArgs) -> str:
+        """Bind one pod (its cycle's lock held); the error, "" when bound."""
+        key = args.pod_key
+        req = cycle.req
+        uid = args.pod_uid or cycle.uid
         if req.gang is not None and not self.gangs.is_single(key):
             err = cap_reason(self.gangs.bind(key, req.gang.key, uid, args.node,
                                              self._bind_gang_members))

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -20,13 +20,15 @@ from scheduler.constants import (
     GPU_MILLI_RESOURCE,
     GPU_RESOURCE,
 )
-from scheduler.extender.cycle import BindOutcome, Cycle, Cycles, name_hashes
 from scheduler.extender.metrics import ExtenderMetrics
 from scheduler.extender.ports import RecordOnlyBinder
 from scheduler.extender.server import ExtenderApp
 from scheduler.extender.service import ExtenderService, ServiceOptions
 from scheduler.policy.request import PodRequest
 from scheduler.policy.snapshot import Assignment
+
+if TYPE_CHECKING:
+    from scheduler.extender.cycle import Cycle
 
 
 class SlowBinder(FakeBinder):
@@ -35,7 +37,10 @@ class SlowBinder(FakeBinder):
     def bind(self, ns: str, name: str, uid: str, node: str,
              annotations: Mapping[str, str] | None = None) -> None:
         time.sleep(0.05)
-        super().bind(ns, name, uid, node, annotations)
+        if annotations is None:
+            super().bind(ns, name, uid, node)
+        else:
+            super().bind(ns, name, uid, node, annotations)
 
 
 def make(specs: list[Any], binder: Any = None, record_only: bool = False
@@ -215,12 +220,16 @@ def test_the_pod_is_parsed_once_per_cycle(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def _cycle(uid: str, n: int, t: float = 0.0) -> Cycle:
+    from scheduler.extender.cycle import Cycle, name_hashes
+
     return Cycle(uid=uid, namespace="ns", name=uid, req=PodRequest(key=f"ns/{uid}", gpus=1),
                  scheduler_name="s", started=t,
                  approved=name_hashes([f"n{i}" for i in range(n)]))
 
 
 def test_cycles_are_bounded_in_number_bytes_and_age() -> None:
+    from scheduler.extender.cycle import Cycles
+
     now = [0.0]
     cycles = Cycles(lambda: now[0], max_cycles=3, max_bytes=1 << 30, ttl_s=10)
     for i in range(5):
@@ -236,6 +245,8 @@ def test_cycles_are_bounded_in_number_bytes_and_age() -> None:
 
 
 def test_a_bound_cycle_shrinks_but_keeps_its_answer() -> None:
+    from scheduler.extender.cycle import BindOutcome, Cycles, name_hashes
+
     cycles = Cycles(lambda: 0.0)
     c = _cycle("u", 5000)
     cycles.start(c)

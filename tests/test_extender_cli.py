@@ -84,10 +84,10 @@ def test_policy_weights_and_signing_key(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=needle):
             load_policy_config(resolve(parse("--policy-weights", str(w))))
     k = tmp_path / "key"
-    k.write_bytes(b"0123456789abcdef0123\n")
-    assert load_signing_key(str(k)) == b"0123456789abcdef0123"
+    k.write_bytes(b"0123456789abcdef0123456789abcdef\n")
+    assert load_signing_key(str(k)) == b"0123456789abcdef0123456789abcdef"
     k.write_bytes(b"short\n")
-    with pytest.raises(ConfigError, match="at least 16"):
+    with pytest.raises(ConfigError, match="at least 32"):
         load_signing_key(str(k))
 
 

@@ -558,9 +558,12 @@ class _Candidates:
             get = snap.index.get
             raw = np.fromiter((get(n, -1) for n in names), dtype=np.int64, count=len(names))
             raw.setflags(write=False)
-            memo[names] = (snap.index, raw)  # valid while the node set (index) is the same
-            while len(memo) > CANDIDATE_LISTS_KEPT:
-                memo.popitem(last=False)
+            # Kept while the node set (index) is the same; a list longer than the cluster
+            # is not one kube-scheduler sends, and keeping it would let a caller pin memory.
+            if len(names) <= 2 * snap.n_nodes + 64:
+                memo[names] = (snap.index, raw)
+                while len(memo) > CANDIDATE_LISTS_KEPT:
+                    memo.popitem(last=False)
         known = raw >= 0
         pos = np.flatnonzero(known)
         failed: dict[str, str] = {}

@@ -4,7 +4,8 @@
 process plays kube-scheduler on one keep-alive connection (filter -> prioritize -> bind per
 pod, names only) twice: once with nothing else going on (quiet), once while a second
 process sends garbage at `--garbage-rps` requests per second and holds `--idle` idle
-sockets; the two phases alternate in `--rounds` rounds so drifting machine load hits both (more than the server's connection cap). The garbage mix, one kind per request in
+sockets (more than the server's connection cap); the two phases alternate in `--rounds`
+rounds, so a drift of the machine's load hits both alike. The garbage mix, one kind per request in
 turn: Content-Length values the server must refuse (`1_0`, `+N`, ` N`, over the limit),
 bodies shorter than their Content-Length (left hanging), malformed JSON, integer literals
 over 4,300 digits, lone UTF-16 surrogates in names, a pod with a 250 KB

@@ -100,7 +100,8 @@ def test_kubernetes_mode_requires_a_signing_key() -> None:
 def test_static_mode_process_answers_the_readme_curl_and_stops_on_sigterm() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "scheduler.cli", "serve", "--cluster",
-         "deploy/examples/cluster.yaml", "--port", "0", "--log-level", "debug"],
+         "deploy/examples/cluster.yaml", "--port", "0", "--metrics-port", "0",
+         "--log-level", "debug"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:

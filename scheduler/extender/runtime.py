@@ -126,8 +126,13 @@ def build(
     server = ExtenderHTTPServer(app, host, port, tls, limits)
     side = None
     if metrics_port is not None:
-        side = ExtenderHTTPServer(ExtenderApp(None, metrics, ready=ready, verbs=False),
-                                  host, metrics_port, None, limits)
+        try:
+            side = ExtenderHTTPServer(ExtenderApp(None, metrics, ready=ready, verbs=False),
+                                      host, metrics_port, None, limits)
+        except OSError as e:
+            server.server_close()
+            raise ConfigError(f"--metrics-port={metrics_port}: cannot listen on "
+                              f"{host}:{metrics_port}: {e.strerror}") from None
     return Extender(cache, service, server, side)
 
 

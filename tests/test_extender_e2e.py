@@ -331,3 +331,32 @@ def test_pod_deleted_before_bind_fails_cleanly(stack: Stack) -> None:
     assert "NotFound" in err or "404" in err
     with stack.cache.lock:
         assert "default/gone" not in stack.cache.snapshot.holdings
+
+
+def test_concurrent_binds_of_one_pod_leave_it_bound_with_its_signed_assignment(
+        api: KubeAPIDouble) -> None:
+    # Issue 8: the losing bind's 409 rollback used to clear the winner's annotations, so the
+    # pod ended bound without a signed assignment (and the node agent refused it).
+    s = start(api, request_timeout=2.0)
+    try:
+        for r in range(5):
+            pod = create(api, pod_obj(f"race{r}", gpus=2))
+            names = s.client.post("filter", {"Pod": pod, "NodeNames": NAMES})["NodeNames"]
+            node = names[0]
+            api.inject("POST", rf"/pods/race{r}/binding$", delay_s=0.2)  # slow first write
+            clients = [ExtenderClient(s.ext.url) for _ in range(4)]
+            with ThreadPoolExecutor(4) as pool:
+                errors = list(pool.map(lambda c, p=pod, n=node: c.bind(p, n), clients))
+            for c in clients:
+                c.close()
+            stored = api.get_pod("default", f"race{r}")
+            assert stored is not None and stored["spec"]["nodeName"] == node
+            assert api.wait_for(lambda r=r: ASSIGNED_NODE_ANNOTATION in (
+                api.get_pod("default", f"race{r}") or {})["metadata"].get("annotations", {}),
+                2.0), "bound without its assignment"
+            assert f"default/race{r}" in api_assignments(api)  # signed, and it verifies
+            assert errors == ["", "", "", ""]
+        assert api.wait_for(lambda: settled(s))
+        no_gpu_twice(api_assignments(api))
+    finally:
+        s.stop()

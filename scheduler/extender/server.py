@@ -318,31 +318,39 @@ class ExtenderHTTPServer(ThreadingHTTPServer):
         return sock, addr
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
-        """Admit the connection if there is room, making room by evicting an idle one."""
+        """Admit the connection if there is room, making room by evicting the longest-idle
+        one; registered here, in the accept loop, so the count never exceeds the cap."""
         with self._conns_lock:
-            if len(self._conns) < self.limits.max_connections:
-                return True
-            idle = [c for c in self._conns.values() if c.state == "idle"]
-            victim = min(idle, key=lambda c: c.since) if idle else None
-        if victim is None:
-            self.refused += 1
-            log.warning("connection refused: all connections busy",
-                        extra={"client": str(client_address),
-                               "max_connections": self.limits.max_connections})
-            return False
-        self.evicted += 1
-        victim.close()
+            victim = None
+            if len(self._conns) >= self.limits.max_connections:
+                idle = [c for c in self._conns.values() if c.state == "idle"]
+                victim = min(idle, key=lambda c: c.since) if idle else None
+                if victim is None:
+                    self.refused += 1
+                    log.warning("connection refused: all connections busy",
+                                extra={"client": str(client_address),
+                                       "max_connections": self.limits.max_connections})
+                    return False
+                self._conns.pop(id(victim.sock), None)
+                self.evicted += 1
+            self._conns[id(request)] = _Conn(request, time.monotonic())
+        if victim is not None:
+            victim.close()
         return True
 
     def register(self, sock: socket.socket) -> _Conn:
-        c = _Conn(sock, time.monotonic())
+        """The connection's state (made at admission; made here for a direct caller)."""
         with self._conns_lock:
-            self._conns[id(sock)] = c
-        return c
+            c = self._conns.get(id(sock))
+            if c is None or c.sock is not sock:
+                c = self._conns[id(sock)] = _Conn(sock, time.monotonic())
+            return c
 
     def unregister(self, sock: socket.socket) -> None:
         with self._conns_lock:
-            self._conns.pop(id(sock), None)
+            c = self._conns.get(id(sock))
+            if c is not None and c.sock is sock:
+                del self._conns[id(sock)]
 
     def mark(self, conn: _Conn, state: str) -> None:
         conn.state, conn.since = state, time.monotonic()

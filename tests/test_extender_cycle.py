@@ -259,3 +259,39 @@ def test_a_bound_cycle_shrinks_but_keeps_its_answer() -> None:
     # A uid sent with another pod's name is not this pod's cycle.
     assert cycles.get("u", "ns/other") is None
     assert np.all(got.approved == name_hashes(["n1"]))
+
+
+def test_cycles_accounting_matches_what_is_kept_under_any_operations() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from scheduler.extender.cycle import BindOutcome, Cycles
+
+    op = st.tuples(st.sampled_from(["start", "scored", "finish", "get", "tick"]),
+                   st.integers(0, 7), st.integers(0, 300))
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(op, max_size=60))
+    def check(ops: list[tuple[str, int, int]]) -> None:
+        now = [0.0]
+        cycles = Cycles(lambda: now[0], max_cycles=5, max_bytes=12_000, ttl_s=50)
+        made: dict[str, Cycle] = {}
+        for kind, u, n in ops:
+            uid = f"u{u}"
+            if kind == "start":
+                made[uid] = _cycle(uid, n, now[0])
+                cycles.start(made[uid])
+            elif kind == "scored" and uid in made:
+                cycles.scored(made[uid], np.arange(n, dtype=np.int64),
+                              np.arange(n, dtype=np.int64))
+            elif kind == "finish" and uid in made:
+                cycles.finish(made[uid], BindOutcome("n0", "" if n % 2 else "failed"))
+            elif kind == "get":
+                cycles.get(uid, f"ns/{uid}")
+            elif kind == "tick":
+                now[0] += n / 10
+            live = list(cycles._items.values())
+            assert cycles.nbytes == sum(c.nbytes for c in live)
+            assert len(live) <= 5 and cycles.nbytes <= 12_000
+
+    check()

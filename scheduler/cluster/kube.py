@@ -486,6 +486,11 @@ class KubeSource:
             except (NotFound, Conflict):
                 self._cleared.add(key)  # the pod is gone, or holds another assignment now
             except KubeError as e:
+                if e.status == 403:
+                    # Binds are one write now, so only pods annotated by an older extender
+                    # (or by hand) need this; without `pods patch` in RBAC, give up on them
+                    # once: the cache ignores the stale annotation anyway.
+                    self._cleared.add(key)
                 log.warning("could not clear the expired assignment of %s: %s", key, e)
         return gone
 

@@ -74,19 +74,28 @@ def _garbage_bodies(names: list[str]) -> list[bytes]:
 def _garbage(port: int, names: list[str], rps: float, idle: int, stop: Any,
              sent: Any, go: Any) -> None:
     """Runs in its own process: idle sockets plus `rps` garbage requests per second, while
-    `go` is set (the quiet phases clear it: every socket is closed then)."""
+    `go.value` is 1 (the quiet phases set 0: every socket is closed then); ends when
+    `stop.value` is 1. Flags are lock-free shared values polled here, so this process dying
+    at any point can never leave the parent waiting on a lock it held."""
+
+    def wait_go(t: float) -> bool:
+        end = time.monotonic() + t
+        while not go.value and not stop.value and time.monotonic() < end:
+            time.sleep(0.02)
+        return bool(go.value)
+
     bodies = _garbage_bodies(names)
     held: list[socket.socket] = []
     lock = threading.Lock()
 
     def hold_idle() -> None:
-        while not stop.is_set():
-            if not go.is_set():
+        while not stop.value:
+            if not go.value:
                 with lock:
                     for s in held:
                         s.close()
                     held.clear()
-                go.wait(0.5)
+                wait_go(0.5)
                 continue
             with lock:
                 held[:] = [s for s in held if s.fileno() >= 0]
@@ -96,14 +105,14 @@ def _garbage(port: int, names: list[str], rps: float, idle: int, stop: Any,
                     held.append(socket.create_connection(("127.0.0.1", port), timeout=5))
                 except OSError:
                     break
-            stop.wait(0.5)
+            time.sleep(0.5)
 
     def fire(k: int) -> None:
         rng = random.Random(k)
         i = k
         period = 4.0 / rps  # four senders share the rate
-        while not stop.is_set():
-            if not go.wait(0.5):
+        while not stop.value:
+            if not wait_go(0.5):
                 continue
             t0 = time.monotonic()
             body = bodies[i % len(bodies)]
@@ -119,17 +128,18 @@ def _garbage(port: int, names: list[str], rps: float, idle: int, stop: Any,
                 else:
                     with lock:
                         held.append(s)
-                with sent.get_lock():
+                with lock:
                     sent.value += 1
             except OSError:
                 pass
-            stop.wait(max(0.0, period - (time.monotonic() - t0)))
+            time.sleep(max(0.0, period - (time.monotonic() - t0)))
 
     threads = [threading.Thread(target=hold_idle, daemon=True)] + [
         threading.Thread(target=fire, args=(k,), daemon=True) for k in range(4)]
     for t in threads:
         t.start()
-    stop.wait()
+    while not stop.value:
+        time.sleep(0.1)
     for s in held:
         s.close()
 
@@ -186,8 +196,7 @@ def run(nodes: int, pods: int, rps: float, idle: int, seed: int,
         names = [s.name for s in load_cluster_file(cfile)]
         server = Server(cfile, Path(tmp) / "serve.log")
         ctx = multiprocessing.get_context("spawn")
-        stop, go = ctx.Event(), ctx.Event()
-        sent = ctx.Value("l", 0)
+        stop, go, sent = ctx.RawValue("i", 0), ctx.RawValue("i", 0), ctx.RawValue("l", 0)
         g = ctx.Process(target=_garbage, args=(server.port, names, rps, idle, stop, sent, go),
                         daemon=True)
         g.start()
@@ -198,20 +207,23 @@ def run(nodes: int, pods: int, rps: float, idle: int, seed: int,
                 r = _phase(server.port, names, per, rng)
                 quiet += r["times"]
                 reconnects["quiet"] += r["reconnects"]
-                go.set()
+                if not g.is_alive():
+                    raise RuntimeError(f"the garbage process died (exit code {g.exitcode})")
+                go.value = 1
                 time.sleep(1.0)  # let the idle sockets and the garbage stream build up
                 t0 = time.monotonic()
                 r = _phase(server.port, names, per, rng)
                 garbage_s += time.monotonic() - t0 + 1.0
-                go.clear()
+                go.value = 0
                 noisy += r["times"]
                 reconnects["garbage"] += r["reconnects"]
                 time.sleep(0.5)
             out["server_alive"] = server.proc.poll() is None
         finally:
-            stop.set()
-            go.set()
+            stop.value = 1
             g.join(30)
+            if g.is_alive():
+                g.kill()
             server.stop()
     out["quiet"] = {"filter_prioritize_ms": _ms(quiet), "reconnects": reconnects["quiet"]}
     out["garbage"] = {"filter_prioritize_ms": _ms(noisy), "reconnects": reconnects["garbage"]}

@@ -81,6 +81,7 @@ def test_a_huge_annotation_gives_a_reply_proportional_to_the_node_count() -> Non
     reasons = list(reply["FailedNodes"].values()) + \
         list(reply["FailedAndUnresolvableNodes"].values())
     assert len(reasons) == 200 and all(len(r) <= 300 for r in reasons)
+    assert "at most 4096" in reasons[0]
     assert len(body) < 200 * 400
 
 

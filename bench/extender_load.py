@@ -135,7 +135,7 @@ class Server:
         self._log = log_file.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "scheduler.cli", "serve", "--cluster", str(cluster_file),
-             "--host", "127.0.0.1", "--port", str(self.port)],
+             "--host", "127.0.0.1", "--port", str(self.port), "--metrics-port", "0"],
             cwd=ROOT, stdout=self._log, stderr=self._log,
             env={**os.environ, "PYTHONPATH": str(ROOT)})
         deadline = time.monotonic() + 120

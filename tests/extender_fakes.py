@@ -123,13 +123,16 @@ class FakeBinder:
                 else:
                     cur[k] = v
 
-    def bind(self, ns: str, name: str, uid: str, node: str) -> None:
+    def bind(self, ns: str, name: str, uid: str, node: str,
+             annotations: Mapping[str, str] | None = None) -> None:
+        """As the API server: the Binding's annotations land on the pod in the same write."""
         key = f"{ns}/{name}"
         self._maybe_fail("bind", key)
         with self.lock:
             if key in self.bound:
                 raise ApiFailure(f"409 Conflict: pod {key} is already assigned to a node")
             self.bound[key] = node
+            self.annotations.setdefault(key, {}).update(annotations or {})
 
     def get_podgroup_min_member(self, ns: str, name: str) -> int | None:
         return self.podgroups.get(f"{ns}/{name}")

@@ -9,7 +9,8 @@ Implements only what scheduler.cluster.kube uses, with the real apiserver's shap
 - PATCH /api/v1/namespaces/{ns}/pods/{name} (merge and strategic-merge patches of maps, 404
   when missing, 409 when metadata.uid in the patch differs from the pod's; JSON patches with
   test/add/replace/remove, 422 when a test fails; 415 for other content types);
-- POST /api/v1/namespaces/{ns}/pods/{name}/binding (sets spec.nodeName; 409 when already bound
+- POST /api/v1/namespaces/{ns}/pods/{name}/binding (sets spec.nodeName and copies the
+  Binding's metadata.annotations onto the pod; 409 when already bound
   or on a uid mismatch; answers 201 with a Status object, like the real apiserver);
 - GET /apis/scheduling.x-k8s.io/v1alpha1/namespaces/{ns}/podgroups/{name}.
 Test hooks change objects (each change is a watch event), compact history, drop watch
@@ -604,6 +605,10 @@ class KubeAPIDouble:
                 return
             new = copy.deepcopy(pod)
             new.setdefault("spec", {})["nodeName"] = node
+            # setPodNodeAndMetadata: the Binding's annotations are copied onto the pod.
+            ann = ((body or {}).get("metadata") or {}).get("annotations") or {}
+            if ann:
+                new.setdefault("metadata", {}).setdefault("annotations", {}).update(ann)
             self.pods[(ns, name)] = new
             self._record("Pod", "MODIFIED", new, pod)
         self._send(h, 201, status_object(201, "", ""))

@@ -251,7 +251,9 @@ def test_signer_rules() -> None:
         Signer(b"short")
     s = Signer(KEY)
     sig = s.sign("u", "n", (0, 1), 1000, 0)
-    assert len(sig) == 64 and s.verify(sig, "u", "n", (0, 1), 1000, 0)
+    kid, _, mac = sig.partition(":")
+    assert kid == s.key_id and len(mac) == 64 and s.verify(sig, "u", "n", (0, 1), 1000, 0)
+    assert s.verify(mac, "u", "n", (0, 1), 1000, 0)  # a signature made before key ids
     for args in (("u", "n", (1, 0), 1000, 0), ("u", "n", (0, 1), 999, 0),
                  ("u", "n", (0, 1), 1000, 1), ("u", "m", (0, 1), 1000, 0),
                  ("v", "n", (0, 1), 1000, 0)):
@@ -264,10 +266,10 @@ def test_signer_rules() -> None:
 
 def test_signing_key_file_is_stripped_and_checked(tmp_path: Path) -> None:
     k = tmp_path / "key"
-    k.write_bytes(b"0123456789abcdef\n\n")
-    assert load_signing_key(str(k)) == b"0123456789abcdef"
-    k.write_bytes(b"0123456789abcde \n")  # 15 bytes once the whitespace is gone
-    with pytest.raises(SigningKeyError, match=re.escape(f"{k}: 15 bytes; need at least 16")):
+    k.write_bytes(b"0123456789abcdef0123456789abcdef\n\n")
+    assert load_signing_key(str(k)) == b"0123456789abcdef0123456789abcdef"
+    k.write_bytes(b"0123456789abcdef0123456789abcde \n")  # 31 bytes without the whitespace
+    with pytest.raises(SigningKeyError, match=re.escape(f"{k}: 31 bytes; need at least 32")):
         load_signing_key(str(k))
     with pytest.raises(SigningKeyError, match="missing"):
         load_signing_key(str(tmp_path / "missing"))

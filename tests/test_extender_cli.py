@@ -84,10 +84,10 @@ def test_policy_weights_and_signing_key(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=needle):
             load_policy_config(resolve(parse("--policy-weights", str(w))))
     k = tmp_path / "key"
-    k.write_bytes(b"0123456789abcdef0123\n")
-    assert load_signing_key(str(k)) == b"0123456789abcdef0123"
+    k.write_bytes(b"0123456789abcdef0123456789abcdef\n")
+    assert load_signing_key(str(k)) == b"0123456789abcdef0123456789abcdef"
     k.write_bytes(b"short\n")
-    with pytest.raises(ConfigError, match="at least 16"):
+    with pytest.raises(ConfigError, match="at least 32"):
         load_signing_key(str(k))
 
 
@@ -100,7 +100,8 @@ def test_kubernetes_mode_requires_a_signing_key() -> None:
 def test_static_mode_process_answers_the_readme_curl_and_stops_on_sigterm() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "scheduler.cli", "serve", "--cluster",
-         "deploy/examples/cluster.yaml", "--port", "0", "--log-level", "debug"],
+         "deploy/examples/cluster.yaml", "--port", "0", "--metrics-port", "0",
+         "--log-level", "debug"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:

@@ -68,7 +68,12 @@ def test_concurrent_binds_over_many_connections_never_double_assign(ext: Extende
     def worker(k: int) -> None:
         c = ExtenderClient(ext.url)
         for p in pods[k::10]:
-            node, err = c.schedule(p, NAMES)
+            # Like kube-scheduler: a bind that lost a race for the GPUs its score assumed
+            # ("no longer fits") is retried from filter.
+            for _ in range(40):
+                node, err = c.schedule(p, NAMES)
+                if "no longer fits" not in err:
+                    break
             with lock:
                 results.append((node, err))
         c.close()
@@ -77,7 +82,7 @@ def test_concurrent_binds_over_many_connections_never_double_assign(ext: Extende
         list(pool.map(worker, range(10)))
     bound = [r for r in results if not r[1]]
     assert len(bound) == 24
-    assert all("no longer fits" in e or e == "no node passed filter" for _, e in results if e)
+    assert all(e == "no node passed filter" for _, e in results if e)
     with ext.cache.lock:
         snap = ext.cache.snapshot
         assert len(snap.holdings) == 24

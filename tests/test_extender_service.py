@@ -88,7 +88,8 @@ def test_fixture_traffic_gets_replies_kube_scheduler_accepts(shared: Path, mode:
     nodes = json.loads((shared / "fixtures/extender/ncc-false/filter.request.json")
                        .read_bytes())["Nodes"]["items"]
     specs = [node_spec_from_k8s(n) for n in nodes] + [spec("cpu-node-1", "")]
-    app, svc, binder = make(specs)
+    # The fixtures were recorded from a kube-scheduler profile named extender-scheduler.
+    app, svc, binder = make(specs, options=ServiceOptions(scheduler_name="extender-scheduler"))
     for verb, doc in fixture_calls(shared, mode):
         if verb == "preempt":
             # No preemptVerb is registered (see service docstring): the route does not exist.
@@ -186,8 +187,6 @@ def test_bind_takes_the_gpus_the_score_assumed_and_signs_them() -> None:
     expect_snap = svc.cache.snapshot.copy()
     node, err = schedule(app, pod, ["a", "b"])
     assert err == ""
-    req = svc.pending.get("default/train")
-    assert req is None  # forgotten once bound
     held = svc.cache.snapshot.holdings["default/train"]
     want = policy.assign(svc._request(pod), expect_snap, expect_snap.index[node],
                          svc.config, svc.cache.mix)
@@ -197,15 +196,15 @@ def test_bind_takes_the_gpus_the_score_assumed_and_signs_them() -> None:
                  "spec": {**pod["spec"], "nodeName": node}}
     assert assignment_from_pod(bound_pod) == held
     assert assignment_signature_ok(bound_pod, held, Signer(KEY))
-    assert binder.calls == [("annotate", "default/train"), ("bind", "default/train")]
+    # One write: the Binding carries the signed assignment (issue 9).
+    assert binder.calls == [("bind", "default/train")]
     check_invariants(svc.cache.snapshot)
 
 
-@pytest.mark.parametrize("op", ["annotate", "bind"])
-def test_api_failure_during_bind_rolls_back(op: str) -> None:
+def test_api_failure_during_bind_rolls_back() -> None:
     binder = FakeBinder()
     app, svc, _ = make([spec("a")], binder=binder)
-    binder.fail[(op, "default/p")] = ApiFailure("409 Conflict: uid precondition failed")
+    binder.fail[("bind", "default/p")] = ApiFailure("409 Conflict: uid precondition failed")
     _, err = schedule(app, pod_obj("p", gpus=2), ["a"])
     assert "409 Conflict" in err and "released" in err
     assert svc.cache.snapshot.holdings == {}

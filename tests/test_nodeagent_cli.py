@@ -78,7 +78,7 @@ def test_plugin_rejects_a_short_signing_key(
     key = tmp_path / "key"
     key.write_text("short\n")
     assert main(["agent", "plugin", "--node", "n1", "--signing-key-file", str(key)]) == 2
-    assert "need at least 16" in capsys.readouterr().err
+    assert "need at least 32" in capsys.readouterr().err
 
 
 def test_agent_without_subcommand_prints_usage(capsys: pytest.CaptureFixture[str]) -> None:

@@ -583,3 +583,25 @@ def test_runner_polls_health_on_its_interval(agent: Agent) -> None:
     now[0] += 25
     agent.runner.step()
     assert agent.whole.device_list().devices[3].health == "Healthy"
+
+
+def test_share_memory_limit_must_be_the_signed_one(agent: Agent) -> None:
+    # Signed for 1 MiB of GPU memory; the container's limit asks 40,000 MiB: refused, since
+    # the MPS limit would come from the limit, not from what the scheduler signed.
+    p = pod("greedy", gpus=(5,), milli=250, mem=1)
+    p["spec"]["containers"][0]["resources"]["limits"][GPU_MEMORY_RESOURCE] = "40000"
+    agent.pods.append(p)
+    with pytest.raises(grpc.RpcError) as e:
+        allocate(agent.stub("gts-gpu-milli.sock"), [share_device_id(uuid(5), k)
+                                                    for k in range(250)])
+    assert "40000 MiB" in e.value.details() and "1 MiB" in e.value.details()
+
+
+def test_whole_gpu_assignment_with_a_signed_memory_share_is_refused(agent: Agent) -> None:
+    a = Assignment(pod="default/odd", node=NODE, gpus=(2,), gpu_milli=1000, gpu_memory_mib=5)
+    p = pod("odd")
+    p["metadata"]["annotations"] = assignment_annotations(a, Signer(KEY), uid="uid-odd")
+    agent.pods.append(p)
+    with pytest.raises(grpc.RpcError) as e:
+        allocate(agent.stub("gts-gpu.sock"), [uuid(2)])
+    assert "names a share" in e.value.details()

@@ -4,11 +4,20 @@ Source of truth is the API. What a pod holds is derived from its object alone:
 - our assignment annotations (signed) and bound: held until the pod finishes or is deleted;
 - our annotations but not bound yet: held as an assumption with a time to live, so a bind that
   never lands does not leak GPUs;
+- bound with our annotations whose signature no key of the ring verifies (signed with a key
+  since removed, say): still held, as annotated, because the pod may well be using those GPUs;
+  counted in `unverified`, reported (log, metric, Warning Event AssignmentUnverifiable);
 - bound, requesting nvidia.com/gpu, without our annotations (another scheduler's pod): held on
   the lowest-indexed wholly free GPUs, since which ones the device plugin gave it is unknown.
-The only in-memory state is an assumption made by `assume` whose annotation has not reached
-the API yet; it is the one thing a restart loses (by design: a pod counts as held for restart
-purposes once it is annotated, and the extender annotates before it posts the Binding).
+  When too few are wholly free (kube-scheduler ignores shares), it is counted conservatively:
+  the remaining capacity of the fullest-free partly used GPUs is taken for it too, the node
+  is marked in `overcommitted`, and it is reported (NodeOvercommitted on the node;
+  ForeignPodNotCounted on the pod for GPUs that could not be counted at all).
+The only in-memory state is an assumption made by `assume` whose Binding has not reached the
+API yet; it is the one thing a restart loses. The extender binds with one write (the Binding
+carries the signed assignment, copied onto the pod with spec.nodeName), so a pod is either
+bound and annotated, or neither: a restart never sees a bound pod without its assignment,
+and a Binding that lands after the restart arrives as a bound, annotated pod and is held.
 
 The typical pod mix (`mix`) observes each pod once, when it first appears here; a re-list
 rebuilds it from the listed pods in creation order (then key), so a restart recovers the same
@@ -19,13 +28,14 @@ by key, then in-memory assumptions by key, then other schedulers' pods by key), 
 Snapshot is a function of the API objects and the order events arrived in does not matter: a
 cache rebuilt after a restart equals the old one (`durable_snapshot` is what it would rebuild).
 
-After `expire` or `forget` releases an annotated, unbound pod, its caller must remove the
-annotations from the pod (the extender does); until that patch is seen the stale annotation is
-ignored here, and a restart in that window would hold the pod for one more time to live.
+An annotated but unbound pod (written by hand, or by an older extender that annotated before
+binding) is held as an assumption with a time to live; after `expire` or `forget` releases
+it, the stale annotation is ignored here until it is removed (KubeSource removes it).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -34,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from scheduler.cluster.events import Event, EventSink, NoEvents, ObjectRef
 from scheduler.cluster.gang_members import GangMembers, GangView
 from scheduler.cluster.nodes import NodeParseError, node_name, node_spec_from_k8s
 from scheduler.cluster.pods import (
@@ -50,7 +61,7 @@ from scheduler.cluster.pods import (
     pod_uid,
 )
 from scheduler.cluster.signing import Signer
-from scheduler.constants import DEFAULT_NETWORK_LEVEL_LABELS
+from scheduler.constants import DEFAULT_NETWORK_LEVEL_LABELS, SCHEDULER_NAME
 from scheduler.policy.mix import PodMix
 from scheduler.policy.request import MILLI_PER_GPU, RequestError
 from scheduler.policy.snapshot import (
@@ -63,6 +74,8 @@ from scheduler.policy.snapshot import (
 )
 
 DEFAULT_ASSUME_TTL_S = 30.0
+_POD_REASONS = ("AssignmentUnverifiable", "NodeOvercommitted")
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -85,6 +98,8 @@ class PodHolding:
     # Our annotations exactly as the object carries them (durable holdings), so a stale
     # one can be removed only if it is still the same (a compare-and-remove patch).
     annotations: tuple[tuple[str, str], ...] = ()
+    # Why the signature did not verify ("" = it did, or there is none to check).
+    unverified: str = ""
 
     @property
     def rank(self) -> int:
@@ -104,6 +119,7 @@ class ClusterCache:
         clock: Callable[[], float] = time.monotonic,
         signer: Signer | None = None,
         mix_factory: Callable[[], PodMix] = PodMix,
+        events: EventSink | None = None,
     ) -> None:
         if not assume_ttl_s > 0:
             raise ValueError(f"assume_ttl_s={assume_ttl_s!r}: must be > 0")
@@ -112,6 +128,11 @@ class ClusterCache:
         self.assume_ttl_s = assume_ttl_s
         self.clock = clock
         self.signer = signer
+        self.events: EventSink = events if events is not None else NoEvents()
+        # node -> {pod key: why} for pods that could not be counted exactly there.
+        self._overcommitted: dict[str, dict[str, str]] = {}
+        # (reason, object) already reported, so an event is emitted once per occurrence.
+        self._reported: set[tuple[str, str]] = set()
         self.synced = False
         self.errors: dict[str, str] = {}
         self.pod_errors: dict[str, str] = {}
@@ -144,6 +165,19 @@ class ClusterCache:
         with self.lock:
             h = self._pods.get(key)
             return None if h is None else replace(h)
+
+    @property
+    def unverified(self) -> dict[str, str]:
+        """Bound pods held although their signature does not verify: key -> why."""
+        with self.lock:
+            return {k: h.unverified for k, h in self._pods.items() if h.unverified}
+
+    @property
+    def overcommitted(self) -> dict[str, str]:
+        """Nodes where a pod could not be counted exactly: node -> why (one of them)."""
+        with self.lock:
+            return {n: next(iter(sorted(m.values()))) for n, m in self._overcommitted.items()
+                    if m}
 
     def in_memory_keys(self) -> list[str]:
         """Pods held only in memory (assumed, annotation not seen yet): lost by a restart."""
@@ -180,10 +214,12 @@ class ClusterCache:
                 spec = node_spec_from_k8s(node, level_keys=self.level_keys)
             except (NodeParseError, ValueError, RecursionError) as e:
                 self.errors[name] = str(e)
+                self._report_node_error(name, str(e))
                 if self._specs.pop(name, None) is not None:
                     self._rebuild(changed={name})
                 return str(e)
             self.errors.pop(name, None)
+            self._reported.discard(("InvalidTopology", name))
             if self._specs.get(name) == spec:
                 return None  # status heartbeats and label churn that change nothing we use
             self._specs[name] = spec
@@ -227,8 +263,23 @@ class ClusterCache:
                 specs[name] = node_spec_from_k8s(obj, level_keys=self.level_keys)
             except (NodeParseError, ValueError, RecursionError) as e:
                 errors[name] = str(e)
+                self._report_node_error(name, str(e))
         self._specs = specs
         self.errors = errors
+
+    def _report_node_error(self, name: str, err: str) -> None:
+        if ("InvalidTopology", name) in self._reported:
+            return
+        self._reported.add(("InvalidTopology", name))
+        self._emit(Event(ObjectRef("Node", name), "InvalidTopology",
+                         f"{SCHEDULER_NAME} keeps this node out of scheduling: {err}"[:1000],
+                         "Warning"))
+
+    def _emit(self, event: Event) -> None:
+        try:
+            self.events.emit(event)
+        except Exception:  # a sink must not raise; if one does, the cache goes on
+            log.exception("event sink failed")
 
     # ---- pods ----------------------------------------------------------------------------
 
@@ -259,6 +310,7 @@ class ClusterCache:
             self._stale.pop(key, None)
             self.pod_errors.pop(key, None)
             self._mixed.discard(key)
+            self._reported -= {(r, key) for r in _POD_REASONS}
             self._set(key, None)
 
     def replace_pods(self, pods: Iterable[Mapping[str, Any]]) -> None:
@@ -442,6 +494,21 @@ class ClusterCache:
             a = None
         if a is not None and self.signer is not None and not assignment_signature_ok(
                 pod, a, self.signer):
+            if bound_to and a.node == bound_to:
+                # Bound with an assignment we cannot verify (signed with a key no longer in
+                # the ring, or written by hand): the pod may be using those GPUs, so they
+                # are held, never free, and it is reported.
+                why = (f"pod {key}: bound to {bound_to} with an assignment (GPUs "
+                       f"{','.join(map(str, a.gpus))}) whose signature no key of this "
+                       f"scheduler verifies (keys: {', '.join(self.signer.key_ids)}); its GPUs "
+                       f"are counted as held")
+                self.pod_errors[key] = why
+                self._report_unverified(key, uid, why)
+                ours = tuple(sorted((k, v) for k, v in annotations_of(pod).items()
+                                    if k in ASSIGNMENT_ANNOTATIONS))
+                self._stale.pop(key, None)
+                return PodHolding(node=a.node, assignment=a, durable=True, uid=uid,
+                                  annotations=ours, unverified=why)
             self.pod_errors[key] = (f"pod {key}: assignment annotations are not signed by this "
                                     "scheduler; ignored")
             a = None
@@ -482,6 +549,16 @@ class ClusterCache:
                                   foreign_gpus=res.gpus, cpu_milli=res.cpu_milli,
                                   memory_mib=res.memory_mib, uid=uid)
         return None
+
+    def _report_unverified(self, key: str, uid: str, why: str) -> None:
+        if ("AssignmentUnverifiable", key) in self._reported:
+            return
+        self._reported.add(("AssignmentUnverifiable", key))
+        log.warning("unverifiable assignment counted as held", extra={"pod": key,
+                                                                       "reason": why})
+        ns, name = key.split("/", 1)
+        self._emit(Event(ObjectRef("Pod", name, ns, uid), "AssignmentUnverifiable", why,
+                         "Warning"))
 
     def _set(self, key: str, new: PodHolding | None) -> None:
         old = self._pods.pop(key, None)
@@ -537,6 +614,8 @@ class ClusterCache:
         self, snap: Snapshot, node: str, holders: Mapping[str, PodHolding], *, record: bool
     ) -> None:
         i = snap.index[node]
+        if record:
+            self._overcommitted.pop(node, None)
         for key in sorted(holders, key=lambda k: (holders[k].rank, k)):
             h = holders[key]
             a = h.assignment
@@ -547,10 +626,7 @@ class ClusterCache:
                                gpu_milli=MILLI_PER_GPU, cpu_milli=h.cpu_milli,
                                memory_mib=h.memory_mib)
                 if len(free) < h.foreign_gpus:
-                    if record:
-                        self.pod_errors[key] = (
-                            f"pod {key}: bound to {node} with {h.foreign_gpus} GPUs but only "
-                            f"{len(free)} are free there; not counted")
+                    self._place_conservatively(snap, i, key, h, a, record=record)
                     continue
             try:
                 snap.allocate(a)
@@ -562,6 +638,49 @@ class ClusterCache:
                 self._placed.setdefault(node, set()).add(key)
                 if self.pod_errors.get(key, "").endswith("not counted"):
                     del self.pod_errors[key]
+
+    def _place_conservatively(self, snap: Snapshot, i: int, key: str, h: PodHolding,
+                              whole: Assignment, *, record: bool) -> None:
+        """Another scheduler's pod asks more GPUs than are wholly free on its node (kube-
+        scheduler does not see shares): count the free GPUs, then what is left of the most
+        free partly used ones, each as its own holding `key#gpuN`; report what was done."""
+        node = snap.names[i]
+        want = h.foreign_gpus
+        partly = sorted((g for g in range(int(snap.gpu_count[i]))
+                         if 0 < snap.milli_free[i, g] < MILLI_PER_GPU),
+                        key=lambda g: (-int(snap.milli_free[i, g]), g))[: want - len(whole.gpus)]
+        parts = [whole] + [
+            Assignment(pod=f"{key}#gpu{g}", node=node, gpus=(g,),
+                       gpu_milli=int(snap.milli_free[i, g]),
+                       gpu_memory_mib=int(snap.gpu_mem_free[i, g]))
+            for g in partly]
+        counted = 0
+        for part in parts:
+            try:
+                snap.allocate(part)
+            except AllocationError:
+                continue
+            counted += len(part.gpus)
+            if record:
+                self._placed.setdefault(node, set()).add(part.pod)
+        if not record:
+            return
+        why = (f"pod {key}: bound to {node} asking {want} GPUs, {len(whole.gpus)} wholly free; "
+               f"counted on GPUs {','.join(map(str, [*whole.gpus, *partly])) or 'none'} "
+               f"(those holding shares are taken whole)")
+        if counted < want:
+            why += f"; {want - counted} GPU(s) not counted: the node has no capacity left"
+        self.pod_errors[key] = why + "; node overcommitted"
+        self._overcommitted.setdefault(node, {})[key] = why
+        if ("NodeOvercommitted", key) not in self._reported:
+            self._reported.add(("NodeOvercommitted", key))
+            log.warning("node overcommitted by another scheduler's pod",
+                        extra={"node": node, "pod": key, "reason": why})
+            self._emit(Event(ObjectRef("Node", node), "NodeOvercommitted", why, "Warning"))
+            if counted < want:
+                ns, name = key.split("/", 1)
+                self._emit(Event(ObjectRef("Pod", name, ns, h.uid), "ForeignPodNotCounted",
+                                 why, "Warning"))
 
 
 def _created(pod: Mapping[str, Any]) -> str:

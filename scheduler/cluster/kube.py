@@ -177,15 +177,20 @@ class KubeBinder:
                 raise Conflict(422, err.message) from e
             raise err from e
 
-    def bind(self, ns: str, name: str, uid: str, node: str) -> None:
-        """POST the pod's Binding to `node`.
+    def bind(self, ns: str, name: str, uid: str, node: str,
+             annotations: Mapping[str, str] | None = None) -> None:
+        """POST the pod's Binding to `node`, carrying `annotations` (the signed assignment).
 
+        The API server copies a Binding's metadata.annotations onto the pod in the same write
+        that sets spec.nodeName (setPodNodeAndMetadata, pkg/registry/core/pod/storage), so
+        the assignment and the binding land together or not at all: one write per pod.
         The apiserver answers with a Status, not a Binding, which the generated client fails
         to deserialize; _preload_content=False returns the raw response instead.
         """
         body = k8s.V1Binding(
             api_version="v1", kind="Binding",
-            metadata=k8s.V1ObjectMeta(name=name, namespace=ns, uid=uid or None),
+            metadata=k8s.V1ObjectMeta(name=name, namespace=ns, uid=uid or None,
+                                      annotations=dict(annotations) if annotations else None),
             target=k8s.V1ObjectReference(api_version="v1", kind="Node", name=node),
         )
         try:
@@ -481,6 +486,11 @@ class KubeSource:
             except (NotFound, Conflict):
                 self._cleared.add(key)  # the pod is gone, or holds another assignment now
             except KubeError as e:
+                if e.status == 403:
+                    # Binds are one write now, so only pods annotated by an older extender
+                    # (or by hand) need this; without `pods patch` in RBAC, give up on them
+                    # once: the cache ignores the stale annotation anyway.
+                    self._cleared.add(key)
                 log.warning("could not clear the expired assignment of %s: %s", key, e)
         return gone
 

@@ -56,6 +56,7 @@ _TOTAL_FIELD = {
 }
 _INDICES_RE = re.compile(r"(?:0|[1-9][0-9]{0,2})(?:,(?:0|[1-9][0-9]{0,2}))*")
 _INT_RE = re.compile(r"0|[1-9][0-9]{0,8}")
+MAX_MODELS_CHARS = 4096  # 100 model names of 40 characters
 
 
 class AssignmentError(ValueError):
@@ -239,6 +240,11 @@ def _allowed_models(ann: Mapping[str, str]) -> frozenset[str]:
     raw = ann.get(ALLOWED_MODELS_ANNOTATION)
     if raw is None:
         return frozenset()
+    if len(raw) > MAX_MODELS_CHARS:
+        # Refused before it is split: a hostile 250 KB value must cost microseconds.
+        raise RequestError(f"metadata.annotations.{ALLOWED_MODELS_ANNOTATION}",
+                           raw[:40] + "...", f"{len(raw)} characters; at most "
+                           f"{MAX_MODELS_CHARS} (a list of GPU model names)")
     models = frozenset(m.strip() for m in re.split(r"[|,]", raw) if m.strip())
     if not models:
         raise RequestError(f"metadata.annotations.{ALLOWED_MODELS_ANNOTATION}", raw,

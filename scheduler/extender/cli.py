@@ -14,8 +14,9 @@ from scheduler.extender.config import YAML_EXAMPLE, ConfigError, add_arguments, 
 
 DESCRIPTION = """\
 Serve kube-scheduler's extender verbs at /filter, /prioritize and /bind (urlPrefix is
-http[s]://HOST:PORT), plus /healthz, /readyz (ready once the cluster cache has synced) and
-/metrics (Prometheus). With Kubernetes (in-cluster, or --kubeconfig) it watches nodes and pods
+http[s]://HOST:PORT), plus /healthz and /readyz (ready once the cluster cache has synced);
+/healthz, /readyz and /metrics (Prometheus) also on the plain-HTTP --metrics-port.
+With Kubernetes (in-cluster, or --kubeconfig) it watches nodes and pods
 and binds through the API server; with --cluster FILE it serves decisions for a static
 cluster and bind only records the assignment in memory.
 """
@@ -67,10 +68,14 @@ def run(args: argparse.Namespace) -> int:
     gc.freeze()
     ext.start()
     log.info("serving", extra={
-        "url": ext.url, "mode": "static" if cfg.static else "kubernetes",
+        "url": ext.url, "metrics_url": ext.metrics_url,
+        "mode": "static" if cfg.static else "kubernetes",
         "gang_timeout_s": cfg.gang_timeout,
         "min_http_timeout_s": cfg.min_http_timeout,
-        "tls": cfg.tls_cert is not None})
+        "tls": cfg.tls_cert is not None, "client_certificates": bool(cfg.tls_client_ca)})
+    if not cfg.static and not cfg.tls_client_ca:
+        log.warning("no --tls-client-ca: anyone who reaches the extender port can call bind; "
+                    "require kube-scheduler's client certificate in production")
     done.wait()
     ext.stop()
     return 0

@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 
 from scheduler.cluster import signing
-from scheduler.constants import DEFAULT_NETWORK_LEVEL_LABELS
+from scheduler.constants import DEFAULT_NETWORK_LEVEL_LABELS, SCHEDULER_NAME
+from scheduler.extender.server import MAX_BODY_BYTES
 from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
 
 
@@ -41,6 +42,15 @@ class ServeConfig:
     best_node_only: bool = False
     policy_weights: str | None = None
     signing_key_file: str | None = None
+    signing_key_dir: str | None = None
+    signing_key_id: str | None = None
+    tls_client_ca: str | None = None
+    metrics_port: int = 9090
+    scheduler_name: str = SCHEDULER_NAME
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_connections: int = 256
+    idle_timeout: float = 60.0
+    read_timeout: float = 10.0
     level_label_keys: tuple[str, ...] = DEFAULT_NETWORK_LEVEL_LABELS
     log_level: str = "info"
 
@@ -77,6 +87,24 @@ def _port(v: Any, name: str) -> int:
     if isinstance(v, bool) or not 0 <= n <= 65535 or (isinstance(v, float) and v != n):
         raise ConfigError(f"{name}={v!r}: expected a port number 0..65535")
     return n
+
+
+def _count(v: Any, name: str) -> int:
+    try:
+        n = int(v)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}={v!r}: expected a positive integer") from None
+    if isinstance(v, bool) or n < 1 or (isinstance(v, float) and v != n):
+        raise ConfigError(f"{name}={v!r}: expected a positive integer")
+    return n
+
+
+def _key_id(v: Any, name: str) -> str:
+    s = _str(v, name)
+    if not signing.KEY_ID_RE.fullmatch(s):
+        raise ConfigError(f"{name}={v!r}: a key id is [a-z0-9-]{{1,32}} (a file name in "
+                          f"signing-key-dir)")
+    return s
 
 
 def _seconds(v: Any, name: str) -> float:
@@ -120,6 +148,28 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("config", "FILE", "YAML file with any of these options (flags override it)", _str),
     _Option("tls-cert", "FILE", "PEM certificate chain: serve HTTPS (needs --tls-key)", _str),
     _Option("tls-key", "FILE", "PEM private key of --tls-cert", _str),
+    _Option("tls-client-ca", "FILE",
+            "PEM CA bundle: require mutual TLS on the extender port; only clients with a "
+            "certificate chaining to it (kube-scheduler's extender tlsConfig certFile) get "
+            "past the handshake (needs --tls-cert)", _str),
+    _Option("metrics-port", "PORT",
+            "plain-HTTP port for /healthz, /readyz and /metrics only, so probes and "
+            "Prometheus need no client certificate (default 9090; 0 = off, /metrics then on "
+            "the extender port)", _port),
+    _Option("scheduler-name", "NAME",
+            f"spec.schedulerName of the pods this extender binds (default {SCHEDULER_NAME}); "
+            "bind refuses others", _str),
+    _Option("max-body-bytes", "BYTES",
+            f"largest request body accepted (default {MAX_BODY_BYTES}: full Node objects of "
+            "5,000 nodes with nodeCacheCapable false)", _count),
+    _Option("max-connections", "N",
+            "open connections at most; a new one evicts the longest-idle (default 256)",
+            _count),
+    _Option("idle-timeout", "SECONDS",
+            "close a keep-alive connection idle this long (default 60)", _seconds),
+    _Option("read-timeout", "SECONDS",
+            "a request (TLS handshake, headers, body) must arrive within this (default 10)",
+            _seconds),
     _Option("cluster", "FILE",
             "static mode: serve decisions for the cluster in this YAML file, without "
             "Kubernetes (bind only records the assignment in memory)", _str),
@@ -143,8 +193,15 @@ OPTIONS: tuple[_Option, ...] = (
             "frag_weight, value_weight, pack_weight, gang_affinity_weight, min_quality, ...)",
             _str),
     _Option("signing-key-file", "FILE",
-            "HMAC key shared with the node agents (at least 16 bytes; trailing whitespace "
-            "is ignored); required with Kubernetes", _str),
+            "HMAC key shared with the node agents (at least 32 random-looking bytes; "
+            "trailing whitespace is ignored); one key, its id derived from it", _str),
+    _Option("signing-key-dir", "DIR",
+            "directory of HMAC keys, one per file named by its key id ([a-z0-9-]{1,32}); "
+            "all verify, --signing-key-id signs; this or --signing-key-file is required "
+            "with Kubernetes", _str),
+    _Option("signing-key-id", "ID",
+            "the key of --signing-key-dir that signs (required when it holds several)",
+            _key_id),
     _Option("level-label-keys", "KEYS",
             "node label keys of network levels, narrowest first, comma-separated (default "
             + ",".join(DEFAULT_NETWORK_LEVEL_LABELS) + ")", _keys),
@@ -161,7 +218,10 @@ config file example (every key optional):
   assume-ttl: 60
   best-node-only: false
   policy-weights: /etc/gts/policy.yaml
-  signing-key-file: /etc/gts/signing/key
+  signing-key-dir: /etc/gts/signing-keys
+  signing-key-id: k2026-11
+  tls-client-ca: /etc/gts/tls/client-ca.crt
+  metrics-port: 9090
   level-label-keys: [network.topology.nvidia.com/accelerator, network.topology.nvidia.com/block]
   log-level: info
 """
@@ -221,6 +281,17 @@ def resolve(args: argparse.Namespace) -> ServeConfig:
 def _check(cfg: ServeConfig) -> None:
     if (cfg.tls_cert is None) != (cfg.tls_key is None):
         raise ConfigError("--tls-cert and --tls-key go together: give both or neither")
+    if cfg.tls_client_ca and not cfg.tls_cert:
+        raise ConfigError(f"--tls-client-ca={cfg.tls_client_ca}: client certificates need TLS; "
+                          "give --tls-cert and --tls-key too")
+    if cfg.signing_key_file and cfg.signing_key_dir:
+        raise ConfigError("--signing-key-file and --signing-key-dir exclude each other")
+    if cfg.signing_key_id and not cfg.signing_key_dir:
+        raise ConfigError(f"--signing-key-id={cfg.signing_key_id}: names a key of "
+                          "--signing-key-dir, which is not given")
+    if cfg.metrics_port and cfg.metrics_port == cfg.port:
+        raise ConfigError(f"--metrics-port={cfg.metrics_port} is --port too; give another "
+                          "(or 0 for none)")
     if cfg.assume_ttl <= cfg.gang_timeout + cfg.gang_bind_grace:
         raise ConfigError(
             f"--assume-ttl={cfg.assume_ttl:g} must exceed --gang-timeout + --gang-bind-grace "
@@ -266,6 +337,20 @@ def load_signing_key(path: str) -> bytes:
         return signing.load_signing_key(path)
     except signing.SigningKeyError as e:
         raise ConfigError(f"--signing-key-file: {e}") from None
+
+
+def load_signer(cfg: ServeConfig) -> signing.Signer | None:
+    """The key ring of --signing-key-dir (or the one key of --signing-key-file); None if
+    neither is given. ConfigError naming the flag and file otherwise."""
+    if cfg.signing_key_file:
+        return signing.Signer(load_signing_key(cfg.signing_key_file))
+    if not cfg.signing_key_dir:
+        return None
+    try:
+        keys = signing.load_key_dir(cfg.signing_key_dir)
+        return signing.Signer(keys=keys, key_id=cfg.signing_key_id)
+    except (signing.SigningKeyError, ValueError) as e:
+        raise ConfigError(f"--signing-key-dir: {e}") from None
 
 
 def as_mapping(cfg: ServeConfig) -> Mapping[str, Any]:

@@ -125,6 +125,8 @@ class _StateCollector(Collector):
             n_nodes = snap.n_nodes
             n_errors = len(self._cache.errors)
             n_holdings = len(snap.holdings)
+            unverified = len(getattr(self._cache, "unverified", {}))
+            overcommitted = len(getattr(self._cache, "overcommitted", {}))
             frag = self._frag(snap) if self._frag is not None and n_nodes else None
         for model, (u, f, t) in sorted(usage.items()):
             alloc.add_metric([model], u)
@@ -146,6 +148,14 @@ class _StateCollector(Collector):
                                 value=n_errors)
         yield GaugeMetricFamily("gts_cache_holdings", "Pods holding resources in the cache.",
                                 value=n_holdings)
+        yield GaugeMetricFamily(
+            "gts_unverified_assignments",
+            "Bound pods whose assignment signature no key verifies; counted as holding their "
+            "GPUs (never free).", value=unverified)
+        yield GaugeMetricFamily(
+            "gts_overcommitted_nodes",
+            "Nodes where a pod's GPUs could not all be counted (another scheduler's pod on "
+            "GPUs that hold shares, say); counted conservatively.", value=overcommitted)
         if self._gangs is not None:
             yield GaugeMetricFamily("gts_gangs_active", "Gangs reserved and not yet bound.",
                                     value=self._gangs.active())

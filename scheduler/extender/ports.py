@@ -55,13 +55,10 @@ class CacheLike(Protocol):
 class BinderLike(Protocol):
     """The writes the extender makes to the Kubernetes API."""
 
-    def annotate(self, pod_ns: str, pod_name: str, uid: str,
-                 annotations: Mapping[str, str | None]) -> None:
-        """Merge-patch the pod's annotations (None removes a key), preconditioned on the uid."""
-        ...
-
-    def bind(self, ns: str, name: str, uid: str, node: str) -> None:
-        """Post the pod's Binding to `node`."""
+    def bind(self, ns: str, name: str, uid: str, node: str,
+             annotations: Mapping[str, str] | None = None) -> None:
+        """Post the pod's Binding to `node`; the API server copies `annotations` (the
+        signed assignment) onto the pod in the same write."""
         ...
 
     def get_podgroup_min_member(self, ns: str, name: str) -> int | None:
@@ -72,11 +69,8 @@ class BinderLike(Protocol):
 class RecordOnlyBinder:
     """Static mode (no Kubernetes): binding only records the assignment in the cache."""
 
-    def annotate(self, pod_ns: str, pod_name: str, uid: str,
-                 annotations: Mapping[str, str | None]) -> None:
-        """Nothing to annotate without an API server."""
-
-    def bind(self, ns: str, name: str, uid: str, node: str) -> None:
+    def bind(self, ns: str, name: str, uid: str, node: str,
+             annotations: Mapping[str, str] | None = None) -> None:
         """Nothing to post without an API server."""
 
     def get_podgroup_min_member(self, ns: str, name: str) -> int | None:

@@ -14,16 +14,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scheduler.cluster.cache import ClusterCache
+from scheduler.cluster.events import EventSink
 from scheduler.cluster.signing import Signer
 from scheduler.extender.config import (
     ConfigError,
     ServeConfig,
     load_policy_config,
-    load_signing_key,
+    load_signer,
 )
 from scheduler.extender.metrics import ExtenderMetrics
 from scheduler.extender.ports import BinderLike, RecordOnlyBinder
-from scheduler.extender.server import ExtenderApp, ExtenderHTTPServer, serve_in_thread, tls_context
+from scheduler.extender.server import (
+    DEFAULT_LIMITS,
+    ExtenderApp,
+    ExtenderHTTPServer,
+    Limits,
+    serve_in_thread,
+    tls_context,
+)
 from scheduler.extender.service import ExtenderService, ServiceOptions
 
 log = logging.getLogger("gts.extender")
@@ -38,6 +46,7 @@ class Extender:
     cache: ClusterCache
     service: ExtenderService
     server: ExtenderHTTPServer
+    metrics_server: ExtenderHTTPServer | None = None
     stoppers: list[Callable[[], None]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -50,9 +59,20 @@ class Extender:
         scheme = "https" if self.server.tls is not None else "http"
         return f"{scheme}://{host}:{port}"
 
+    @property
+    def metrics_url(self) -> str | None:
+        """Base URL of the plain-HTTP health and metrics port, None when there is none."""
+        if self.metrics_server is None:
+            return None
+        host, port = self.metrics_server.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host
+        return f"http://{host}:{port}"
+
     def start(self) -> Extender:
         """Serve HTTP and tick in daemon threads; returns self."""
         self._threads.append(serve_in_thread(self.server))
+        if self.metrics_server is not None:
+            self._threads.append(serve_in_thread(self.metrics_server))
         t = threading.Thread(target=self._tick_loop, name="gts-extender-tick", daemon=True)
         t.start()
         self._threads.append(t)
@@ -68,8 +88,10 @@ class Extender:
     def stop(self) -> None:
         """Stop serving, ticking and watching; close the socket."""
         self._stop.set()
-        self.server.shutdown()
-        self.server.server_close()
+        for srv in (self.server, self.metrics_server):
+            if srv is not None:
+                srv.shutdown()
+                srv.server_close()
         for s in self.stoppers:
             s()
         for t in self._threads:
@@ -86,14 +108,32 @@ def build(
     port: int = 0,
     tls: Any = None,
     clock: Callable[[], float] = time.monotonic,
+    limits: Limits = DEFAULT_LIMITS,
+    metrics_port: int | None = None,
+    events: EventSink | None = None,
 ) -> Extender:
-    """An Extender over `cache` and `binder`, bound to host:port (not started)."""
+    """An Extender over `cache` and `binder`, bound to host:port (not started).
+
+    With `metrics_port` (0 picks a free one), /healthz, /readyz and /metrics are also served
+    over plain HTTP there, and /metrics leaves the extender port.
+    """
     metrics = ExtenderMetrics()
-    service = ExtenderService(cache, binder, signer, options, metrics=metrics, clock=clock)
+    service = ExtenderService(cache, binder, signer, options, metrics=metrics, clock=clock,
+                              events=events)
     metrics.track(cache, service.gangs, service.fragmentation)
-    app = ExtenderApp(service, metrics, ready=lambda: cache.synced)
-    server = ExtenderHTTPServer(app, host, port, tls)
-    return Extender(cache, service, server)
+    ready = lambda: cache.synced  # noqa: E731
+    app = ExtenderApp(service, metrics, ready=ready, serve_metrics=metrics_port is None)
+    server = ExtenderHTTPServer(app, host, port, tls, limits)
+    side = None
+    if metrics_port is not None:
+        try:
+            side = ExtenderHTTPServer(ExtenderApp(None, metrics, ready=ready, verbs=False),
+                                      host, metrics_port, None, limits)
+        except OSError as e:
+            server.server_close()
+            raise ConfigError(f"--metrics-port={metrics_port}: cannot listen on "
+                              f"{host}:{metrics_port}: {e.strerror}") from None
+    return Extender(cache, service, server, side)
 
 
 def _options(cfg: ServeConfig, record_only: bool) -> ServiceOptions:
@@ -101,7 +141,24 @@ def _options(cfg: ServeConfig, record_only: bool) -> ServiceOptions:
                           gang_timeout_s=cfg.gang_timeout,
                           gang_bind_grace_s=cfg.gang_bind_grace,
                           record_only=record_only,
-                          expire_assumptions=record_only)
+                          expire_assumptions=record_only,
+                          scheduler_name=cfg.scheduler_name)
+
+
+def _limits(cfg: ServeConfig) -> Limits:
+    return Limits(max_body_bytes=cfg.max_body_bytes,
+                  max_inflight_bytes=4 * cfg.max_body_bytes,
+                  max_connections=cfg.max_connections,
+                  idle_timeout_s=cfg.idle_timeout, read_timeout_s=cfg.read_timeout)
+
+
+def _tls(cfg: ServeConfig) -> Any:
+    if not (cfg.tls_cert and cfg.tls_key):
+        return None
+    try:
+        return tls_context(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)
+    except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+        raise ConfigError(f"--tls-cert/--tls-key/--tls-client-ca: {e}") from None
 
 
 def static_extender(cfg: ServeConfig) -> Extender:
@@ -116,10 +173,10 @@ def static_extender(cfg: ServeConfig) -> Extender:
     cache = ClusterCache(level_keys=cfg.level_label_keys, assume_ttl_s=cfg.assume_ttl)
     cache.replace_specs(specs)
     cache.synced = True
-    signer = Signer(load_signing_key(cfg.signing_key_file)) if cfg.signing_key_file else None
-    tls = tls_context(cfg.tls_cert, cfg.tls_key) if cfg.tls_cert and cfg.tls_key else None
+    signer = load_signer(cfg)
     ext = build(cache, RecordOnlyBinder(), signer, _options(cfg, record_only=True),
-                host=cfg.host, port=cfg.port, tls=tls)
+                host=cfg.host, port=cfg.port, tls=_tls(cfg), limits=_limits(cfg),
+                metrics_port=cfg.metrics_port or None)
     log.warning("static mode: no Kubernetes; bind only records the assignment in this "
                 "process's cache and returns success", extra={
                     "cluster": cfg.cluster, "nodes": len(specs)})
@@ -131,11 +188,13 @@ def kube_extender(cfg: ServeConfig) -> Extender:
     from kubernetes import client, config
 
     from scheduler.cluster.kube import KubeBinder, KubeSource
+    from scheduler.cluster.kube_events import KubeEvents
 
-    if not cfg.signing_key_file:
-        raise ConfigError("--signing-key-file is required with Kubernetes: the node agent "
-                          "honours only assignments signed with the shared key")
-    signer = Signer(load_signing_key(cfg.signing_key_file))
+    signer = load_signer(cfg)
+    if signer is None:
+        raise ConfigError("--signing-key-file is required with Kubernetes (or "
+                          "--signing-key-dir): the node agent honours only assignments signed "
+                          "with the shared key")
     configuration = client.Configuration()
     if cfg.kubeconfig:
         config.load_kube_config(  # type: ignore[no-untyped-call]
@@ -148,12 +207,15 @@ def kube_extender(cfg: ServeConfig) -> Extender:
             raise ConfigError(f"not running in a cluster and no --kubeconfig given: {e}; "
                               "use --cluster FILE for static mode") from None
     api = client.ApiClient(configuration)
+    events = KubeEvents(api)
     cache = ClusterCache(level_keys=cfg.level_label_keys, assume_ttl_s=cfg.assume_ttl,
-                         signer=signer)
-    tls = tls_context(cfg.tls_cert, cfg.tls_key) if cfg.tls_cert and cfg.tls_key else None
+                         signer=signer, events=events)
     binder = KubeBinder(api)
     ext = build(cache, binder, signer, _options(cfg, record_only=False),
-                host=cfg.host, port=cfg.port, tls=tls)
+                host=cfg.host, port=cfg.port, tls=_tls(cfg), limits=_limits(cfg),
+                metrics_port=cfg.metrics_port or None, events=events)
+    events.start()
+    ext.stoppers.append(events.stop)
     # The source's expiry loop also removes expired pods' annotations from the API.
     source = KubeSource(api, cache, binder=binder)
     source.start()

@@ -8,16 +8,36 @@ not in the accept loop, so a slow client cannot stall other connections.
 
 Routing is `ExtenderApp.handle(method, path, body) -> (status, content type, body)`, a
 plain function of the request, so it is tested without sockets.
+
+Intake is bounded (`Limits`), because anything that reaches the port can send anything:
+- a body over `max_body_bytes` is refused before it is read (413), and all bodies being read
+  at once share `max_inflight_bytes` (503 beyond);
+- Content-Length must be plain decimal digits (no sign, `_`, or spaces);
+- at most `max_connections` connections: a new one evicts the longest-idle keep-alive
+  connection, or is refused when every connection is busy;
+- a reaper closes connections idle for `idle_timeout_s` and those that have not delivered
+  a whole request (TLS handshake, headers and body) within `read_timeout_s` of its first
+  byte: a body shorter than its Content-Length costs a connection slot for seconds, not
+  minutes. A request being answered (a gang member waiting at bind) is never cut.
+
+Why the default body limit (64 MiB) is enough: with `nodeCacheCapable: false`
+kube-scheduler sends every candidate Node object. A Node as the API serves it is 3-5 KB,
+and up to ~12 KB with kubelet's default 50 images in status.images; at 5,000 nodes (the
+largest cluster the benchmarks cover with full Node objects) that is at most ~60 MB.
+With names only (`nodeCacheCapable: true`) 20,000 nodes are ~0.5 MB.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -37,8 +57,24 @@ log = logging.getLogger("gts.extender.http")
 JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
-MAX_BODY_BYTES = 512 * 1024 * 1024  # 5,000 full Node objects are ~20 MB; leave room
+MAX_BODY_BYTES = 64 * 1024 * 1024  # see the module docstring
 VERBS = ("filter", "prioritize", "bind")
+_DIGITS = re.compile(r"[0-9]{1,12}")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on what one client (or many) can make the server hold; see the module doc."""
+
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_inflight_bytes: int = 4 * MAX_BODY_BYTES
+    max_connections: int = 256
+    idle_timeout_s: float = 60.0
+    read_timeout_s: float = 10.0
+    reap_interval_s: float = 0.5
+
+
+DEFAULT_LIMITS = Limits()
 
 Reply = tuple[int, str, bytes]
 
@@ -46,11 +82,16 @@ Reply = tuple[int, str, bytes]
 class ExtenderApp:
     """Maps (method, path, body) to a reply; never raises."""
 
-    def __init__(self, service: ExtenderService, metrics: ExtenderMetrics,
-                 ready: Callable[[], bool]) -> None:
+    def __init__(self, service: ExtenderService | None, metrics: ExtenderMetrics,
+                 ready: Callable[[], bool], *, verbs: bool = True,
+                 serve_metrics: bool = True) -> None:
         self.service = service
         self.metrics = metrics
         self.ready = ready
+        # The metrics port serves only health and metrics; the extender port serves /metrics
+        # only when there is no metrics port.
+        self.verbs = verbs and service is not None
+        self.serve_metrics = serve_metrics
 
     def handle(self, method: str, path: str, body: bytes) -> Reply:
         """The reply to one request; timing and counting included."""
@@ -67,7 +108,8 @@ class ExtenderApp:
         return reply
 
     def _route(self, method: str, verb: str, body: bytes) -> Reply:
-        if verb in VERBS:
+        if verb in VERBS and self.verbs:
+            assert self.service is not None
             if method != "POST":
                 return 405, JSON, error_body(f"/{verb} takes POST with a JSON body")
             try:
@@ -81,9 +123,11 @@ class ExtenderApp:
             except WireError as e:
                 log.info("bad request", extra={"verb": verb, "reason": str(e)})
                 return 400, JSON, error_body(f"not an extender {verb} request: {e}")
-        if verb not in ("healthz", "readyz", "metrics"):
-            return 404, TEXT, (f"no such path /{verb}; verbs: /filter /prioritize /bind, "
-                               f"and /healthz /readyz /metrics\n").encode()
+        paths = ("healthz", "readyz", "metrics") if self.serve_metrics else ("healthz", "readyz")
+        if verb not in paths:
+            known = (["/filter /prioritize /bind"] if self.verbs else []) + \
+                [f"/{p}" for p in paths]
+            return 404, TEXT, f"no such path; this port serves {' '.join(known)}\n".encode()
         if method != "GET":
             return 405, TEXT, b"use GET\n"
         if verb == "healthz":
@@ -95,19 +139,75 @@ class ExtenderApp:
         return 200, PROMETHEUS, self.metrics.render()
 
 
+class _Conn:
+    """One connection's state, for the reaper and the connection cap."""
+
+    __slots__ = ("since", "sock", "state")
+
+    def __init__(self, sock: socket.socket, now: float) -> None:
+        self.sock = sock
+        self.state = "reading"  # reading (handshake or a request), idle, or busy (answering)
+        self.since = now
+
+    def close(self) -> None:
+        # shutdown() wakes the connection's thread from a blocked read; it then ends. The
+        # plain socket's: SSLSocket.shutdown would drop its TLS state under the reader's feet.
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "gts-extender/1"
-    timeout = 300.0  # an idle keep-alive connection is closed after this
     server: ExtenderHTTPServer
+    conn: _Conn
 
     def setup(self) -> None:
         sock = self.request
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if isinstance(sock, ssl.SSLSocket):
-            sock.settimeout(self.timeout)
-            sock.do_handshake()
-        super().setup()
+        self.conn = self.server.register(sock)
+        # Per-read timeout as a backstop; the reaper enforces the whole-request deadline.
+        sock.settimeout(max(self.server.limits.idle_timeout_s,
+                            self.server.limits.read_timeout_s) + 5.0)
+        try:
+            if isinstance(sock, ssl.SSLSocket):
+                sock.do_handshake()
+            super().setup()
+        except BaseException:
+            self.server.unregister(sock)  # finish() does not run when setup() fails
+            raise
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.unregister(self.request)
+
+    def handle_one_request(self) -> None:
+        """BaseHTTPRequestHandler's, with the connection's state kept for the reaper."""
+        self.server.mark(self.conn, "idle")
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+            self.server.mark(self.conn, "reading")
+            if len(self.raw_requestline) > 65536:
+                self.requestline = self.request_version = self.command = ""
+                self.close_connection = True
+                self.send_error(414)
+                return
+            if not self.raw_requestline:
+                self.close_connection = True
+                return
+            if not self.parse_request():
+                return
+            method = getattr(self, "do_" + self.command, None)
+            if method is None:
+                self.close_connection = True
+                self.send_error(501, f"unsupported method {self.command[:20]!r}")
+                return
+            method()
+            self.wfile.flush()
+        except (TimeoutError, OSError):
+            self.close_connection = True
 
     def do_GET(self) -> None:
         self._serve("GET", b"")
@@ -118,44 +218,58 @@ class _Handler(BaseHTTPRequestHandler):
             self._serve("POST", body)
 
     def _body(self) -> bytes | None:
+        limits = self.server.limits
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             return self._chunked()
         raw = self.headers.get("Content-Length")
         if raw is None:
             return b""
-        try:
-            n = int(raw)
-        except ValueError:
-            n = -1
-        if n < 0 or n > MAX_BODY_BYTES:
+        n = int(raw) if _DIGITS.fullmatch(raw) else -1
+        if n < 0 or n > limits.max_body_bytes:
             self.close_connection = True
             self._send(413 if n > 0 else 400, JSON,
-                       error_body(f"Content-Length={raw!r}: must be 0..{MAX_BODY_BYTES}"))
+                       error_body(f"Content-Length={raw[:40]!r}: must be decimal digits, "
+                                  f"0..{limits.max_body_bytes}"))
             return None
-        return self.rfile.read(n)
+        if not self.server.reserve_body(n):
+            self.close_connection = True
+            self._send(503, JSON, error_body("too many request bytes in flight; retry"))
+            return None
+        try:
+            data = self.rfile.read(n)
+        finally:
+            self.server.release_body(n)
+        if len(data) != n:
+            self.close_connection = True  # the client closed (or was reaped) mid-body
+            return None
+        return data
 
     def _chunked(self) -> bytes | None:
+        limit = self.server.limits.max_body_bytes
         parts: list[bytes] = []
         total = 0
         while True:
-            line = self.rfile.readline(1024)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                size = -1
+            line = self.rfile.readline(1024).split(b";", 1)[0].strip()
+            size = int(line, 16) if re.fullmatch(rb"[0-9a-fA-F]{1,8}", line) else -1
             total += max(size, 0)
-            if size < 0 or total > MAX_BODY_BYTES:
+            if size < 0 or total > limit:
                 self.close_connection = True
-                self._send(400, JSON, error_body("bad chunked body"))
+                self._send(413 if total > limit else 400, JSON,
+                           error_body(f"bad chunked body (at most {limit} bytes)"))
                 return None
             if size == 0:
                 while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                     pass
                 return b"".join(parts)
-            parts.append(self.rfile.read(size))
+            chunk = self.rfile.read(size)
+            if len(chunk) != size:
+                self.close_connection = True
+                return None
+            parts.append(chunk)
             self.rfile.readline(1024)
 
     def _serve(self, method: str, body: bytes) -> None:
+        self.server.mark(self.conn, "busy")
         status, ctype, out = self.server.app.handle(method, self.path, body)
         self._send(status, ctype, out)
 
@@ -163,6 +277,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(out)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(out)
 
@@ -171,17 +287,28 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class ExtenderHTTPServer(ThreadingHTTPServer):
-    """The listening server; `tls` wraps each accepted connection."""
+    """The listening server; `tls` wraps each accepted connection; `limits` bound intake."""
 
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 256
 
     def __init__(self, app: ExtenderApp, host: str, port: int,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
         self.app = app
         self.tls = tls
+        self.limits = limits
+        self._conns: dict[int, _Conn] = {}
+        self._conns_lock = threading.Lock()
+        self._inflight = 0
+        self._closed = threading.Event()
+        self.refused = 0
+        self.evicted = 0
+        self.reaped = 0
         super().__init__((host, port), _Handler)
+        self._reaper = threading.Thread(target=self._reap_loop, name="gts-http-reaper",
+                                        daemon=True)
+        self._reaper.start()
 
     def get_request(self) -> tuple[Any, Any]:
         sock, addr = self.socket.accept()
@@ -189,6 +316,77 @@ class ExtenderHTTPServer(ThreadingHTTPServer):
             return self.tls.wrap_socket(sock, server_side=True,
                                         do_handshake_on_connect=False), addr
         return sock, addr
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """Admit the connection if there is room, making room by evicting the longest-idle
+        one; registered here, in the accept loop, so the count never exceeds the cap."""
+        with self._conns_lock:
+            victim = None
+            if len(self._conns) >= self.limits.max_connections:
+                idle = [c for c in self._conns.values() if c.state == "idle"]
+                victim = min(idle, key=lambda c: c.since) if idle else None
+                if victim is None:
+                    self.refused += 1
+                    log.warning("connection refused: all connections busy",
+                                extra={"client": str(client_address),
+                                       "max_connections": self.limits.max_connections})
+                    return False
+                self._conns.pop(id(victim.sock), None)
+                self.evicted += 1
+            self._conns[id(request)] = _Conn(request, time.monotonic())
+        if victim is not None:
+            victim.close()
+        return True
+
+    def register(self, sock: socket.socket) -> _Conn:
+        """The connection's state (made at admission; made here for a direct caller)."""
+        with self._conns_lock:
+            c = self._conns.get(id(sock))
+            if c is None or c.sock is not sock:
+                c = self._conns[id(sock)] = _Conn(sock, time.monotonic())
+            return c
+
+    def unregister(self, sock: socket.socket) -> None:
+        with self._conns_lock:
+            c = self._conns.get(id(sock))
+            if c is not None and c.sock is sock:
+                del self._conns[id(sock)]
+
+    def mark(self, conn: _Conn, state: str) -> None:
+        conn.state, conn.since = state, time.monotonic()
+
+    @property
+    def connections(self) -> int:
+        """Open connections now."""
+        with self._conns_lock:
+            return len(self._conns)
+
+    def reserve_body(self, n: int) -> bool:
+        with self._conns_lock:
+            if self._inflight + n > self.limits.max_inflight_bytes:
+                return False
+            self._inflight += n
+            return True
+
+    def release_body(self, n: int) -> None:
+        with self._conns_lock:
+            self._inflight -= n
+
+    def _reap_loop(self) -> None:
+        lim = self.limits
+        while not self._closed.wait(lim.reap_interval_s):
+            now = time.monotonic()
+            with self._conns_lock:
+                late = [c for c in self._conns.values()
+                        if (c.state == "idle" and now - c.since > lim.idle_timeout_s)
+                        or (c.state == "reading" and now - c.since > lim.read_timeout_s)]
+            for c in late:
+                self.reaped += 1
+                c.close()
+
+    def server_close(self) -> None:
+        self._closed.set()
+        super().server_close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients that vanish mid-request or fail the TLS handshake are routine.
@@ -200,11 +398,18 @@ class ExtenderHTTPServer(ThreadingHTTPServer):
         return int(self.server_address[1])
 
 
-def tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
-    """Server-side TLS 1.2+ context from a PEM certificate chain and key."""
+def tls_context(cert_file: str, key_file: str, client_ca: str | None = None) -> ssl.SSLContext:
+    """Server-side TLS 1.2+ context from a PEM certificate chain and key.
+
+    With `client_ca`, every client must present a certificate that chains to it (mutual
+    TLS; kube-scheduler's extender tlsConfig certFile/keyFile): others fail the handshake.
+    """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert_file, key_file)
+    if client_ca:
+        ctx.load_verify_locations(cafile=client_ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
 
 

@@ -11,6 +11,19 @@ Reply rules, from kube-scheduler's behaviour (see reference/extender-wire.md):
 - Pods without a GPU request pass filter unchanged and score 0 everywhere.
 - Nodes that can never fit (wrong model, too few GPUs in total, invalid topology) are
   unresolvable; nodes that might fit later (busy, not yet in the cache) are FailedNodes.
+- Every reason is capped (wire.cap_reason), so a reply grows with the node count only.
+
+One scheduling cycle per pod (cycle.py): filter parses the pod once into a Cycle, prioritize
+adds the GPUs each score assumed, bind assigns exactly those (re-checked now) or fails.
+
+Bind is one API write: the Binding carries the signed assignment in metadata.annotations and
+the API server copies them onto the pod in the same write that sets spec.nodeName
+(setPodNodeAndMetadata in kubernetes pkg/registry/core/pod/storage/storage.go). So a pod is
+either bound with its signed assignment or neither; there is no annotated-but-unbound pod
+to clean up after a failed bind, and no window in which a restart could see a bound pod
+without its assignment. A restart loses only reservations whose Binding had not landed yet:
+a Binding still in flight that lands later arrives through the watch as a bound, annotated
+pod and is held from then on.
 """
 
 from __future__ import annotations
@@ -28,11 +41,10 @@ from typing import Any
 import numpy as np
 
 from scheduler import policy
-from scheduler.cluster.events import EventSink
+from scheduler.cluster.events import EventSink, NoEvents
 from scheduler.cluster.kube import Timeout as ApiTimeout
 from scheduler.cluster.pods import (
     assignment_annotations,
-    cleared_assignment_annotations,
     pod_request_from_k8s,
 )
 from scheduler.cluster.signing import Signer
@@ -43,9 +55,9 @@ from scheduler.constants import (
     POD_GROUP_LABEL,
     SCHEDULER_NAME,
 )
+from scheduler.extender.cycle import BindOutcome, Cycle, Cycles, name_hashes
 from scheduler.extender.gangs import BindResult, GangCoordinator, GangMember
 from scheduler.extender.metrics import ExtenderMetrics
-from scheduler.extender.pending import PendingPods
 from scheduler.extender.ports import BinderLike, CacheLike
 from scheduler.extender.scores import extender_scores
 from scheduler.extender.wire import (
@@ -54,9 +66,11 @@ from scheduler.extender.wire import (
     HostPriorities,
     JSONDict,
     bind_reply,
+    cap_reason,
     filter_reply,
     pod_identity,
 )
+from scheduler.policy.decide import Choice, assignment_for, evaluate
 from scheduler.policy.request import PodRequest, RequestError, check_models
 from scheduler.policy.snapshot import AllocationError, Assignment, Snapshot
 
@@ -77,6 +91,8 @@ class ServiceOptions:
     # tick() expires the cache's assumptions; False when the watch (KubeSource) does it and
     # also removes the expired pods' annotations from the API.
     expire_assumptions: bool = True
+    # spec.schedulerName of the pods this extender binds (the profile kube-scheduler runs it in).
+    scheduler_name: str = SCHEDULER_NAME
 
 
 class ExtenderService:
@@ -103,7 +119,8 @@ class ExtenderService:
         self.config = options.policy_config
         self.metrics = metrics if metrics is not None else ExtenderMetrics()
         self.clock = clock
-        self.pending = PendingPods(clock)
+        self.events: EventSink = events if events is not None else NoEvents()
+        self.cycles = Cycles(clock)
         self.gangs = GangCoordinator(
             cache, self._plan_gang, timeout_s=options.gang_timeout_s, clock=clock,
             bind_grace_s=options.gang_bind_grace_s, metrics=self.metrics, events=events,
@@ -159,40 +176,41 @@ class ExtenderService:
     # ---- filter ------------------------------------------------------------------------
 
     def filter(self, args: ExtenderArgs) -> JSONDict:
-        """ExtenderFilterResult for the pod over its candidate nodes."""
+        """ExtenderFilterResult for the pod over its candidate nodes; starts the pod's Cycle."""
         names = args.names
         ns, name, uid = pod_identity(args.pod)
         pod_key = f"{ns}/{name}"
-        everyone = range(len(names))
+        everyone = list(range(len(names)))
         try:
             req = self._request(args.pod)
         except RequestError as e:
-            reason = f"{SCHEDULER_NAME} cannot accept pod {pod_key}: {e}"
+            reason = cap_reason(f"{SCHEDULER_NAME} cannot accept pod {pod_key}: {e}")
             self._decided("filter", pod_key, "rejected", "bad_request", reason)
             return filter_reply(args, [], {}, dict.fromkeys(names, reason))
-        if not req.wants_gpu:
-            self._decided("filter", pod_key, "passed", "no_gpu_request", "")
-            return filter_reply(args, list(everyone), {}, {})
+        sched = _scheduler_name(args.pod)
+        if not req.wants_gpu or sched != self.options.scheduler_name:
+            # Nothing of ours to decide; remembered so that bind (ours) can answer it: a
+            # zero-quantity request binds like a pod without GPUs, another scheduler's pod
+            # is refused there.
+            self._start_cycle(req, ns, name, uid, sched, names, everyone)
+            why = "no_gpu_request" if sched == self.options.scheduler_name else "not_our_pod"
+            self._decided("filter", pod_key, "passed", why, "")
+            return filter_reply(args, everyone, {}, {})
         if not self.cache.synced:
             reason = f"{SCHEDULER_NAME}: cluster cache not synced yet; retrying"
             self._decided("filter", pod_key, "rejected", "not_synced", reason)
             return filter_reply(args, [], dict.fromkeys(names, reason), {})
-        new = self.pending.put(req, ns, name, uid)
         with self.cache.lock:
             try:
                 check_models(req, frozenset(self.cache.snapshot.models))
             except RequestError as e:
-                reason = f"{SCHEDULER_NAME} cannot accept pod {pod_key}: {e}"
+                reason = cap_reason(f"{SCHEDULER_NAME} cannot accept pod {pod_key}: {e}")
                 self._decided("filter", pod_key, "rejected", "unknown_model", reason)
                 return filter_reply(args, [], {}, dict.fromkeys(names, reason))
-            if new and self.options.record_only:
-                # Static mode has no pod watch; otherwise the cache counts each pod as it
-                # appears, so a restart rebuilds the same mix from the pods.
-                self.cache.mix.observe(req)
         if req.gang is not None:
             slot = self.gangs.claim(req, ns, name, uid, plan_candidates=names, pod=args.pod)
             if slot is not None:
-                return self._filter_gang(args, req, pod_key, slot)
+                return self._filter_gang(args, req, pod_key, uid, slot)
         with self.cache.lock:
             snap = self.cache.snapshot
             cand = _Candidates.of(names, snap, self.cache.errors, self._indices)
@@ -209,6 +227,11 @@ class ExtenderService:
                 feasible = best
             passed, failed, unres = cand.split(feasible, fr.reasons, fr.unresolvable, snap,
                                                best_note)
+            if self._start_cycle(req, ns, name, uid, sched, names, passed) and \
+                    self.options.record_only:
+                # Static mode has no pod watch; otherwise the cache counts each pod as it
+                # appears, so a restart rebuilds the same mix from the pods.
+                self.cache.mix.observe(req)
         outcome = "passed" if passed else "rejected"
         reason = "fits" if passed else ("unresolvable" if len(unres) == len(names) else "no_fit")
         self._decided("filter", pod_key, outcome, reason,
@@ -216,19 +239,31 @@ class ExtenderService:
                       candidates=len(names))
         return filter_reply(args, passed, failed, unres)
 
-    def _filter_gang(self, args: ExtenderArgs, req: PodRequest, pod_key: str,
+    def _start_cycle(self, req: PodRequest, ns: str, name: str, uid: str, sched: str,
+                     names: Sequence[str], passed: Sequence[int]) -> bool:
+        approved = name_hashes(names)[np.asarray(passed, dtype=np.int64)] if passed else \
+            np.zeros(0, np.int64)
+        return self.cycles.start(Cycle(uid=uid, namespace=ns, name=name, req=req,
+                                       scheduler_name=sched, started=self.clock(),
+                                       approved=approved))
+
+    def _filter_gang(self, args: ExtenderArgs, req: PodRequest, pod_key: str, uid: str,
                      slot: Assignment | str) -> JSONDict:
         names = args.names
         assert req.gang is not None
+        ns, name = pod_key.split("/", 1)
         if isinstance(slot, str):
+            slot = cap_reason(slot)
             self._decided("filter", pod_key, "rejected", "gang_unplaceable", slot)
             return filter_reply(args, [], dict.fromkeys(names, slot), {})
         passed = [i for i, n in enumerate(names) if n == slot.node]
+        self._start_cycle(req, ns, name, uid, self.options.scheduler_name, names, passed[:1])
         other = (f"gang {req.gang.key} reserved node {slot.node} (GPUs "
                  f"{','.join(map(str, slot.gpus))}) for this member")
         if not passed:
             other += ", which kube-scheduler's own filters excluded; the reservation ends " \
                      f"after {self.options.gang_timeout_s:g}s and the gang is planned again"
+        other = cap_reason(other)
         failed = {n: other for n in names if n != slot.node}
         self._decided("filter", pod_key, "passed" if passed else "rejected", "gang_steered",
                       other, node=slot.node)
@@ -237,16 +272,23 @@ class ExtenderService:
     # ---- prioritize --------------------------------------------------------------------
 
     def prioritize(self, args: ExtenderArgs) -> HostPriorities:
-        """HostPriorityList: 0..10 per candidate, 0 where the pod does not fit."""
+        """HostPriorityList: 0..10 per candidate, 0 where the pod does not fit.
+
+        Records in the pod's cycle the GPUs each node's score assumed, for bind.
+        """
         names = args.names
-        ns, name, _ = pod_identity(args.pod)
+        ns, name, uid = pod_identity(args.pod)
         pod_key = f"{ns}/{name}"
         zeros = [MIN_EXTENDER_PRIORITY] * len(names)
-        try:
-            req = self._request(args.pod)
-        except RequestError:
-            self._decided("prioritize", pod_key, "neutral", "bad_request", "")
-            return HostPriorities(names, zeros)
+        cycle = self.cycles.get(uid, pod_key) if uid else None
+        if cycle is not None:
+            req = cycle.req  # parsed once, at filter
+        else:
+            try:
+                req = self._request(args.pod)
+            except RequestError:
+                self._decided("prioritize", pod_key, "neutral", "bad_request", "")
+                return HostPriorities(names, zeros)
         if not req.wants_gpu or not self.cache.synced:
             self._decided("prioritize", pod_key, "neutral",
                           "no_gpu_request" if not req.wants_gpu else "not_synced", "")
@@ -263,108 +305,167 @@ class ExtenderService:
             snap = self.cache.snapshot
             cand = _Candidates.of(names, snap, self.cache.errors, self._indices)
             fr = policy.filter_nodes(req, snap, cand.idx, self.config)
-            feasible = np.asarray(fr.feasible, dtype=np.int64)
-            raw = policy.score_nodes(req, snap, feasible, self.cache.mix, self.config)
-            ext = extender_scores(np.asarray(raw, dtype=np.float64), feasible, self.config)
-        out = np.full(snap.n_nodes, MIN_EXTENDER_PRIORITY, dtype=np.int64)
-        out[feasible] = np.clip(ext, MIN_EXTENDER_PRIORITY, MAX_EXTENDER_PRIORITY)
+            ok = np.zeros(snap.n_nodes, dtype=bool)
+            ok[np.asarray(fr.feasible, dtype=np.int64)] = True
+            m = ok[cand.idx]
+            idx, pos = cand.idx[m], cand.pos[m]
+            raw, choice = evaluate(req, snap, idx, self.cache.mix, self.config)
+            ext = extender_scores(np.asarray(raw, dtype=np.float64), idx, self.config)
         scores_by_pos = np.full(len(names), MIN_EXTENDER_PRIORITY, dtype=np.int64)
-        scores_by_pos[cand.pos] = out[cand.idx]
-        self._decided("prioritize", pod_key, "scored", "fits" if len(feasible) else "no_fit",
-                      "", feasible=len(feasible))
+        scores_by_pos[pos] = np.clip(ext, MIN_EXTENDER_PRIORITY, MAX_EXTENDER_PRIORITY)
+        if cycle is not None and len(idx):
+            assumed = choice.sets if req.gpus else choice.share_gpu
+            self.cycles.scored(cycle, name_hashes(names)[pos],
+                               np.asarray(assumed, dtype=np.int64).copy())
+        self._decided("prioritize", pod_key, "scored", "fits" if len(idx) else "no_fit",
+                      "", feasible=len(idx))
         return HostPriorities(names, scores_by_pos.tolist())
 
     # ---- bind --------------------------------------------------------------------------
 
     def bind(self, args: BindingArgs) -> JSONDict:
-        """Reserve the pod's GPUs on args.node, annotate the pod, post the Binding."""
+        """Bind the pod's cycle to args.node: serialized per pod, a repeat gets the first
+        answer; the GPUs are the ones prioritize's score assumed, re-checked now."""
         key = args.pod_key
-        p = self.pending.get(key)
-        if p is None or (args.pod_uid and p.uid and p.uid != args.pod_uid):
-            err = (f"{SCHEDULER_NAME}: pod {key} (uid {args.pod_uid or '?'}) was not seen at "
-                   f"filter by this extender (restarted, or the pod was recreated); "
-                   f"kube-scheduler will retry it")
+        cycle = self.cycles.get(args.pod_uid, key)
+        if cycle is None:
+            err = cap_reason(
+                f"{SCHEDULER_NAME}: pod {key} (uid {args.pod_uid or '?'}) was not seen at "
+                f"filter by this extender (restarted, or the pod was recreated); "
+                f"kube-scheduler will retry it")
             self._decided("bind", key, "failed", "unknown_pod", err)
             return bind_reply(err)
-        req = p.req
-        uid = args.pod_uid or p.uid
+        with cycle.lock:
+            first = cycle.outcome
+            if first is not None:
+                err = first.error
+                if not err and first.node != args.node:
+                    err = (f"{SCHEDULER_NAME}: pod {key} is already bound to {first.node}; "
+                           f"not binding it to {args.node}")
+                self._decided("bind", key, "repeat", "repeat", err, node=args.node)
+                return bind_reply(cap_reason(err))
+            err = self._refusal(cycle, args)
+            if err:
+                # Nothing was done: the cycle stays open, so a refused call (a wrong node,
+                # say) cannot decide what the real bind of this pod will be answered.
+                return bind_reply(err)
+            err = self._bind_cycle(cycle, args)
+            self.cycles.finish(cycle, BindOutcome(args.node, err))
+        return bind_reply(err)
+
+    def _refusal(self, cycle: Cycle, args: BindingArgs) -> str:
+        """Why this bind is refused before anything is reserved or written; "" if it is not."""
+        key = args.pod_key
+        ours = self.options.scheduler_name
+        if cycle.scheduler_name != ours:
+            err = cap_reason(
+                f"{SCHEDULER_NAME}: pod {key} has schedulerName "
+                f"{cycle.scheduler_name or '(none)'!r}; this extender binds only pods of "
+                f"schedulerName {ours!r}")
+            self._decided("bind", key, "failed", "not_our_pod", err)
+            return err
+        if not cycle.approves(args.node):
+            err = cap_reason(f"{SCHEDULER_NAME}: node {args.node} did not pass filter for pod "
+                             f"{key}; refusing to bind it there")
+            self._decided("bind", key, "failed", "node_not_approved", err, node=args.node)
+            return err
+        return ""
+
+    def _bind_cycle(self, cycle: Cycle, args: BindingArgs) -> str:
+        """Bind one pod (its cycle's lock held); the error, "" when bound."""
+        key = args.pod_key
+        req = cycle.req
+        uid = args.pod_uid or cycle.uid
         if req.gang is not None and not self.gangs.is_single(key):
-            err = self.gangs.bind(key, req.gang.key, uid, args.node, self._bind_gang_members)
-            if not err:
-                self.pending.drop(key)
+            err = cap_reason(self.gangs.bind(key, req.gang.key, uid, args.node,
+                                             self._bind_gang_members))
             self._decided("bind", key, "bound" if not err else "failed",
                           "gang" if not err else "gang_failed", err, node=args.node)
-            return bind_reply(err)
+            return err
         if not req.wants_gpu:
-            err, _ = self._post_binding(args.pod_namespace, args.pod_name, uid, args.node)
+            err, _ = self._post_binding(args.pod_namespace, args.pod_name, uid, args.node, None)
             self._decided("bind", key, "bound" if not err else "failed",
                           "no_gpu_request" if not err else "api_error", err, node=args.node)
-            return bind_reply(err)
+            return err
         with self.cache.lock:
             snap = self.cache.snapshot
             node = snap.index.get(args.node)
             if node is None:
-                err = f"{SCHEDULER_NAME}: node {args.node} is not in the extender's cache"
+                err = cap_reason(f"{SCHEDULER_NAME}: node {args.node} is not in the "
+                                 f"extender's cache")
                 self._decided("bind", key, "failed", "unknown_node", err)
-                return bind_reply(err)
+                return err
             if key in snap.holdings:
                 # The pod is pending (it is being bound), so a holding under its key is stale.
                 self._forget(key)
             try:
-                a = policy.assign(req, snap, node, self.config, self.cache.mix)
+                a = self._assignment(cycle, snap, node)
                 self.cache.assume(a)
             except AllocationError as e:
-                err = (f"{SCHEDULER_NAME}: pod {key} no longer fits on {args.node}: {e}; "
-                       f"kube-scheduler will retry it")
+                err = cap_reason(f"{SCHEDULER_NAME}: pod {key} no longer fits on {args.node}: "
+                                 f"{e}; kube-scheduler will retry it")
                 self._decided("bind", key, "failed", "no_fit", err)
-                return bind_reply(err)
-        err, in_doubt = self._write_assignment(args.pod_namespace, args.pod_name, uid, a)
+                return err
+        annotations = None if self.options.record_only else \
+            self._signed(a, uid)
+        err, in_doubt = self._post_binding(args.pod_namespace, args.pod_name, uid, a.node,
+                                           annotations)
         if err:
             if not in_doubt:
                 self._forget_locked(key)
             self._decided("bind", key, "failed", "api_timeout" if in_doubt else "api_error",
                           err, node=args.node)
-            return bind_reply(err)
+            return cap_reason(err)
         with self.cache.lock:
             try:
                 self.cache.confirm(key)
             except (KeyError, ValueError) as e:
                 log.debug("confirm after bind: %s", e)
-        self.pending.drop(key)
         self._decided("bind", key, "bound", "assigned", "", node=args.node,
                       gpus=list(a.gpus), gpu_milli=a.gpu_milli,
                       note="static mode: recorded in the cache only" if
                       self.options.record_only else "")
-        return bind_reply("")
+        return ""
 
-    def _write_assignment(self, ns: str, name: str, uid: str,
-                          a: Assignment) -> tuple[str, bool]:
-        """Annotate then bind: ("", False) on success, else (error, in doubt).
+    def _assignment(self, cycle: Cycle, snap: Snapshot, node: int) -> Assignment:
+        """Exactly the GPUs prioritize's score assumed on `node`, if the pod still fits there.
 
-        On a failure the annotations are removed, except when the Binding timed out: it may
-        still land, and the pod must then keep its signed assignment (the node agent honours
-        nothing else). Its reservation then stays until the watch shows the pod bound, or
-        expires after assume-ttl (and the watch's expiry removes the annotations).
+        kube-scheduler skips prioritize when one node passes filter; the GPUs are then
+        chosen now, by the same scoring. Raises AllocationError with the reason.
         """
-        if not self.options.record_only:
-            assert self.signer is not None
-            try:
-                self.binder.annotate(ns, name, uid,
-                                     assignment_annotations(a, self.signer, uid=uid))
-            except Exception as e:  # any API failure must roll the reservation back
-                # A timed-out patch may still have landed: remove it either way.
-                self._clear_annotations(ns, name, uid)
-                return _api_error("annotating", ns, name, e), False
-        err, in_doubt = self._post_binding(ns, name, uid, a.node)
-        if err and not in_doubt:
-            self._clear_annotations(ns, name, uid)
-        return err, in_doubt
+        req = cycle.req
+        fr = policy.filter_nodes(req, snap, np.array([node], dtype=np.int64), self.config)
+        if not fr.feasible.size:
+            raise AllocationError(fr.reasons.get(node, "does not fit"))
+        one = np.array([node], dtype=np.int64)
+        assumed = cycle.assumed_on(snap.names[node])
+        if assumed is None:
+            _, choice = evaluate(req, snap, one, self.cache.mix, self.config)
+            return assignment_for(req, snap, node, choice, 0)
+        v = np.array([assumed], dtype=np.int64)
+        a = assignment_for(req, snap, node, Choice(v, v), 0)
+        free = int(snap.free_mask[node])
+        if req.gpus and any(not free >> g & 1 for g in a.gpus):
+            raise AllocationError(f"GPUs {','.join(map(str, a.gpus))} that its score assumed "
+                                  f"are no longer free")
+        return a
 
-    def _post_binding(self, ns: str, name: str, uid: str, node: str) -> tuple[str, bool]:
+    def _signed(self, a: Assignment, uid: str) -> dict[str, str]:
+        assert self.signer is not None
+        return assignment_annotations(a, self.signer, uid=uid)
+
+    def _post_binding(self, ns: str, name: str, uid: str, node: str,
+                      annotations: Mapping[str, str] | None) -> tuple[str, bool]:
+        """Post the Binding (with the signed assignment): ("", False), or (error, in doubt).
+
+        One write: nothing to roll back on the pod when it fails. A timed-out Binding may
+        still land, so the caller keeps the reservation (in doubt) until the watch shows the
+        pod bound or the assumption expires.
+        """
         if self.options.record_only:
             return "", False
         try:
-            self.binder.bind(ns, name, uid, node)
+            self.binder.bind(ns, name, uid, node, annotations)
         except Exception as e:  # any API failure must roll the reservation back
             if isinstance(e, ApiTimeout | TimeoutError):
                 return (f"{SCHEDULER_NAME}: binding pod {ns}/{name} to {node} timed out "
@@ -373,39 +474,14 @@ class ExtenderService:
             return _api_error("binding", ns, name, e), False
         return "", False
 
-    def _clear_annotations(self, ns: str, name: str, uid: str) -> None:
-        try:
-            # Merge-patch nulls: an unbound pod must not carry an assignment that a re-list
-            # could take for a holding.
-            self.binder.annotate(ns, name, uid, cleared_assignment_annotations())
-        except Exception as e:  # best effort: the pod may be gone, which is fine
-            log.info("could not clear assignment annotations", extra={
-                "pod": f"{ns}/{name}", "reason": str(e)})
-
     def _bind_gang_members(self, members: Sequence[GangMember]) -> dict[str, BindResult]:
-        """Bind a whole gang: annotate all first, post Bindings only if every annotation held."""
+        """Bind a whole gang: one Binding per member, each carrying its signed assignment."""
         results: dict[str, BindResult] = {}
-        done: list[GangMember] = []
-        if not self.options.record_only:
-            assert self.signer is not None
-            for m in members:
-                try:
-                    self.binder.annotate(m.namespace, m.name, m.uid,
-                                         assignment_annotations(m.assignment, self.signer,
-                                                                uid=m.uid))
-                    done.append(m)
-                except Exception as e:  # one member failing fails the gang before any Binding
-                    why = _api_error("annotating", m.namespace, m.name, e)
-                    for d in (*done, m):
-                        self._clear_annotations(d.namespace, d.name, d.uid)
-                    return {x.assignment.pod: BindResult(
-                        why if x is m else f"gang member {m.namespace}/{m.name} failed ({why}); "
-                        f"no member was bound and kube-scheduler will retry the gang")
-                        for x in members}
         for m in members:
-            err, in_doubt = self._post_binding(m.namespace, m.name, m.uid, m.assignment.node)
-            if err and not in_doubt:
-                self._clear_annotations(m.namespace, m.name, m.uid)
+            annotations = None if self.options.record_only else \
+                self._signed(m.assignment, m.uid)
+            err, in_doubt = self._post_binding(m.namespace, m.name, m.uid, m.assignment.node,
+                                               annotations)
             results[m.assignment.pod] = BindResult(err, in_doubt)
         return results
 
@@ -485,9 +561,12 @@ class _Candidates:
             raw = np.fromiter(map(get, names, itertools.repeat(-1, len(names))),
                               dtype=np.int64, count=len(names))
             raw.setflags(write=False)
-            memo[names] = (snap.index, raw)  # valid while the node set (index) is the same
-            while len(memo) > CANDIDATE_LISTS_KEPT:
-                memo.popitem(last=False)
+            # Kept while the node set (index) is the same; a list longer than the cluster
+            # is not one kube-scheduler sends, and keeping it would let a caller pin memory.
+            if len(names) <= 2 * snap.n_nodes + 64:
+                memo[names] = (snap.index, raw)
+                while len(memo) > CANDIDATE_LISTS_KEPT:
+                    memo.popitem(last=False)
         known = raw >= 0
         pos = np.flatnonzero(known)
         failed: dict[str, str] = {}
@@ -523,12 +602,18 @@ class _Candidates:
         return passed, failed, unres
 
 
+def _scheduler_name(pod: Mapping[str, Any]) -> str:
+    spec = pod.get("spec")
+    name = spec.get("schedulerName") if isinstance(spec, dict) else None
+    return name if isinstance(name, str) else ""
+
+
 def _summary(failed: Mapping[str, str], unres: Mapping[str, str]) -> str:
     counts: dict[str, int] = {}
     for why in (*failed.values(), *unres.values()):
         counts[why] = counts.get(why, 0) + 1
     top = sorted(counts.items(), key=lambda kv: -kv[1])[:3]
-    return "; ".join(f"{n} node(s): {why}" for why, n in top)
+    return cap_reason("; ".join(f"{n} node(s): {why}" for why, n in top))
 
 
 def _api_error(doing: str, ns: str, name: str, e: Exception) -> str:

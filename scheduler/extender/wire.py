@@ -12,6 +12,7 @@ filter reply when nodeCacheCapable is false.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,8 +53,26 @@ def decode_json(body: bytes) -> object:
 
 
 def encode_json(value: object) -> bytes:
-    """Compact UTF-8 JSON of a reply (orjson: the same text as the stdlib's compact form)."""
-    return orjson.dumps(value)
+    """Compact UTF-8 JSON of a reply (orjson: the same text as the stdlib's compact form).
+
+    Names with lone UTF-16 surrogates cannot be UTF-8: the reply then falls back to ASCII JSON
+    with escapes, which every JSON reader (Go's included) accepts.
+    """
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+MAX_REASON_CHARS = 300
+
+
+def cap_reason(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    """`text` cut to `limit` characters (marked with "..."): every reason in a reply is
+    bounded, so a reply grows with the number of nodes, never with a value's size."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - 3] + "..."
 
 
 def _get(doc: Mapping[str, Any], key: str) -> Any:
@@ -221,8 +240,11 @@ class HostPriorities:
     def encode(self) -> bytes:
         """The reply as JSON text, equal to encode_json(self.as_list())."""
         scores = self.scores.tolist() if isinstance(self.scores, np.ndarray) else self.scores
-        return orjson.dumps([{"Host": h, "Score": int(s)}
-                             for h, s in zip(self.hosts, scores, strict=True)])
+        try:
+            return orjson.dumps([{"Host": h, "Score": int(s)}
+                                 for h, s in zip(self.hosts, scores, strict=True)])
+        except orjson.JSONEncodeError:  # a lone surrogate in a host name: see encode_json
+            return encode_json(self.as_list())
 
 
 @dataclass(frozen=True, slots=True)

@@ -188,13 +188,26 @@ def _honoured(pod: Pod, node: str, check: SignatureCheck) -> PendingPod | str | 
         return "assignment signature does not verify (written by hand, or a different key)"
     res = pod_resources(pod)
     meta = pod.get("metadata") or {}
+    # Every signed field is checked against what the pod will be given: the devices and
+    # the share come from the assignment, so the pod's own limits must agree with it.
     if a.is_share:
         if res.gpu_milli != a.gpu_milli:
             return f"pod asks for {res.gpu_milli} thousandths, the assignment holds {a.gpu_milli}"
+        if res.gpu_memory_mib and res.gpu_memory_mib != a.gpu_memory_mib:
+            return (f"pod asks for {res.gpu_memory_mib} MiB of GPU memory, the assignment "
+                    f"holds {a.gpu_memory_mib} MiB")
         slots, resource = _share_slots(pod, a), GPU_MILLI_RESOURCE
+        over = sum(s.memory_mib for s in slots)
+        if over > a.gpu_memory_mib:
+            return (f"containers' GPU memory limits add up to {over} MiB, the assignment "
+                    f"holds {a.gpu_memory_mib} MiB")
     else:
         if res.gpus != len(a.gpus):
             return f"pod asks for {res.gpus} GPUs, the assignment holds {list(a.gpus)}"
+        if res.gpu_milli or res.gpu_memory_mib or a.gpu_memory_mib:
+            return ("whole-GPU assignment, but the pod or the assignment also names a share "
+                    f"(pod: {res.gpu_milli} thousandths, {res.gpu_memory_mib} MiB; "
+                    f"assignment: {a.gpu_memory_mib} MiB)")
         try:
             slots = _whole_slots(pod, a)
         except ValueError as e:

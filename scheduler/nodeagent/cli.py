@@ -2,7 +2,8 @@
 
     gts agent discover [--json] [--source auto|nvml|smi]
     gts agent publish --node NAME [--kubeconfig F] [--interval S]
-    gts agent plugin --node NAME --signing-key-file F [--socket-dir D] [--kubeconfig F]
+    gts agent plugin --node NAME (--signing-key-dir D [--signing-key-id ID] | --signing-key-file F)
+                     [--socket-dir D] [--kubeconfig F]
                      [--no-share] [--no-publish] [--device-list-strategy envvar|volume-mounts]
                      [--mps-pipe-dir DIR] [--health-interval S]
 
@@ -58,9 +59,19 @@ def add_parser(subparsers: Any) -> None:
     _node_args(g)
     g.add_argument(
         "--signing-key-file",
-        required=True,
         metavar="F",
-        help="HMAC key shared with `gts serve` (assignments are verified with it)",
+        help="one HMAC key shared with `gts serve` (assignments are verified with it)",
+    )
+    g.add_argument(
+        "--signing-key-dir",
+        metavar="D",
+        help="directory of HMAC keys shared with `gts serve`, one file per key id; every "
+        "key verifies (a key can be rotated without restarting pods)",
+    )
+    g.add_argument(
+        "--signing-key-id",
+        metavar="ID",
+        help="the key of --signing-key-dir that signs (the agent only verifies; optional)",
     )
     g.add_argument(
         "--socket-dir",
@@ -219,7 +230,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_plugin(args: argparse.Namespace) -> int:
     """Serve the device plugin until SIGTERM or SIGINT."""
     from scheduler.cluster.pods import assignment_signature_ok
-    from scheduler.cluster.signing import Signer, load_signing_key
+    from scheduler.cluster.signing import Signer, load_key_dir, load_signing_key
     from scheduler.nodeagent.claims import ClaimBook
     from scheduler.nodeagent.devices import share_devices, whole_gpu_devices
     from scheduler.nodeagent.discovery import load_nvml
@@ -238,7 +249,14 @@ def cmd_plugin(args: argparse.Namespace) -> int:
         return _fail("plugin", "--node is required (or set $NODE_NAME)", EXIT_USAGE)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        signer = Signer(load_signing_key(args.signing_key_file))
+        if args.signing_key_dir:
+            keys = load_key_dir(args.signing_key_dir)
+            # The agent only verifies: any key may stand as the signing one.
+            signer = Signer(keys=keys, key_id=args.signing_key_id or min(keys))
+        elif args.signing_key_file:
+            signer = Signer(load_signing_key(args.signing_key_file))
+        else:
+            raise ValueError("--signing-key-dir (or --signing-key-file) is required")
         config = PluginConfig(args.node, args.device_list_strategy, args.mps_pipe_dir)
     except ValueError as e:  # SigningKeyError, or a bad plugin option
         return _fail("plugin", str(e), EXIT_USAGE)

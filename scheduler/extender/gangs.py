@@ -288,8 +288,10 @@ class GangCoordinator:
                     f"same resources")
         free = next((s for s in g.slots if not s.member), None)
         if free is None:
-            self._single(req.key)
-            return None
+            # Every slot is claimed but the gang is not bound yet: binding this pod alone now
+            # would start part of the gang beside a reservation that may still time out.
+            return (f"gang {g.key}: all {len(g.slots)} reserved slots are claimed by other "
+                    f"members; this pod is scheduled once the gang is bound")
         return self._claim_slot(g, free, req, namespace, name, uid)
 
     def _single(self, pod_key: str) -> None:

@@ -39,8 +39,8 @@ _seq = itertools.count()
 
 
 def signer_for(key: bytes) -> Signer:
-    """The verifier the node agent would use for the extender's key (one place to adapt)."""
-    return Signer(key)
+    """The verifier the node agent would use: the harness's key directory holds one key, `e2e`."""
+    return Signer(keys={"e2e": key}, key_id="e2e")
 
 
 @dataclass

@@ -210,3 +210,14 @@ class ExtenderClient:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def wait_for(cond: Any, what: str = "condition not reached", timeout_s: float = 20.0,
+             step_s: float = 0.005) -> None:
+    """Poll `cond` until it is true; AssertionError(`what`) after `timeout_s` (bind threads)."""
+    ev = threading.Event()
+    for _ in range(max(1, int(timeout_s / step_s))):
+        if cond():
+            return
+        ev.wait(step_s)
+    raise AssertionError(what)

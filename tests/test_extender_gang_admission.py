@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from extender_fakes import KEY, FakeBinder, check_invariants, pod_obj, spec, static_cache
+from extender_fakes import KEY, FakeBinder, check_invariants, pod_obj, spec, static_cache, wait_for
 
 import scheduler.policy as policy_pkg
 from scheduler.cluster.events import RecordedEvents
@@ -99,14 +99,6 @@ def held(svc: ExtenderService) -> dict[str, Assignment]:
     with svc.cache.lock:
         return dict(svc.cache.snapshot.holdings)
 
-
-def wait_for(cond: Any) -> None:
-    ev = threading.Event()
-    for _ in range(4000):
-        if cond():
-            return
-        ev.wait(0.005)
-    raise AssertionError("condition not reached")
 
 
 # ---- defect: an incomplete gang re-reserved 1 s after each timeout ---------------------------

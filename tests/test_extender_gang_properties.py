@@ -5,7 +5,6 @@ its pods exist."""
 from __future__ import annotations
 
 import json
-import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -17,6 +16,7 @@ from extender_fakes import (
     pod_obj,
     spec,
     static_cache,
+    wait_for,
 )
 from hypothesis import HealthCheck, example, given, settings, target
 from hypothesis import strategies as st
@@ -44,14 +44,6 @@ op = st.tuples(st.sampled_from(["create"] * 3 + ["schedule"] * 4 +
                                ["delete", "filter", "bind", "tick", "late"]),
                st.sampled_from(sorted(GANGS)), st.integers(0, PODS - 1))
 
-
-def _wait(cond: Any) -> None:
-    ev = threading.Event()
-    for _ in range(2000):
-        if cond():
-            return
-        ev.wait(0.002)
-    raise AssertionError("bind neither returned nor waited")
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -117,8 +109,9 @@ def test_gang_bound_whole_or_not_at_all_and_holds_nothing_while_incomplete(
                                                  "PodUID": m["uid"], "Node": steered[key]})
                 binds.append(fut)
                 in_bind[key] = fut
-                _wait(lambda f=fut, gk=gk, b=before: f.done() or  # type: ignore[misc]
-                      (svc.gangs.status(gk) or (0, 0, 0, 0))[2] > b)
+                wait_for(lambda f=fut, gk=gk, b=before: f.done() or  # type: ignore[misc]
+                         (svc.gangs.status(gk) or (0, 0, 0, 0))[2] > b,
+                         "bind neither returned nor waited", timeout_s=4.0, step_s=0.002)
                 steered.pop(key)
             if kind in ("tick", "late"):
                 clock.t += 1.0 if kind == "tick" else TIMEOUT

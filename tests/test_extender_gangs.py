@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -16,6 +15,7 @@ from extender_fakes import (
     pod_obj,
     spec,
     static_cache,
+    wait_for,
 )
 
 from scheduler.cluster.signing import Signer
@@ -70,14 +70,6 @@ def bind(app: ExtenderApp, pod: dict[str, Any], node: str) -> str:
     return str(post(app, "bind", {"PodName": m["name"], "PodNamespace": m["namespace"],
                                   "PodUID": m["uid"], "Node": node})["Error"])
 
-
-def wait_for(cond: Any) -> None:
-    ev = threading.Event()
-    for _ in range(2000):
-        if cond():
-            return
-        ev.wait(0.005)
-    raise AssertionError("condition not reached")
 
 
 def test_gang_waits_for_its_last_member_then_is_bound_together_and_packed() -> None:

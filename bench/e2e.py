@@ -109,12 +109,8 @@ class BoundWatch:
         self.cond = threading.Condition()
         self.stopped = threading.Event()
         self.watch: Any = None
-        resp = core.list_namespaced_pod(ns, _preload_content=False)
-        data = json.loads(resp.data)
-        resp.release_conn()
-        self.rv = str(data["metadata"]["resourceVersion"])
-        for obj in data["items"]:
-            self._seen(obj)
+        self.rv = ""
+        self._relist()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -146,12 +142,16 @@ class BoundWatch:
                     print(f"  (pod watch: {type(e).__name__}: {e}; resuming)", file=sys.stderr)
                     time.sleep(0.2)
             if not self.rv and not self.stopped.is_set():
-                resp = core.list_namespaced_pod(ns, _preload_content=False)
-                data = json.loads(resp.data)
-                resp.release_conn()
-                self.rv = str(data["metadata"]["resourceVersion"])
-                for item in data["items"]:
-                    self._seen(item)
+                self._relist()
+
+    def _relist(self) -> None:
+        """List the namespace's pods: note the bound ones and the version to watch from."""
+        resp = self.core.list_namespaced_pod(self.ns, _preload_content=False)
+        data = json.loads(resp.data)
+        resp.release_conn()
+        self.rv = str(data["metadata"]["resourceVersion"])
+        for obj in data["items"]:
+            self._seen(obj)
 
     def _seen(self, obj: dict[str, Any]) -> None:
         if (obj.get("spec") or {}).get("nodeName"):

@@ -1,7 +1,7 @@
 """What the extender needs from its edges: the cluster cache and the Kubernetes binder.
 
 scheduler.cluster.cache.ClusterCache and scheduler.cluster.kube.KubeBinder implement these
-(see notes/cache-contract.md); tests and static mode pass their own.
+(the Protocols below are the contract); tests and static mode pass their own.
 """
 
 from __future__ import annotations

@@ -35,8 +35,8 @@ from bench.replay import DynamicResult, FillResult, ReplayError, replay_dynamic,
 from bench.report import SimulationRun, write_report
 from bench.speed import SPEED_RANGE, SpeedModel
 from bench.workloads import Workload, WorkloadError, generate_workload, load_workload
+from scheduler.contract.node import NodeSpec
 from scheduler.policy.interface import PlacementPolicy
-from scheduler.policy.snapshot import NodeSpec
 
 DEFAULT_POLICIES = ("topology", "default", "binpack", "fgd", "random")
 DEFAULT_SEEDS = 5

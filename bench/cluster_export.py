@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from scheduler.cluster.nodes import NodeParseError, node_spec_from_k8s
-from scheduler.policy.snapshot import NodeSpec
+from scheduler.contract.node import NodeSpec
 from topology.model import NodeTopology
 from topology.presets import preset, preset_names
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from scheduler.policy.snapshot import NodeSpec
+from scheduler.contract.node import NodeSpec
 from topology.model import NodeTopology
 from topology.presets import UnknownPresetError, preset
 

@@ -26,12 +26,13 @@ import numpy as np
 from bench.baselines.default import KubeDefaultPolicy, free_gpu_counts
 from bench.heterogeneous import DEFAULT_JOBS, DEFAULT_LOAD, run, summary
 from scheduler.constants import MAX_EXTENDER_PRIORITY
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.request import PodRequest
 from scheduler.extender.scores import extender_scores
 from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
 from scheduler.policy.decide import assign, filter_nodes, score_nodes
 from scheduler.policy.interface import PlacementPolicy
-from scheduler.policy.request import PodRequest
-from scheduler.policy.snapshot import Assignment, Snapshot
+from scheduler.policy.snapshot import Snapshot
 from scheduler.policy.topology_policy import TopologyPolicy
 
 # MaxNodeScore / MaxExtenderPriority in kube-scheduler (schedule_one.go prioritizeNodes).

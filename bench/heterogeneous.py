@@ -48,9 +48,10 @@ import numpy as np
 from bench.replay import DynamicResult, replay_dynamic
 from bench.speed import SpeedModel
 from bench.workloads import Job, Workload, load_alibaba_pods, load_job_trace
+from scheduler.contract.node import NodeSpec
+from scheduler.contract.request import GangRef
+from scheduler.contract.units import MILLI_PER_GPU
 from scheduler.policy.interface import PlacementPolicy
-from scheduler.policy.request import MILLI_PER_GPU, GangRef
-from scheduler.policy.snapshot import NodeSpec
 from topology.presets import preset
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,8 +23,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from bench.speed import network_factor
+from scheduler.contract.assignment import Assignment
 from scheduler.policy.link_bandwidth import set_bandwidth
-from scheduler.policy.snapshot import Assignment, Snapshot
+from scheduler.policy.snapshot import Snapshot
 
 INTER_NODE_GBPS = 25.0
 

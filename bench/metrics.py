@@ -22,9 +22,10 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from scheduler.contract.request import PodRequest
+from scheduler.contract.units import MILLI_PER_GPU
 from scheduler.policy.fragmentation import node_fragmentation
 from scheduler.policy.mix import MixClasses
-from scheduler.policy.request import MILLI_PER_GPU, PodRequest
 from scheduler.policy.snapshot import Snapshot
 
 POPULARITY_THRESHOLD = 0.95

@@ -55,7 +55,7 @@ from bench.replay import ReplayError, replay_dynamic, replay_fill
 from bench.report import plot_plan
 from bench.speed import SpeedModel
 from bench.workloads import Workload, WorkloadError, load_workload
-from scheduler.policy.request import MILLI_PER_GPU
+from scheduler.contract.units import MILLI_PER_GPU
 
 DEFAULT_PLAN_POLICIES = ("topology", "fgd", "default", "default-timeslice", "binpack")
 DEFAULT_PLAN_SEEDS = 3

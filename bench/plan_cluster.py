@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.clusters import ClusterError, PresetMap, cluster_kind, load_trace_nodes
-from scheduler.policy.snapshot import NodeSpec
+from scheduler.contract.node import NodeSpec
 
 HOURS_PER_MONTH = 730.0  # 365 * 24 / 12
 SCALE_KEYS = {"min", "max", "step", "cost_per_node_hour", "cost_per_gpu_hour"}

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from scheduler.contract.node import NodeSpec
+from scheduler.contract.request import PodRequest
 from scheduler.policy import (
     DEFAULT_CONFIG,
-    NodeSpec,
     PodMix,
-    PodRequest,
     Snapshot,
     assign,
     build_snapshot,

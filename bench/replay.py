@@ -35,18 +35,15 @@ from bench.job_bandwidth import job_bandwidth
 from bench.metrics import cluster_fragmentation
 from bench.speed import SpeedModel, job_quality, set_quality
 from bench.workloads import Job
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.node import NodeSpec
+from scheduler.contract.request import PodRequest
+from scheduler.contract.units import MAX_GANG, MILLI_PER_GPU
 from scheduler.policy.gang import gang_admission, max_members
 from scheduler.policy.gpu_models import accepts, matching_model_ids
 from scheduler.policy.interface import PlacementPolicy
 from scheduler.policy.mix import MixClasses
-from scheduler.policy.request import MAX_GANG, MILLI_PER_GPU, PodRequest
-from scheduler.policy.snapshot import (
-    AllocationError,
-    Assignment,
-    NodeSpec,
-    Snapshot,
-    build_snapshot,
-)
+from scheduler.policy.snapshot import AllocationError, Snapshot, build_snapshot
 
 Clock = Callable[[], float]
 Progress = Callable[[float], None]

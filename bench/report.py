@@ -32,7 +32,7 @@ from bench.report_verdict import (
     utilization_note,
     verdict,
 )
-from scheduler.policy.request import MILLI_PER_GPU
+from scheduler.contract.units import MILLI_PER_GPU
 
 # Published fill results of the FGD artifact (ATC'23; ../shared/traces/README.md): unallocated
 # GPU % at 100 % and 130 % arrived, median of 10 seeds, 1,213 GPU nodes. Keys are our policy

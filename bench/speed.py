@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scheduler.policy.snapshot import Assignment, Snapshot
+from scheduler.contract.assignment import Assignment
+from scheduler.policy.snapshot import Snapshot
 
 DEFAULT_COMM_FRACTION: tuple[tuple[int, float], ...] = ((1, 0.0), (2, 0.15), (4, 0.2), (8, 0.25))
 DEFAULT_COMM_FRACTION_LARGE = 0.35

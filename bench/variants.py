@@ -38,8 +38,8 @@ from bench.clusters import load_cluster
 from bench.metrics import at_arrived, interpolated_at
 from bench.replay import replay_fill
 from bench.workloads import load_workload
-from scheduler.policy.request import PodRequest
-from scheduler.policy.snapshot import NodeSpec
+from scheduler.contract.node import NodeSpec
+from scheduler.contract.request import PodRequest
 
 TRACE_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "traces" / "alibaba-gpu-v2023"
 VARIANTS = ("default", "gpushare40", "gpushare80", "multigpu20", "multigpu40", "gpuspec10",

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from scheduler.policy.request import MILLI_PER_GPU, GangRef, PodRequest, RequestError
+from scheduler.contract.request import GangRef, PodRequest, RequestError
+from scheduler.contract.units import MILLI_PER_GPU
 
 ALIBABA_COLUMNS = ("name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli")
 ALIBABA_TIME_COLUMNS = ("creation_time", "deletion_time", "scheduled_time")

@@ -21,14 +21,15 @@ from scheduler.constants import (
     POD_GROUP_LABEL,
     TOPOLOGY_PRESET_LABEL,
 )
+from scheduler.contract.node import NodeSpec
+from scheduler.contract.units import MILLI_PER_GPU
 from scheduler.extender.wire import (
     check_bind_reply,
     check_filter_reply,
     check_prioritize_reply,
     parse_extender_args,
 )
-from scheduler.policy.request import MILLI_PER_GPU
-from scheduler.policy.snapshot import NodeSpec, Snapshot, build_snapshot
+from scheduler.policy.snapshot import Snapshot, build_snapshot
 from topology.presets import preset
 
 KEY = b"0123456789abcdef0123456789abcdef"

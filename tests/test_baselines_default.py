@@ -15,8 +15,10 @@ from bench.baselines.default import (
     search_feasible,
     weighted_mean_score,
 )
-from scheduler.policy.request import PodRequest
-from scheduler.policy.snapshot import Assignment, NodeSpec, build_snapshot
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.node import NodeSpec
+from scheduler.contract.request import PodRequest
+from scheduler.policy.snapshot import build_snapshot
 from topology.presets import preset
 
 

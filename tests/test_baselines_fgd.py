@@ -14,9 +14,11 @@ from bench.baselines.fgd import (
     typical_pods,
 )
 from bench.baselines.gpushare import NodeRanking
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.node import NodeSpec
+from scheduler.contract.request import PodRequest
 from scheduler.policy.fragmentation import node_fragmentation
-from scheduler.policy.request import PodRequest
-from scheduler.policy.snapshot import Assignment, NodeSpec, build_snapshot
+from scheduler.policy.snapshot import build_snapshot
 from topology.presets import preset
 
 

@@ -9,8 +9,9 @@ from bench.baselines import make_policy
 from bench.baselines.timeslice import TimeSliceDefaultPolicy
 from bench.replay import replay_dynamic, replay_fill
 from bench.workloads import Job
-from scheduler.policy.request import PodRequest
-from scheduler.policy.snapshot import NodeSpec, build_snapshot
+from scheduler.contract.node import NodeSpec
+from scheduler.contract.request import PodRequest
+from scheduler.policy.snapshot import build_snapshot
 from topology.presets import preset
 
 

@@ -14,8 +14,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scheduler.cluster.cache import ClusterCache
-from scheduler.cluster.pods import assignment_annotations, cleared_assignment_annotations
-from scheduler.cluster.signing import Signer
 from scheduler.constants import (
     GPU_MEMORY_LABEL,
     GPU_MILLI_RESOURCE,
@@ -24,8 +22,11 @@ from scheduler.constants import (
     TOPOLOGY_ANNOTATION,
     TOPOLOGY_PRESET_LABEL,
 )
+from scheduler.contract.assignment import Assignment
+from scheduler.podcodec.assignment import assignment_annotations, cleared_assignment_annotations
+from scheduler.podcodec.signing import Signer
 from scheduler.policy.mix import PodMix
-from scheduler.policy.snapshot import AllocationError, Assignment, Snapshot, build_snapshot
+from scheduler.policy.snapshot import AllocationError, Snapshot, build_snapshot
 
 SIGNER = Signer(b"test-key-0123456789abcdef")
 TTL = 30.0

@@ -20,10 +20,10 @@ from scheduler.cluster.kube import (
     NotFound,
     Timeout,
 )
-from scheduler.cluster.pods import assignment_annotations
-from scheduler.cluster.signing import Signer
 from scheduler.constants import ASSIGNED_NODE_ANNOTATION, GPU_RESOURCE
-from scheduler.policy.snapshot import Assignment
+from scheduler.contract.assignment import Assignment
+from scheduler.podcodec.assignment import assignment_annotations
+from scheduler.podcodec.signing import Signer
 
 SIGNER = Signer(b"test-key-0123456789abcdef")
 

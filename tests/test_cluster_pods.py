@@ -10,17 +10,6 @@ from typing import Any
 
 import pytest
 
-from scheduler.cluster.pods import (
-    AssignmentError,
-    assignment_annotations,
-    assignment_from_pod,
-    assignment_signature_ok,
-    cleared_assignment_annotations,
-    gang_key_of,
-    pod_request_from_k8s,
-    pod_resources,
-)
-from scheduler.cluster.signing import Signer, SigningKeyError, load_signing_key
 from scheduler.constants import (
     ALLOWED_MODELS_ANNOTATION,
     ASSIGNED_GPUS_ANNOTATION,
@@ -35,8 +24,19 @@ from scheduler.constants import (
     POD_GROUP_LABEL,
     VOLCANO_GROUP_ANNOTATION,
 )
-from scheduler.policy.request import RequestError
-from scheduler.policy.snapshot import Assignment
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.request import RequestError
+from scheduler.podcodec.assignment import (
+    AssignmentError,
+    assignment_annotations,
+    assignment_from_pod,
+    assignment_signature_ok,
+    cleared_assignment_annotations,
+)
+from scheduler.podcodec.pod_fields import gang_key_of
+from scheduler.podcodec.pod_request import pod_request_from_k8s
+from scheduler.podcodec.resources import pod_resources
+from scheduler.podcodec.signing import Signer, SigningKeyError, load_signing_key
 
 KEY = b"k" * 32
 

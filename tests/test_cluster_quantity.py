@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scheduler.cluster.quantity import (
+from scheduler.podcodec.quantity import (
     QuantityError,
     parse_bytes_mib,
     parse_count,

@@ -12,17 +12,17 @@ from test_cluster_cache import node_obj, pod_obj
 from scheduler.cluster.cache import ClusterCache
 from scheduler.cluster.events import Event, ObjectRef, RecordedEvents
 from scheduler.cluster.kube_events import KubeEvents
-from scheduler.cluster.pods import assignment_annotations
-from scheduler.cluster.signing import (
+from scheduler.constants import TOPOLOGY_ANNOTATION
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.units import MILLI_PER_GPU
+from scheduler.podcodec.assignment import assignment_annotations
+from scheduler.podcodec.signing import (
     Signer,
     SigningKeyError,
     derived_key_id,
     load_key_dir,
     load_signing_key,
 )
-from scheduler.constants import TOPOLOGY_ANNOTATION
-from scheduler.policy.request import MILLI_PER_GPU
-from scheduler.policy.snapshot import Assignment
 
 OLD = b"old-key-0123456789abcdefghijklmnopqrstuv"
 NEW = b"new-key-ZYXWVUTSRQPONMLKJIHGFEDCBA987654"

@@ -13,19 +13,19 @@ import numpy as np
 import pytest
 from extender_fakes import KEY, FakeBinder, check_invariants, pod_obj, spec, static_cache
 
-from scheduler.cluster.pods import assignment_from_pod, assignment_signature_ok
-from scheduler.cluster.signing import Signer
 from scheduler.constants import (
     ASSIGNED_NODE_ANNOTATION,
     GPU_MILLI_RESOURCE,
     GPU_RESOURCE,
 )
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.request import PodRequest
 from scheduler.extender.metrics import ExtenderMetrics
 from scheduler.extender.ports import RecordOnlyBinder
 from scheduler.extender.server import ExtenderApp
 from scheduler.extender.service import ExtenderService, ServiceOptions
-from scheduler.policy.request import PodRequest
-from scheduler.policy.snapshot import Assignment
+from scheduler.podcodec.assignment import assignment_from_pod, assignment_signature_ok
+from scheduler.podcodec.signing import Signer
 
 if TYPE_CHECKING:
     from scheduler.extender.cycle import Cycle

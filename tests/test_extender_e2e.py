@@ -21,11 +21,11 @@ from kubernetes import client as k8s
 
 from scheduler.cluster.cache import ClusterCache
 from scheduler.cluster.kube import KubeBinder, KubeSource
-from scheduler.cluster.pods import assignment_from_pod, assignment_signature_ok
-from scheduler.cluster.signing import Signer
 from scheduler.constants import ASSIGNED_NODE_ANNOTATION
 from scheduler.extender.runtime import Extender, build
 from scheduler.extender.service import ServiceOptions
+from scheduler.podcodec.assignment import assignment_from_pod, assignment_signature_ok
+from scheduler.podcodec.signing import Signer
 
 NODES = [("h100-0", "dgx-h100"), ("h100-1", "dgx-h100"), ("h100-2", "dgx-h100"),
          ("pcie-0", "pcie-8gpu-2socket")]

@@ -27,7 +27,6 @@ from extender_fakes import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scheduler.cluster.signing import Signer
 from scheduler.extender.runtime import Extender, build
 from scheduler.extender.service import ServiceOptions
 from scheduler.extender.wire import (
@@ -37,6 +36,7 @@ from scheduler.extender.wire import (
     check_prioritize_reply,
     parse_extender_args,
 )
+from scheduler.podcodec.signing import Signer
 
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

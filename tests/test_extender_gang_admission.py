@@ -16,10 +16,10 @@ from extender_fakes import KEY, FakeBinder, check_invariants, pod_obj, spec, sta
 
 import scheduler.policy as policy_pkg
 from scheduler.cluster.events import RecordedEvents
-from scheduler.cluster.signing import Signer
+from scheduler.contract.assignment import Assignment
 from scheduler.extender.server import ExtenderApp
 from scheduler.extender.service import ExtenderService, ServiceOptions
-from scheduler.policy.snapshot import Assignment
+from scheduler.podcodec.signing import Signer
 
 NODES = ["n1", "n2", "n3"]
 

@@ -21,10 +21,10 @@ from extender_fakes import (
 from hypothesis import HealthCheck, example, given, settings, target
 from hypothesis import strategies as st
 
-from scheduler.cluster.signing import Signer
 from scheduler.extender.gangs import PLACEHOLDER_PREFIX
 from scheduler.extender.server import ExtenderApp
 from scheduler.extender.service import ExtenderService, ServiceOptions
+from scheduler.podcodec.signing import Signer
 
 GANGS = {"a": 2, "b": 3}
 PODS = 3  # names per gang (recreated pods reuse them, with a new uid)

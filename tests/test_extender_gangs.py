@@ -18,12 +18,12 @@ from extender_fakes import (
     wait_for,
 )
 
-from scheduler.cluster.signing import Signer
 from scheduler.constants import ASSIGNED_NODE_ANNOTATION, VOLCANO_GROUP_ANNOTATION
 from scheduler.extender.gangs import PLACEHOLDER_PREFIX, GangState
 from scheduler.extender.server import ExtenderApp
 from scheduler.extender.service import ExtenderService, ServiceOptions
 from scheduler.extender.wire import check_filter_reply, parse_extender_args
+from scheduler.podcodec.signing import Signer
 
 NODES = ["n1", "n2", "n3"]
 

@@ -24,10 +24,10 @@ from extender_fakes import (
     static_cache,
 )
 
-from scheduler.cluster.signing import Signer
 from scheduler.extender.runtime import Extender, build
 from scheduler.extender.server import tls_context
 from scheduler.extender.service import ServiceOptions
+from scheduler.podcodec.signing import Signer
 
 NAMES = ["a", "b", "c"]
 

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from extender_fakes import KEY, ExtenderClient, FakeBinder, pod_obj, spec, static_cache
 
-from scheduler.cluster.signing import Signer
 from scheduler.constants import ALLOWED_MODELS_ANNOTATION
 from scheduler.extender.metrics import ExtenderMetrics
 from scheduler.extender.runtime import Extender, build
 from scheduler.extender.server import ExtenderApp, Limits, tls_context
 from scheduler.extender.service import ExtenderService, ServiceOptions
+from scheduler.podcodec.signing import Signer
 
 NAMES = ["a", "b", "c"]
 

@@ -10,17 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scheduler.cluster.static import load_cluster_file
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.node import NodeSpec
+from scheduler.contract.request import PodRequest
 from scheduler.extender.scores import extender_scores, levels
-from scheduler.policy import (
-    DEFAULT_CONFIG,
-    Assignment,
-    NodeSpec,
-    PodMix,
-    PodRequest,
-    build_snapshot,
-    filter_nodes,
-    score_nodes,
-)
+from scheduler.policy import DEFAULT_CONFIG, PodMix, build_snapshot, filter_nodes, score_nodes
 from scheduler.policy.snapshot import TopologyIndex
 from topology.presets import preset
 

@@ -20,9 +20,8 @@ from extender_fakes import (
 from scheduler import policy
 from scheduler.cluster.cache import ClusterCache
 from scheduler.cluster.nodes import node_spec_from_k8s
-from scheduler.cluster.pods import assignment_from_pod, assignment_signature_ok
-from scheduler.cluster.signing import Signer
 from scheduler.constants import ALLOWED_MODELS_ANNOTATION, ASSIGNED_NODE_ANNOTATION
+from scheduler.contract.assignment import Assignment
 from scheduler.extender.metrics import ExtenderMetrics
 from scheduler.extender.ports import RecordOnlyBinder
 from scheduler.extender.server import ExtenderApp
@@ -33,6 +32,8 @@ from scheduler.extender.wire import (
     check_prioritize_reply,
     parse_extender_args,
 )
+from scheduler.podcodec.assignment import assignment_from_pod, assignment_signature_ok
+from scheduler.podcodec.signing import Signer
 
 
 def make(specs: list[Any], *, binder: Any = None, options: ServiceOptions | None = None,
@@ -155,7 +156,7 @@ def test_reasons_split_never_fits_from_busy_and_unknown() -> None:
     cache.errors["broken"] = "annotation gts.dev/topology: not JSON"
     app, _svc, _ = make([], cache=cache)
     with cache.lock:
-        cache.assume(policy.Assignment("default/filler", "dgx", gpus=tuple(range(6))))
+        cache.assume(Assignment("default/filler", "dgx", gpus=tuple(range(6))))
     pod = pod_obj("p8", gpus=8)
     _, fr = call(app, "filter", args_doc(pod, ["dgx", "small", "cpu", "broken", "ghost"]))
     assert fr["NodeNames"] == []
@@ -249,7 +250,7 @@ def test_best_node_only_passes_just_the_top_nodes() -> None:
     app, svc, _ = make([spec("a"), spec("b"), spec("c", "pcie-8gpu-2socket")], options=opts)
     with svc.cache.lock:
         # a and b lose a different number of GPUs, so one of them is strictly best for 2 GPUs.
-        svc.cache.assume(policy.Assignment("default/x", "a", gpus=(0, 1, 2)))
+        svc.cache.assume(Assignment("default/x", "a", gpus=(0, 1, 2)))
     _, fr = call(app, "filter", args_doc(pod_obj("p", gpus=2), ["a", "b", "c"]))
     assert 1 <= len(fr["NodeNames"]) < 3
     for n, why in fr["FailedNodes"].items():

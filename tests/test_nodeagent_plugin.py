@@ -13,9 +13,8 @@ from typing import Any
 import grpc
 import pytest
 
-from scheduler.cluster.pods import assignment_annotations, assignment_signature_ok
-from scheduler.cluster.signing import Signer
 from scheduler.constants import GPU_MEMORY_RESOURCE, GPU_MILLI_RESOURCE, GPU_RESOURCE
+from scheduler.contract.assignment import Assignment
 from scheduler.nodeagent.claims import ClaimBook, Want, read_node_pods
 from scheduler.nodeagent.devices import share_device_id, share_devices, whole_gpu_devices
 from scheduler.nodeagent.health import nvml_health_probe
@@ -32,7 +31,8 @@ from scheduler.nodeagent.plugin import (
 )
 from scheduler.nodeagent.proto import deviceplugin_pb2 as pb
 from scheduler.nodeagent.proto import deviceplugin_pb2_grpc as pb_grpc
-from scheduler.policy.snapshot import Assignment
+from scheduler.podcodec.assignment import assignment_annotations, assignment_signature_ok
+from scheduler.podcodec.signing import Signer
 from topology.model import GPU, NodeTopology
 
 NODE = "gpu-node-1"

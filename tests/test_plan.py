@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from bench.plan import main as plan_main
 from bench.plan_cluster import load_plan_cluster, node_list_pool, stratified_order
 from bench.plan_search import CachedPredicate, one_step_below, smallest_counts, smallest_on_grid
-from scheduler.policy.snapshot import NodeSpec
+from scheduler.contract.node import NodeSpec
 from topology.presets import preset
 
 HEADER = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time," \

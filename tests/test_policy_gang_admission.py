@@ -5,10 +5,11 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from scheduler.contract.node import NodeSpec
+from scheduler.contract.request import PodRequest
 from scheduler.policy.decide import place
 from scheduler.policy.gang import gang_admission, gang_backoff_s, max_members
-from scheduler.policy.request import PodRequest
-from scheduler.policy.snapshot import NodeSpec, build_snapshot
+from scheduler.policy.snapshot import build_snapshot
 from topology.presets import preset
 
 

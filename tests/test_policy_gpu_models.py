@@ -7,9 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scheduler.policy import PodRequest, RequestError, build_snapshot, check_models, filter_nodes
+from scheduler.contract.node import NodeSpec
+from scheduler.contract.request import PodRequest, RequestError
+from scheduler.policy import build_snapshot, check_models, filter_nodes
 from scheduler.policy.gpu_models import accepts, matching_model_ids, model_matches, model_words
-from scheduler.policy.snapshot import NodeSpec
 from topology.presets import preset
 
 A100_80 = "NVIDIA A100-SXM4-80GB"

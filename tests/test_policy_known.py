@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.node import NodeSpec
+from scheduler.contract.request import PodRequest
 from scheduler.policy import (
     DEFAULT_CONFIG,
     AllocationError,
-    Assignment,
-    NodeSpec,
     PodMix,
-    PodRequest,
     PolicyConfig,
     assign,
     best_node,

@@ -11,17 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scheduler.cluster.static import load_cluster_file
-from scheduler.policy import (
-    DEFAULT_CONFIG,
-    Assignment,
-    GangRef,
-    NodeSpec,
-    PodMix,
-    PodRequest,
-    build_snapshot,
-    place,
-    plan_gang,
-)
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.node import NodeSpec
+from scheduler.contract.request import GangRef, PodRequest
+from scheduler.policy import DEFAULT_CONFIG, PodMix, build_snapshot, place, plan_gang
 from scheduler.policy.link_bandwidth import link_premium, link_tables, set_bandwidth
 from scheduler.policy.snapshot import Snapshot, TopologyIndex
 from topology.presets import preset

@@ -8,11 +8,11 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from scheduler.contract.node import NodeSpec
+from scheduler.contract.request import PodRequest
 from scheduler.policy import (
     AllocationError,
-    NodeSpec,
     PodMix,
-    PodRequest,
     Snapshot,
     TopologyIndex,
     assign,

@@ -48,7 +48,7 @@ def test_cached_rows_equal_a_fresh_computation(spec, stream, probe) -> None:
 
 def test_shapes_kept_are_bounded() -> None:
     snap = make_snapshot([(0, 64000, "r0")] * 3)
-    from scheduler.policy import PodRequest
+    from scheduler.contract.request import PodRequest
 
     for cpu in range(MAX_SHAPES + 10):
         filter_nodes(PodRequest("p", cpu_milli=cpu + 1, gpus=1), snap)

@@ -7,10 +7,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scheduler.policy import PodMix, PodRequest, TopologyPolicy, build_snapshot
+from scheduler.contract.node import NodeSpec
+from scheduler.contract.request import PodRequest
+from scheduler.policy import PodMix, TopologyPolicy, build_snapshot
 from scheduler.policy.config import PolicyConfig
 from scheduler.policy.mix import MixClasses
-from scheduler.policy.snapshot import NodeSpec
 from scheduler.policy.stranding import stranded_delta
 from topology.presets import preset
 

@@ -9,11 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_policy_properties import TOPOLOGIES, make_snapshot, requests
 
+from scheduler.contract.request import PodRequest
 from scheduler.policy import (
     DEFAULT_CONFIG,
     MixClasses,
     PodMix,
-    PodRequest,
     Snapshot,
     filter_nodes,
     node_fragmentation,

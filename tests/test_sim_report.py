@@ -16,7 +16,7 @@ from bench.clusters import cluster_summary
 from bench.replay import replay_dynamic, replay_fill
 from bench.report import SimulationRun, paper_variant, results_json, write_report
 from bench.workloads import generate_workload
-from scheduler.policy.snapshot import NodeSpec
+from scheduler.contract.node import NodeSpec
 from topology.presets import preset
 
 ALIBABA = "traces/alibaba-gpu-v2023"

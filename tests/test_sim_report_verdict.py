@@ -17,7 +17,7 @@ from bench.replay import replay_dynamic, replay_fill
 from bench.report import SimulationRun, results_json, write_report
 from bench.report_verdict import jct_gain_band, utilization_note, verdict
 from bench.workloads import generate_workload
-from scheduler.policy.snapshot import NodeSpec
+from scheduler.contract.node import NodeSpec
 from topology.presets import preset
 
 

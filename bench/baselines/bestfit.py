@@ -26,8 +26,9 @@ from bench.baselines.gpushare import (
     gpu_number,
     per_gpu_milli,
 )
-from scheduler.policy.request import PodRequest
-from scheduler.policy.snapshot import Assignment, Snapshot
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.request import PodRequest
+from scheduler.policy.snapshot import Snapshot
 
 MAX_SPEC_CPU = 128000.0
 MAX_SPEC_GPU = 8000.0

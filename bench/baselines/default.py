@@ -41,9 +41,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.baselines.allocator import DevicePluginAllocator
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.request import PodRequest
+from scheduler.contract.units import MILLI_PER_GPU
 from scheduler.policy.gpu_models import matching_model_ids
-from scheduler.policy.request import MILLI_PER_GPU, PodRequest
-from scheduler.policy.snapshot import Assignment, Snapshot
+from scheduler.policy.snapshot import Snapshot
 
 MAX_NODE_SCORE = 100
 # pkg/scheduler/schedule_one.go

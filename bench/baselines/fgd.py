@@ -51,6 +51,9 @@ from bench.baselines.gpushare import (
     gpu_number,
     per_gpu_milli,
 )
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.request import PodRequest
+from scheduler.contract.units import MILLI_PER_GPU
 from scheduler.policy.fragmentation import (
     frag_delta_share,
     frag_delta_whole,
@@ -58,8 +61,7 @@ from scheduler.policy.fragmentation import (
 )
 from scheduler.policy.gpu_models import accepts
 from scheduler.policy.mix import MixClasses
-from scheduler.policy.request import MILLI_PER_GPU, PodRequest
-from scheduler.policy.snapshot import Assignment, Snapshot
+from scheduler.policy.snapshot import Snapshot
 
 POPULARITY_PERCENT = 95.0  # DefaultTypicalPodPopularityThreshold is 60; the experiments use 95
 MAX_NODE_SCORE = 100.0

@@ -23,8 +23,10 @@ from __future__ import annotations
 import numpy as np
 
 from bench.baselines.default import model_ok
-from scheduler.policy.request import MILLI_PER_GPU, PodRequest
-from scheduler.policy.snapshot import Assignment, Snapshot
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.request import PodRequest
+from scheduler.contract.units import MILLI_PER_GPU
+from scheduler.policy.snapshot import Snapshot
 
 
 def per_gpu_milli(req: PodRequest) -> int:

@@ -40,8 +40,10 @@ import numpy as np
 
 from bench.baselines.default import KubeDefaultPolicy, gpus_needed, model_ok, search_feasible
 from bench.baselines.default import num_feasible_nodes_to_find as _to_find
-from scheduler.policy.request import MILLI_PER_GPU, PodRequest
-from scheduler.policy.snapshot import Assignment, Snapshot
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.request import PodRequest
+from scheduler.contract.units import MILLI_PER_GPU
+from scheduler.policy.snapshot import Snapshot
 
 DEFAULT_REPLICAS = 4  # the GPU Operator's documented example (time-slicing-config-all: 4)
 

@@ -47,31 +47,29 @@ import numpy as np
 from scheduler.cluster.events import Event, EventSink, NoEvents, ObjectRef
 from scheduler.cluster.gang_members import GangMembers, GangView
 from scheduler.cluster.nodes import NodeParseError, node_name, node_spec_from_k8s
-from scheduler.cluster.pods import (
+from scheduler.constants import DEFAULT_NETWORK_LEVEL_LABELS, SCHEDULER_NAME
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.node import NodeSpec
+from scheduler.contract.request import RequestError
+from scheduler.contract.units import MILLI_PER_GPU
+from scheduler.podcodec.assignment import (
     ASSIGNMENT_ANNOTATIONS,
     AssignmentError,
-    annotations_of,
     assignment_from_pod,
     assignment_signature_ok,
+)
+from scheduler.podcodec.pod_fields import (
+    annotations_of,
     is_terminal,
     node_name_of,
     pod_key,
-    pod_request_from_k8s,
-    pod_resources,
     pod_uid,
 )
-from scheduler.cluster.signing import Signer
-from scheduler.constants import DEFAULT_NETWORK_LEVEL_LABELS, SCHEDULER_NAME
+from scheduler.podcodec.pod_request import pod_request_from_k8s
+from scheduler.podcodec.resources import pod_resources
+from scheduler.podcodec.signing import Signer
 from scheduler.policy.mix import PodMix
-from scheduler.policy.request import MILLI_PER_GPU, RequestError
-from scheduler.policy.snapshot import (
-    AllocationError,
-    Assignment,
-    NodeSpec,
-    Snapshot,
-    TopologyIndex,
-    build_snapshot,
-)
+from scheduler.policy.snapshot import AllocationError, Snapshot, TopologyIndex, build_snapshot
 
 DEFAULT_ASSUME_TTL_S = 30.0
 _POD_REASONS = ("AssignmentUnverifiable", "NodeOvercommitted")

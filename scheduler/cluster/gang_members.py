@@ -24,7 +24,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from scheduler.cluster.pods import (
+from scheduler.constants import GANG_MIN_MEMBER_ANNOTATION
+from scheduler.contract.request import RequestError
+from scheduler.contract.units import MAX_GANG
+from scheduler.podcodec.pod_fields import (
     annotations_of,
     gang_key_of,
     is_terminal,
@@ -32,8 +35,6 @@ from scheduler.cluster.pods import (
     pod_key,
     pod_uid,
 )
-from scheduler.constants import GANG_MIN_MEMBER_ANNOTATION
-from scheduler.policy.request import MAX_GANG, RequestError
 
 PROVISIONAL_MAX = 100_000  # static-mode entries kept at most (oldest dropped first)
 _INT_RE = re.compile(r"[1-9][0-9]{0,8}")

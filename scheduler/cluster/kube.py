@@ -27,8 +27,8 @@ from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
 from scheduler.cluster.cache import ClusterCache
-from scheduler.cluster.pods import cleared_assignment_annotations
 from scheduler.constants import POD_GROUP_API
+from scheduler.podcodec.assignment import cleared_assignment_annotations
 
 log = logging.getLogger(__name__)
 

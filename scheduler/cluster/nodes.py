@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from scheduler.cluster.quantity import QuantityError, parse_bytes_mib, parse_count, parse_cpu_milli
 from scheduler.constants import (
     DEFAULT_NETWORK_LEVEL_LABELS,
     GPU_MEMORY_LABEL,
@@ -23,7 +22,8 @@ from scheduler.constants import (
     TOPOLOGY_ANNOTATION,
     TOPOLOGY_PRESET_LABEL,
 )
-from scheduler.policy.snapshot import NodeSpec
+from scheduler.contract.node import NodeSpec
+from scheduler.podcodec.quantity import QuantityError, parse_bytes_mib, parse_count, parse_cpu_milli
 from topology.annotation import TopologyJSONError, from_json
 from topology.model import GPU, NodeTopology
 from topology.presets import UnknownPresetError, preset

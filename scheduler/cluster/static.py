@@ -38,8 +38,8 @@ from typing import Any
 import yaml
 
 from scheduler.cluster.nodes import MAX_GPUS_PER_NODE, generic_topology
-from scheduler.cluster.quantity import QuantityError, parse_bytes_mib, parse_cpu_milli
-from scheduler.policy.snapshot import NodeSpec
+from scheduler.contract.node import NodeSpec
+from scheduler.podcodec.quantity import QuantityError, parse_bytes_mib, parse_cpu_milli
 from topology.model import NodeTopology
 from topology.presets import UnknownPresetError, preset
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from scheduler.cluster import signing
 from scheduler.constants import DEFAULT_NETWORK_LEVEL_LABELS, SCHEDULER_NAME
 from scheduler.extender.server import MAX_BODY_BYTES
+from scheduler.podcodec import signing
 from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
 
 
@@ -332,7 +332,7 @@ def load_policy_config(cfg: ServeConfig) -> PolicyConfig:
 
 
 def load_signing_key(path: str) -> bytes:
-    """scheduler.cluster.signing.load_signing_key, its error as a ConfigError naming the flag."""
+    """scheduler.podcodec.signing.load_signing_key, its error as a ConfigError naming the flag."""
     try:
         return signing.load_signing_key(path)
     except signing.SigningKeyError as e:

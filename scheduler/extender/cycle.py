@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scheduler.policy.request import PodRequest
+from scheduler.contract.request import PodRequest
 
 DEFAULT_MAX_CYCLES = 20_000
 DEFAULT_MAX_CYCLE_BYTES = 128 * 1024 * 1024

@@ -45,12 +45,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from scheduler.cluster.events import Event, EventSink, EventType, NoEvents, ObjectRef
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.request import PodRequest
+from scheduler.contract.units import MAX_GANG
 from scheduler.extender.ports import CacheLike
 from scheduler.policy.fragmentation import copy_memo
 from scheduler.policy.gang import gang_admission, gang_backoff_s, max_members
 from scheduler.policy.mix import PodMix
-from scheduler.policy.request import MAX_GANG, PodRequest
-from scheduler.policy.snapshot import AllocationError, Assignment, Snapshot
+from scheduler.policy.snapshot import AllocationError, Snapshot
 
 if TYPE_CHECKING:
     from scheduler.cluster.gang_members import GangView

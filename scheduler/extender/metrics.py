@@ -15,8 +15,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from scheduler.contract.units import MILLI_PER_GPU
 from scheduler.extender.ports import CacheLike
-from scheduler.policy.request import MILLI_PER_GPU
 from scheduler.policy.snapshot import Snapshot
 
 if TYPE_CHECKING:

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from scheduler.cluster.gang_members import GangView
-from scheduler.policy.snapshot import Assignment, Snapshot
+from scheduler.contract.assignment import Assignment
+from scheduler.policy.snapshot import Snapshot
 
 
 class CacheLike(Protocol):

@@ -15,7 +15,6 @@ from typing import Any
 
 from scheduler.cluster.cache import ClusterCache
 from scheduler.cluster.events import EventSink
-from scheduler.cluster.signing import Signer
 from scheduler.extender.config import (
     ConfigError,
     ServeConfig,
@@ -33,6 +32,7 @@ from scheduler.extender.server import (
     tls_context,
 )
 from scheduler.extender.service import ExtenderService, ServiceOptions
+from scheduler.podcodec.signing import Signer
 
 log = logging.getLogger("gts.extender")
 

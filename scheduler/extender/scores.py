@@ -27,9 +27,9 @@ from __future__ import annotations
 import numpy as np
 
 from scheduler.constants import MAX_EXTENDER_PRIORITY, MIN_EXTENDER_PRIORITY
+from scheduler.contract.units import MILLI_PER_GPU
 from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
 from scheduler.policy.decide import node_order
-from scheduler.policy.request import MILLI_PER_GPU
 
 # Scores closer than this (in the score's own unit, GPUs of fragmentation) are equal: far
 # below any term's real resolution, far above float noise.

@@ -43,11 +43,6 @@ import numpy as np
 from scheduler import policy
 from scheduler.cluster.events import EventSink, NoEvents
 from scheduler.cluster.kube import Timeout as ApiTimeout
-from scheduler.cluster.pods import (
-    assignment_annotations,
-    pod_request_from_k8s,
-)
-from scheduler.cluster.signing import Signer
 from scheduler.constants import (
     GANG_MIN_MEMBER_ANNOTATION,
     MAX_EXTENDER_PRIORITY,
@@ -55,6 +50,8 @@ from scheduler.constants import (
     POD_GROUP_LABEL,
     SCHEDULER_NAME,
 )
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.request import PodRequest, RequestError
 from scheduler.extender.cycle import BindOutcome, Cycle, Cycles, name_hashes
 from scheduler.extender.gangs import BindResult, GangCoordinator, GangMember
 from scheduler.extender.metrics import ExtenderMetrics
@@ -70,9 +67,12 @@ from scheduler.extender.wire import (
     filter_reply,
     pod_identity,
 )
+from scheduler.podcodec.assignment import assignment_annotations
+from scheduler.podcodec.pod_request import pod_request_from_k8s
+from scheduler.podcodec.signing import Signer
 from scheduler.policy.decide import Choice, assignment_for, evaluate
-from scheduler.policy.request import PodRequest, RequestError, check_models
-from scheduler.policy.snapshot import AllocationError, Assignment, Snapshot
+from scheduler.policy.gpu_models import check_models
+from scheduler.policy.snapshot import AllocationError, Snapshot
 
 log = logging.getLogger("gts.extender")
 

@@ -25,16 +25,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from scheduler.cluster.pods import (
-    AssignmentError,
-    annotations_of,
-    assignment_from_pod,
-    node_name_of,
-    pod_key,
-    pod_resources,
-    pod_uid,
-)
-from scheduler.cluster.quantity import QuantityError, parse_count
 from scheduler.constants import (
     ASSIGNMENT_SIGNATURE_ANNOTATION,
     GPU_MEMORY_RESOURCE,
@@ -42,8 +32,12 @@ from scheduler.constants import (
     GPU_RESOURCE,
     SCHEDULER_NAME,
 )
-from scheduler.policy.request import RequestError
-from scheduler.policy.snapshot import Assignment
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.request import RequestError
+from scheduler.podcodec.assignment import AssignmentError, assignment_from_pod
+from scheduler.podcodec.pod_fields import annotations_of, node_name_of, pod_key, pod_uid
+from scheduler.podcodec.quantity import QuantityError, parse_count
+from scheduler.podcodec.resources import pod_resources
 
 Pod = Mapping[str, Any]
 # (pod, its assignment) -> the signature annotation verifies under the shared key

@@ -229,8 +229,6 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def cmd_plugin(args: argparse.Namespace) -> int:
     """Serve the device plugin until SIGTERM or SIGINT."""
-    from scheduler.cluster.pods import assignment_signature_ok
-    from scheduler.cluster.signing import Signer, load_key_dir, load_signing_key
     from scheduler.nodeagent.claims import ClaimBook
     from scheduler.nodeagent.devices import share_devices, whole_gpu_devices
     from scheduler.nodeagent.discovery import load_nvml
@@ -244,6 +242,8 @@ def cmd_plugin(args: argparse.Namespace) -> int:
     )
     from scheduler.nodeagent.podsource import kube_pod_source
     from scheduler.nodeagent.publisher import publish
+    from scheduler.podcodec.assignment import assignment_signature_ok
+    from scheduler.podcodec.signing import Signer, load_key_dir, load_signing_key
 
     if not args.node:
         return _fail("plugin", "--node is required (or set $NODE_NAME)", EXIT_USAGE)

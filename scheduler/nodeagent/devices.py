@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from scheduler.constants import GPU_MILLI_RESOURCE, GPU_RESOURCE
-from scheduler.policy.request import MILLI_PER_GPU
+from scheduler.contract.units import MILLI_PER_GPU
 from topology.model import NodeTopology
 
 SHARE_SEPARATOR = "::"

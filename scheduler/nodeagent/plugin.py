@@ -38,6 +38,7 @@ from typing import Any, NoReturn
 import grpc
 
 from scheduler.constants import GPU_RESOURCE, SCHEDULER_NAME
+from scheduler.contract.units import MILLI_PER_GPU
 from scheduler.nodeagent.claims import (
     ClaimBook,
     ClaimError,
@@ -51,7 +52,6 @@ from scheduler.nodeagent.devices import DeviceSet
 from scheduler.nodeagent.preferred import best_gpu_set, best_share_units
 from scheduler.nodeagent.proto import deviceplugin_pb2 as _pb2
 from scheduler.nodeagent.proto import deviceplugin_pb2_grpc as _pb2_grpc
-from scheduler.policy.request import MILLI_PER_GPU
 from topology.model import NodeTopology
 from topology.tables import EXACT_MAX_GPUS, SubsetTables, build_tables
 

@@ -1,6 +1,7 @@
 """The scheduling core: where a GPU pod goes and which GPUs it gets (pure functions).
 
-The extender and the simulator call these; nothing else decides placement.
+The extender and the simulator call these; nothing else decides placement. The types they
+take and return (PodRequest, Assignment, NodeSpec) live in scheduler.contract.
 """
 
 from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
@@ -19,32 +20,20 @@ from scheduler.policy.fragmentation import (
     snapshot_fragmentation,
 )
 from scheduler.policy.gang import GangPlan, plan_gang, release_gang, reserve_gang
+from scheduler.policy.gpu_models import check_models
 from scheduler.policy.mix import ALIBABA_PRIOR, MixClasses, PodMix
-from scheduler.policy.request import GangRef, PodRequest, RequestError, check_models
-from scheduler.policy.snapshot import (
-    AllocationError,
-    Assignment,
-    NodeSpec,
-    Snapshot,
-    TopologyIndex,
-    build_snapshot,
-)
+from scheduler.policy.snapshot import AllocationError, Snapshot, TopologyIndex, build_snapshot
 from scheduler.policy.topology_policy import TopologyPolicy
 
 __all__ = [
     "ALIBABA_PRIOR",
     "DEFAULT_CONFIG",
     "AllocationError",
-    "Assignment",
     "FilterResult",
     "GangPlan",
-    "GangRef",
     "MixClasses",
-    "NodeSpec",
     "PodMix",
-    "PodRequest",
     "PolicyConfig",
-    "RequestError",
     "Snapshot",
     "TopologyIndex",
     "TopologyPolicy",

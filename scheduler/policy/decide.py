@@ -13,16 +13,18 @@ from functools import cache
 
 import numpy as np
 
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.request import PodRequest
+from scheduler.contract.units import MILLI_PER_GPU
 from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
 from scheduler.policy.flat_tables import FlatTables, flat_tables
 from scheduler.policy.fragmentation import class_stats, frag_delta_share, frag_delta_whole
 from scheduler.policy.gpu_models import matching_model_ids
 from scheduler.policy.link_bandwidth import link_premium, log_bandwidth_ratio
 from scheduler.policy.mix import MixClasses, PodMix
-from scheduler.policy.request import MILLI_PER_GPU, PodRequest
 from scheduler.policy.shape_cache import shape_rows
 from scheduler.policy.shares import choose_share_gpu
-from scheduler.policy.snapshot import AllocationError, Assignment, Snapshot
+from scheduler.policy.snapshot import AllocationError, Snapshot
 from scheduler.policy.stranding import stranded_delta
 from topology.tables import greedy_best_set
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scheduler.contract.units import MILLI_PER_GPU
 from scheduler.policy.mix import MixClasses
-from scheduler.policy.request import MILLI_PER_GPU
 from scheduler.policy.snapshot import Snapshot
 
 

@@ -20,13 +20,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.request import PodRequest
+from scheduler.contract.units import MILLI_PER_GPU
 from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
 from scheduler.policy.decide import assignment_for, evaluate, filter_nodes
 from scheduler.policy.fragmentation import copy_memo
 from scheduler.policy.gpu_models import accepts
 from scheduler.policy.mix import PodMix
-from scheduler.policy.request import MILLI_PER_GPU, PodRequest
-from scheduler.policy.snapshot import AllocationError, Assignment, Snapshot
+from scheduler.policy.snapshot import AllocationError, Snapshot
 
 
 @dataclass(frozen=True, slots=True)

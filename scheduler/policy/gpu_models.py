@@ -30,6 +30,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from scheduler.contract.request import PodRequest, RequestError
+
 # Words a product string carries that say nothing about the GPU itself.
 VENDOR_WORDS = frozenset({"nvidia", "tesla", "geforce", "quadro"})
 _SEPARATORS = re.compile(r"[\s\-_]+")
@@ -72,3 +74,18 @@ def matching_model_ids(names: frozenset[str], models: Sequence[str]) -> np.ndarr
 def unmatched_names(names: frozenset[str], models: Sequence[str]) -> list[str]:
     """The names (sorted) that match none of `models`."""
     return sorted(n for n in names if not any(model_matches(n, m) for m in models))
+
+
+def check_models(req: PodRequest, known_models: frozenset[str]) -> None:
+    """Reject a request whose GPU model names match no node's model (a typo would otherwise
+    pend forever); names match by this module's rules."""
+    if not req.allowed_models:
+        return
+    known = sorted(known_models)
+    unknown = unmatched_names(req.allowed_models, known)
+    if len(unknown) == len(req.allowed_models):
+        raise RequestError(
+            "allowed_models", "|".join(unknown), f"no node has a GPU model matching this "
+            f"(names match whole words, any case, '-' = ' ', e.g. A100 or H100-80GB); "
+            f"models in the cluster: {', '.join(known) or 'none'}"
+        )

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from scheduler.policy.request import PodRequest
-from scheduler.policy.snapshot import Assignment, Snapshot
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.request import PodRequest
+from scheduler.policy.snapshot import Snapshot
 
 
 class PlacementPolicy(Protocol):

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scheduler.policy.request import MILLI_PER_GPU, PodRequest
+from scheduler.contract.request import PodRequest
+from scheduler.contract.units import MILLI_PER_GPU
 
 # GPU pods of ../shared/traces/alibaba-gpu-v2023/openb_pod_list_default.csv (7,064 of 8,152;
 # CPU-only pods are left out, as FGD's typical pods leave them out): (GPUs, thousandths per GPU,

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from scheduler.contract.units import MILLI_PER_GPU
 from scheduler.policy.flat_tables import FlatTables
 from scheduler.policy.mix import MixClasses
-from scheduler.policy.request import MILLI_PER_GPU
 from scheduler.policy.snapshot import Snapshot
 
 # Tie-breaks ride on the cost at a scale far below any real difference of expected waste.

@@ -11,55 +11,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scheduler.policy.request import MILLI_PER_GPU
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.node import NodeSpec
+from scheduler.contract.units import MILLI_PER_GPU
 from topology.model import NodeTopology
 from topology.tables import EXACT_MAX_GPUS, SubsetTables, build_tables
 
 
 class AllocationError(ValueError):
     """An allocation that would over-commit something or names an unknown node, GPU or pod."""
-
-
-@dataclass(frozen=True, slots=True)
-class NodeSpec:
-    """A node's capacity: CPU, memory, GPU topology (0 GPUs for CPU nodes), network domains.
-
-    `levels` are the node's network domain names, narrowest first (rack, block, ...);
-    an empty string means unknown.
-    """
-
-    name: str
-    cpu_milli: int
-    memory_mib: int
-    topology: NodeTopology
-    levels: tuple[str, ...] = ()
-
-    @property
-    def gpu_model(self) -> str:
-        """GPU model of the node, "" for a CPU-only node."""
-        return self.topology.model if self.topology.n else ""
-
-
-@dataclass(frozen=True, slots=True)
-class Assignment:
-    """What one pod holds on one node.
-
-    `gpu_milli` is held on each GPU in `gpus`: 1000 for whole GPUs, 1..999 for a share.
-    `gpu_memory_mib` is held on each GPU for a share; whole GPUs hold all their memory.
-    """
-
-    pod: str
-    node: str
-    gpus: tuple[int, ...] = ()
-    gpu_milli: int = MILLI_PER_GPU
-    gpu_memory_mib: int = 0
-    cpu_milli: int = 0
-    memory_mib: int = 0
-
-    @property
-    def is_share(self) -> bool:
-        """True when the pod holds a share of one GPU."""
-        return 0 < self.gpu_milli < MILLI_PER_GPU
 
 
 @dataclass(slots=True)

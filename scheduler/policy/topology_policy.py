@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.request import PodRequest
 from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
 from scheduler.policy.decide import place
 from scheduler.policy.gang import plan_gang
 from scheduler.policy.mix import PodMix
-from scheduler.policy.request import PodRequest
-from scheduler.policy.snapshot import Assignment, Snapshot
+from scheduler.policy.snapshot import Snapshot
 
 
 class TopologyPolicy:

@@ -15,8 +15,8 @@ import json
 import sys
 from typing import Any
 
-from scheduler.cluster.pods import gang_key_of
 from scheduler.constants import POD_GROUP_API
+from scheduler.podcodec.pod_fields import gang_key_of
 from scheduler.status.probe import ProbeError, probe
 from scheduler.status.report import node_status, pod_status
 

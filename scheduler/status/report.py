@@ -13,22 +13,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scheduler.cluster.nodes import NodeParseError, node_spec_from_k8s
-from scheduler.cluster.pods import (
-    AssignmentError,
-    annotations_of,
-    assignment_from_pod,
-    gang_key_of,
-    is_terminal,
-    node_name_of,
-    pod_key,
-    pod_resources,
-)
 from scheduler.constants import (
     ASSIGNMENT_SIGNATURE_ANNOTATION,
     GANG_MIN_MEMBER_ANNOTATION,
     SCHEDULER_NAME,
 )
-from scheduler.policy.request import MILLI_PER_GPU, RequestError
+from scheduler.contract.request import RequestError
+from scheduler.contract.units import MILLI_PER_GPU
+from scheduler.podcodec.assignment import AssignmentError, assignment_from_pod
+from scheduler.podcodec.pod_fields import (
+    annotations_of,
+    gang_key_of,
+    is_terminal,
+    node_name_of,
+    pod_key,
+)
+from scheduler.podcodec.resources import pod_resources
 
 Obj = Mapping[str, Any]
 # Event reasons the extender and kube-scheduler give for a pod (contracts.md, Events).

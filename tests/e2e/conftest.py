@@ -21,8 +21,8 @@ from bench.controlplane import (
     start_control_plane,
 )
 from e2e.e2e_kit import Api, signer_for, unique
-from scheduler.cluster.signing import Signer
 from scheduler.constants import POD_GROUP_API
+from scheduler.podcodec.signing import Signer
 from topology.model import NodeTopology
 
 # Gangs are all-or-nothing within gang-timeout: shorter than deploy/'s 30 s so that a test of

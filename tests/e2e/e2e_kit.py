@@ -17,8 +17,6 @@ from typing import Any
 from kubernetes import client
 
 from bench.controlplane import drain, raw_json
-from scheduler.cluster.pods import assignment_from_pod, assignment_signature_ok
-from scheduler.cluster.signing import Signer
 from scheduler.constants import (
     ALLOWED_MODELS_ANNOTATION,
     GANG_MIN_MEMBER_ANNOTATION,
@@ -29,7 +27,9 @@ from scheduler.constants import (
     POD_GROUP_LABEL,
     SCHEDULER_NAME,
 )
-from scheduler.policy.snapshot import Assignment
+from scheduler.contract.assignment import Assignment
+from scheduler.podcodec.assignment import assignment_from_pod, assignment_signature_ok
+from scheduler.podcodec.signing import Signer
 from topology.model import NodeTopology
 from topology.presets import preset
 

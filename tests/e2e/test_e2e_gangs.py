@@ -18,7 +18,7 @@ from e2e.e2e_kit import (
     wait_bound,
     wait_turned_away,
 )
-from scheduler.cluster.signing import Signer
+from scheduler.podcodec.signing import Signer
 from topology.quality import set_quality
 
 

@@ -21,7 +21,7 @@ from e2e.e2e_kit import (
     wait_turned_away,
     wait_until,
 )
-from scheduler.cluster.signing import Signer
+from scheduler.podcodec.signing import Signer
 from topology.quality import set_quality
 
 

@@ -15,7 +15,7 @@ from e2e.e2e_kit import (
     wait_bound,
     wait_until,
 )
-from scheduler.cluster.signing import Signer
+from scheduler.podcodec.signing import Signer
 
 
 def test_extender_killed_and_restarted_mid_burst(

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from scheduler.policy.gpu_models import unmatched_names
-
-MILLI_PER_GPU = 1000
-# Beyond these a quantity is a typo or an attack, not a workload.
-MAX_GPUS_PER_POD = 64
-MAX_CPU_MILLI = 10_000_000
-MAX_MEMORY_MIB = 1 << 30
-# Members of one gang: above the largest training jobs run on Kubernetes (its tested limit
-# is 5,000 nodes), small enough that planning one stays a bounded piece of work.
-MAX_GANG = 10_000
+from scheduler.contract.units import (
+    MAX_CPU_MILLI,
+    MAX_GANG,
+    MAX_GPUS_PER_POD,
+    MAX_MEMORY_MIB,
+    MILLI_PER_GPU,
+)
 
 
 class RequestError(ValueError):
@@ -95,18 +92,3 @@ class PodRequest:
     def gpu_demand_milli(self) -> int:
         """GPU demand in thousandths: 1000 per whole GPU, or the share."""
         return self.gpus * MILLI_PER_GPU + self.gpu_milli
-
-
-def check_models(req: PodRequest, known_models: frozenset[str]) -> None:
-    """Reject a request whose GPU model names match no node's model (a typo would otherwise
-    pend forever); names match by the rules of scheduler.policy.gpu_models."""
-    if not req.allowed_models:
-        return
-    known = sorted(known_models)
-    unknown = unmatched_names(req.allowed_models, known)
-    if len(unknown) == len(req.allowed_models):
-        raise RequestError(
-            "allowed_models", "|".join(unknown), f"no node has a GPU model matching this "
-            f"(names match whole words, any case, '-' = ' ', e.g. A100 or H100-80GB); "
-            f"models in the cluster: {', '.join(known) or 'none'}"
-        )

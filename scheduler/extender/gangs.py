@@ -40,7 +40,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -56,7 +56,6 @@ from scheduler.policy.snapshot import AllocationError, Snapshot
 
 if TYPE_CHECKING:
     from scheduler.cluster.gang_members import GangView
-    from scheduler.extender.metrics import ExtenderMetrics
 
 PLACEHOLDER_PREFIX = "gang:"  # ':' never occurs in a namespace name, so no pod key collides
 DONE_MEMORY = 10_000  # bound gangs remembered, so a late extra member is not taken for a new gang
@@ -150,6 +149,22 @@ def _pod_ref(pod_key: str, uid: str = "") -> ObjectRef:
     return ObjectRef("Pod", name, ns, uid)
 
 
+class GangObserver(Protocol):
+    """Where the coordinator reports what became of gangs (ExtenderMetrics in the service).
+
+    Declared here, not imported from the metrics module, which reads the coordinator's
+    gauges: one direction of import between the two.
+    """
+
+    def gang_event(self, event: str) -> None:
+        """One gang outcome: planned, unplannable, bound, bind_failed or timeout."""
+        ...
+
+    def gang_wait(self, seconds: float, outcome: str) -> None:
+        """A member's bind returned after waiting `seconds` for its gang."""
+        ...
+
+
 class GangCoordinator:
     """Admits, plans, reserves, and binds gangs all-or-nothing; thread-safe.
 
@@ -165,7 +180,7 @@ class GangCoordinator:
         timeout_s: float,
         clock: Callable[[], float],
         bind_grace_s: float = 10.0,
-        metrics: ExtenderMetrics | None = None,
+        metrics: GangObserver | None = None,
         events: EventSink | None = None,
         backoff_initial_s: float | None = None,
         backoff_max_s: float = BACKOFF_MAX_S,

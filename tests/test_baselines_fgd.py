@@ -13,10 +13,7 @@ from bench.baselines.fgd import (
     sigmoid_scores,
     typical_pods,
 )
-from bench.baselines.gpushare import NodeRanking
-from scheduler.contract.assignment import Assignment
-from scheduler.contract.node import NodeSpec
-from scheduler.contract.request import PodRequest
+from bench.baselines.fgd_artifact import NodeRanking
 from scheduler.policy.fragmentation import node_fragmentation
 from scheduler.policy.snapshot import build_snapshot
 from topology.presets import preset

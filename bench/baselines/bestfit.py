@@ -8,7 +8,7 @@ MaxSpecGpu): the node left with the least is best. NormalizeScore (plugin_utils.
 scores min-max to 0..100 with integer division, which keeps exactly the same top nodes. The
 experiments run it without `-gpusel`, so shares take the tightest fitting GPU
 (allocateGpuIdBasedOnBestFit, the "best" default of scripts/generate_config_and_run.py).
-Ties between nodes go to the first in the run's node order (gpushare.NodeRanking).
+Ties between nodes go to the first in the run's node order (fgd_artifact.NodeRanking).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bench.baselines.gpushare import (
+from bench.baselines.fgd_artifact import (
     NodeRanking,
     artifact_feasible,
     artifact_gpus,

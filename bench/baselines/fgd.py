@@ -22,8 +22,8 @@ Re-implemented from the paper and its artifact, hkust-adsl/kubernetes-scheduler-
   this measure); a share is tried on every GPU that fits and the node scores its best GPU (the
   lowest index on ties), which is also the GPU it gets (allocateGpuIdBasedOnFGDScore). Among the
   top integer scores the node first in the run's node order wins (the artifact's selectHost,
-  gpushare.NodeRanking), so the integer rounding is kept on purpose: it decides which nodes tie.
-- Filter and whole-GPU choice: the artifact's (gpushare.py).
+  fgd_artifact.NodeRanking), so the integer rounding is kept on purpose: it decides which nodes tie.
+- Filter and whole-GPU choice: the artifact's (fgd_artifact.py).
 
 Where the typical pods come from: the artifact computes them once, from the trace's original
 pods, before any copy is added or any pod placed. Here `prime(pods)` fixes them from a workload;
@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.baselines.gpushare import (
+from bench.baselines.fgd_artifact import (
     NodeRanking,
     artifact_feasible,
     artifact_gpus,

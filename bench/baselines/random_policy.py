@@ -5,7 +5,7 @@ of the feasible nodes uniformly (rand.Intn over the filtered list) and Score giv
 top score; the experiments run it with `-gpusel random` (experiments/run_scripts/
 generate_run_scripts.py), so a share goes to a uniformly random GPU that fits
 (open_gpu_share.go allocateGpuIdBasedOnRandomFit) and whole GPUs to the lowest-indexed free
-ones. The filter is the artifact's (gpushare.py).
+ones. The filter is the artifact's (fgd_artifact.py).
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bench.baselines.gpushare import artifact_feasible, artifact_gpus, assignment, random_gpu
-from scheduler.contract.assignment import Assignment
-from scheduler.contract.request import PodRequest
-from scheduler.policy.snapshot import Snapshot
+from bench.baselines.fgd_artifact import artifact_feasible, artifact_gpus, assignment, random_gpu
+from scheduler.policy.request import PodRequest
+from scheduler.policy.snapshot import Assignment, Snapshot
 
 
 class RandomPolicy:

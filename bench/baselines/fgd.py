@@ -2,20 +2,14 @@
 
 Re-implemented from the paper and its artifact, hkust-adsl/kubernetes-scheduler-simulator:
 
-- Target workload ("typical pods", pkg/utils/frag.go GetTypicalPods, with the experiments'
-  settings from scripts/generate_config_and_run.py: isInvolvedCpuPods true, popularity 95%,
-  step 1, gpuResWeight 0): pods are counted by their exact (CPU milli, GPU milli per GPU, GPU
-  count, GPU model list); the most frequent, in decreasing count, until they cover 95% of all
-  pods; weights are their counts renormalised to 1. CPU-only pods are part of it.
+- Target workload: FGD's typical pods (typical_pods.py, GetTypicalPods), CPU-only pods included.
 - Node fragmentation (frag.go NodeGpuShareFragAmountScore), the weighted sum over typical pods:
   for a GPU pod the node can host (enough GPUs with its share free, enough CPU), the free
   thousandths on GPUs with less than its share; otherwise (it lacks GPU or CPU, or may not use
   the node's model) all the node's free thousandths; for a CPU-only pod always all of them
   (its XL/XR classes count as fragment). scheduler/policy/fragmentation.py holds that formula
   (`frag_delta_whole`, `frag_delta_share`, `node_fragmentation`); this file feeds it the
-  artifact's classes. Two cases MixClasses has no field for are encoded so that the formula
-  yields "all free thousandths": a CPU-only class needs more GPUs than any node has, and on a
-  node of another model a class restricted to GPU models is given the same impossible need.
+  artifact's classes (typical_pods.py says how CPU-only and model-restricted classes are encoded).
 - Score (pkg/simulator/plugin/fgd_score.go calculateGpuShareFragExtendScore):
   int(sigmoid((frag_before - frag_after) / 1000) * 100) per node; whole-GPU and CPU-only pods
   are subtracted as NodeResource.Sub does (CPU, and the lowest free GPUs, which are all alike to
@@ -37,7 +31,6 @@ a cold start it keeps learning, ever more rarely.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -49,7 +42,13 @@ from bench.baselines.fgd_artifact import (
     exclusive_gpus,
     gpu_fits,
     gpu_number,
-    per_gpu_milli,
+)
+from bench.baselines.typical_pods import (
+    PodKey,
+    TypicalPods,
+    pod_key,
+    typical_pods,
+    typical_pods_of,
 )
 from scheduler.contract.assignment import Assignment
 from scheduler.contract.request import PodRequest
@@ -59,93 +58,15 @@ from scheduler.policy.fragmentation import (
     frag_delta_whole,
     node_fragmentation,
 )
-from scheduler.policy.gpu_models import accepts
 from scheduler.policy.mix import MixClasses
 from scheduler.policy.snapshot import Snapshot
 
-POPULARITY_PERCENT = 95.0  # DefaultTypicalPodPopularityThreshold is 60; the experiments use 95
 MAX_NODE_SCORE = 100.0
-DEFAULT_MILLI_CPU_REQUEST = 100  # GetPodResource counts CPU through GetNonzeroRequests
-# Snapshots hold at most 63 GPUs per node.
-CPU_ONLY_GPUS = 64
 # An exact zero change scores sigmoid(0) * 100 = 50 in the artifact; float noise must not turn
 # it into 49. frag_delta_* compute in float32 (about 1e-6 relative: below 0.01 thousandths on a
 # node), while a real change is a class weight times at least one thousandth (the trace's
 # shares are multiples of 10 and its smallest typical class weighs 0.0037, so >= 0.037).
 ZERO_DELTA = 0.01
-
-PodKey = tuple[int, int, int, str]
-
-
-def pod_key(req: PodRequest) -> PodKey:
-    """The artifact's PodResource: (CPU milli, GPU milli per GPU, GPU count, GPU model list)."""
-    cpu = req.cpu_milli or DEFAULT_MILLI_CPU_REQUEST
-    return (cpu, per_gpu_milli(req), gpu_number(req), "|".join(sorted(req.allowed_models)))
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class TypicalPods:
-    """FGD's target workload: classes for the fragmentation formula, plus what MixClasses lacks.
-
-    A CPU-only class sits in `classes` as a pod needing CPU_ONLY_GPUS whole GPUs, more than any
-    node has, so that no node "can host" it and all free GPU capacity counts (`cpu_only` marks
-    it); `models` are the GPU models a class accepts (empty: any).
-    """
-
-    keys: tuple[PodKey, ...]
-    classes: MixClasses
-    cpu_only: np.ndarray
-    models: tuple[frozenset[str], ...]
-
-    @property
-    def n(self) -> int:
-        """Number of classes."""
-        return len(self.keys)
-
-    @property
-    def restricted(self) -> bool:
-        """True when some class accepts only some GPU models."""
-        return any(self.models)
-
-    def for_model(self, model: str) -> MixClasses:
-        """The classes as nodes of GPU `model` see them: a class restricted to other models
-        can use none of their GPUs, like a CPU-only class."""
-        blocked = [not accepts(m, model) for m in self.models]
-        if not any(blocked):
-            return self.classes
-        c = self.classes
-        return MixClasses(gpus=np.where(blocked, CPU_ONLY_GPUS, c.gpus), milli=c.milli,
-                          cpu=c.cpu, weight=c.weight)
-
-
-def typical_pods(counts: dict[PodKey, int], popularity: float = POPULARITY_PERCENT) -> TypicalPods:
-    """GetTypicalPods: the most frequent pod shapes covering `popularity` percent of all pods."""
-    total = float(sum(counts.values()))
-    # sort.Reverse over (count, then PodResource.Less on cpu, milli, count, model): descending.
-    ordered = sorted(counts.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)
-    expected = popularity * total / 100.0
-    chosen: list[tuple[PodKey, int]] = []
-    cum = 0.0
-    for key, n in ordered:
-        if cum >= expected:
-            break
-        chosen.append((key, n))
-        cum += n
-    rows: list[tuple[int, int, int, float]] = []
-    cpu_only: list[bool] = []
-    models: list[frozenset[str]] = []
-    for (cpu, milli, gpus, spec), n in chosen:
-        gpu_pod = gpus > 0 and milli > 0
-        rows.append((gpus if gpu_pod else CPU_ONLY_GPUS, milli if gpu_pod else MILLI_PER_GPU, cpu,
-                     n / cum if cum else 0.0))
-        cpu_only.append(not gpu_pod)
-        models.append(frozenset(m for m in spec.split("|") if m))
-    return TypicalPods(
-        keys=tuple(k for k, _ in chosen),
-        classes=MixClasses.of(rows) if rows else MixClasses.of([]),
-        cpu_only=np.array(cpu_only, dtype=bool),
-        models=tuple(models),
-    )
 
 
 def sigmoid_scores(delta_decrease: np.ndarray) -> np.ndarray:
@@ -172,11 +93,7 @@ class FGDPolicy:
 
     def prime(self, pods: Iterable[PodRequest]) -> None:
         """Fix the target workload to these pods (the artifact: the trace's original pods)."""
-        counts: dict[PodKey, int] = {}
-        for p in pods:
-            k = pod_key(p)
-            counts[k] = counts.get(k, 0) + 1
-        self._set_typical(typical_pods(counts))
+        self._set_typical(typical_pods_of(pods))
         self._frozen = True
 
     def observe(self, req: PodRequest) -> None:

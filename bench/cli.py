@@ -21,6 +21,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import TextIO
 
+from bench.baselines.typical_pods import typical_pods_of
 from bench.bound_report import seed_bounds
 from bench.clusters import (
     ClusterError,
@@ -29,7 +30,6 @@ from bench.clusters import (
     load_cluster,
     load_preset_map,
 )
-from bench.metrics import typical_classes
 from bench.out_path import OutPathError, check_out_dir
 from bench.replay import DynamicResult, FillResult, ReplayError, replay_dynamic, replay_fill
 from bench.report import SimulationRun, write_report
@@ -85,7 +85,7 @@ def run_task(scenario: Scenario, task: Task, factory: PolicyFactory,
     wl = scenario.workload_for(seed)
     if mode == "fill":
         return replay_fill(policy, scenario.nodes, wl.pods(), seed=seed,
-                           classes=typical_classes(wl.pods()), progress=progress)
+                           typical=typical_pods_of(wl.pods()), progress=progress)
     # "dynamic@low" / "dynamic@high": the sensitivity runs at the ends of the speed model's
     # documented range (bench.speed.SPEED_RANGE).
     model = SPEED_RANGE[mode.partition("@")[2]] if "@" in mode else SpeedModel()

@@ -8,27 +8,22 @@ artifact's way of reading them off (hkust-adsl/kubernetes-scheduler-simulator).
   to two decimals, and the value at X % arrived is the mean over the rows that round to X
   (rows within X +- 1 when none does); `at_arrived` does exactly that.
 - Fragmentation: scheduler.policy.fragmentation.node_fragmentation (FGD's measure, never
-  re-implemented here) summed over nodes, against the workload's typical pods: the GPU pod
-  classes (GPUs, thousandths per GPU, CPU) that make up the most popular 95% of GPU pods, as
-  FGD's GetTypicalPods with its popularity threshold 95 (CPU-only pods are left out: the
-  policy library's mix classes are GPU classes).
+  re-implemented here) summed over nodes, against the workload's typical pods as the FGD
+  baseline scores with them (bench.baselines.typical_pods: GetTypicalPods, popularity 95 %,
+  CPU-only pods included, classes restricted to GPU models seen per node model).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from scheduler.contract.request import PodRequest
-from scheduler.contract.units import MILLI_PER_GPU
+from bench.baselines.typical_pods import TypicalPods
 from scheduler.policy.fragmentation import node_fragmentation
-from scheduler.policy.mix import MixClasses
+from scheduler.policy.request import MILLI_PER_GPU
 from scheduler.policy.snapshot import Snapshot
-
-POPULARITY_THRESHOLD = 0.95
 
 
 def at_arrived(arrived_pct: np.ndarray, allocated_pct: np.ndarray, x: float) -> float:
@@ -51,35 +46,19 @@ def interpolated_at(arrived_pct: np.ndarray, allocated_pct: np.ndarray, x: float
     return float(np.interp(x, a, np.asarray(allocated_pct, dtype=np.float64)))
 
 
-def typical_classes(pods: Iterable[PodRequest],
-                    threshold: float = POPULARITY_THRESHOLD) -> MixClasses | None:
-    """FGD's typical pods of a workload as mix classes; None when it has no GPU pods."""
-    counts: Counter[tuple[int, int, int]] = Counter()
-    for p in pods:
-        if p.is_share:
-            counts[(1, p.gpu_milli, p.cpu_milli)] += 1
-        elif p.gpus:
-            counts[(p.gpus, MILLI_PER_GPU, p.cpu_milli)] += 1
-    total = sum(counts.values())
-    if not total:
-        return None
-    rows: list[tuple[int, int, int, float]] = []
-    cum = 0
-    # Most popular first, ties by class so the choice is deterministic.
-    for (g, m, c), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
-        if cum >= threshold * total:
-            break
-        rows.append((g, m, c, float(n)))
-        cum += n
-    return MixClasses.of(rows)
-
-
-def cluster_fragmentation(snap: Snapshot, classes: MixClasses | None) -> tuple[float, float]:
+def cluster_fragmentation(snap: Snapshot, typical: TypicalPods | None) -> tuple[float, float]:
     """(fragmented GPUs, fragmented share of idle GPU capacity in %) of the whole cluster."""
     idle = float(snap.milli_free.sum())
-    if classes is None or classes.n == 0 or snap.n_nodes == 0:
+    if typical is None or typical.n == 0 or snap.n_nodes == 0:
         return 0.0, 0.0
-    frag = float(node_fragmentation(snap.milli_free, snap.cpu_free, classes).sum())
+    if not typical.restricted:
+        frag = float(node_fragmentation(snap.milli_free, snap.cpu_free, typical.classes).sum())
+    else:
+        frag = 0.0
+        for mid in np.unique(snap.model_id).tolist():
+            sel = snap.model_id == mid
+            cls = typical.for_model(snap.models[mid] if mid >= 0 else "")
+            frag += float(node_fragmentation(snap.milli_free[sel], snap.cpu_free[sel], cls).sum())
     return frag / MILLI_PER_GPU, (100.0 * frag / idle if idle > 0 else 0.0)
 
 

@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.baselines.typical_pods import TypicalPods, typical_pods_of
 from bench.clusters import ClusterError, load_preset_map
-from bench.metrics import typical_classes
 from bench.out_path import OutPathError, check_out_dir
 from bench.plan_cluster import PlanCluster, load_plan_cluster
 from bench.plan_search import (
@@ -130,7 +130,7 @@ class PlanInputs:
     target: Target
     seeds: list[int]
     demand_milli: int = 0
-    classes: Any = None
+    typical: TypicalPods | None = None
 
 
 def _factory(name: str, seed: int) -> Any:
@@ -155,7 +155,7 @@ def evaluate(inp: PlanInputs, policy: str, seed: int, counts: Counts,
                                "share of the request")
         allowance = math.floor(inp.demand_milli - need)
         r = replay_fill(_factory(policy, seed), nodes, inp.workload.pods(), seed=seed,
-                        target_ratio=0.0, record_every=1e9, classes=inp.classes,
+                        target_ratio=0.0, record_every=1e9, typical=inp.typical,
                         stop_failed_milli=None if full else allowance)
         arrived = r.arrived_pct[-1] * r.capacity_milli / 100.0 if r.n_pods else 0.0
         placed = r.placed_request_pct[-1] * r.capacity_milli / 100.0 if r.n_pods else 0.0
@@ -645,7 +645,7 @@ def main_args(args: argparse.Namespace) -> int:
     pods = wl.pods()
     inp = PlanInputs(cl, wl, target, list(range(args.seeds)),
                      demand_milli=sum(p.gpu_demand_milli for p in pods),
-                     classes=typical_classes(pods))
+                     typical=typical_pods_of(pods))
     if inp.demand_milli == 0:
         return fail(f"{wl.source}: the workload requests no GPUs")
     argv = getattr(args, "argv", None)

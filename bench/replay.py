@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from bench.baselines.typical_pods import TypicalPods
 from bench.job_bandwidth import job_bandwidth
 from bench.metrics import cluster_fragmentation
 from bench.speed import SpeedModel, job_quality, set_quality
@@ -42,8 +43,14 @@ from scheduler.contract.units import MAX_GANG, MILLI_PER_GPU
 from scheduler.policy.gang import gang_admission, max_members
 from scheduler.policy.gpu_models import accepts, matching_model_ids
 from scheduler.policy.interface import PlacementPolicy
-from scheduler.policy.mix import MixClasses
-from scheduler.policy.snapshot import AllocationError, Snapshot, build_snapshot
+from scheduler.policy.request import MAX_GANG, MILLI_PER_GPU, PodRequest
+from scheduler.policy.snapshot import (
+    AllocationError,
+    Assignment,
+    NodeSpec,
+    Snapshot,
+    build_snapshot,
+)
 
 Clock = Callable[[], float]
 Progress = Callable[[float], None]
@@ -253,7 +260,7 @@ def replay_fill(
     seed: int,
     target_ratio: float = 1.3,
     record_every: float = 1.0,
-    classes: MixClasses | None = None,
+    typical: TypicalPods | None = None,
     warm_mix: bool = True,
     stop_failed_milli: int | None = None,
     progress: Progress | None = None,
@@ -266,7 +273,7 @@ def replay_fill(
     covers the pods submitted so far and `stopped_early` is True.
 
     `record_every` is the checkpoint step in % of capacity arrived (fragmentation and used
-    GPUs are measured there; the allocation curve is recorded after every pod). `classes`
+    GPUs are measured there; the allocation curve is recorded after every pod). `typical`
     are the typical pods the fragmentation is measured against (bench.metrics). With
     `warm_mix` the policy observes every original pod before the replay, as FGD's simulator
     gives its policy the workload's typical pods up front; arriving pods are observed too.
@@ -300,7 +307,7 @@ def replay_fill(
     padding = int(snap.milli_free.size - snap.gpu_count.sum())  # padded GPUs hold 0 free
 
     def checkpoint() -> None:
-        fg, fp = cluster_fragmentation(snap, classes)
+        fg, fp = cluster_fragmentation(snap, typical)
         used = int((snap.milli_free < MILLI_PER_GPU).sum()) - padding
         cps.append((100.0 * arr / capacity, 100.0 * alloc / capacity, fg, fp, used))
 

@@ -61,9 +61,9 @@ def alibaba_check(seeds: Sequence[int],
     """Fill-protocol unallocated GPU % (100 % arrived, median over seeds) per candidate."""
     import numpy as np
 
+    from bench.baselines.typical_pods import typical_pods_of
     from bench.clusters import load_cluster
     from bench.heterogeneous import TRACES
-    from bench.metrics import typical_classes
     from bench.replay import replay_fill
     from bench.report import fill_seed
     from bench.workloads import load_workload
@@ -71,12 +71,12 @@ def alibaba_check(seeds: Sequence[int],
     base = TRACES / "alibaba-gpu-v2023"
     nodes = load_cluster(base / "openb_node_list_gpu_node.csv")
     pods = load_workload(base / "openb_pod_list_default.csv").pods()
-    classes = typical_classes(pods)
+    typical = typical_pods_of(pods)
     for bw, pw in candidates:
         cfg = dataclasses.replace(DEFAULT_CONFIG, bandwidth_weight=bw, premium_weight=pw)
         vals = []
         for seed in seeds:
-            r = replay_fill(TopologyPolicy(cfg), nodes, pods, seed=seed, classes=classes)
+            r = replay_fill(TopologyPolicy(cfg), nodes, pods, seed=seed, typical=typical)
             un = fill_seed(r)["unallocated_gpu_pct"]
             assert isinstance(un, dict)
             vals.append(float(un["100"]))

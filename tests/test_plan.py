@@ -205,7 +205,7 @@ def test_readme_table_is_replaced_between_markers(tmp_path: Path) -> None:
 
 
 def test_progress_names_policy_step_and_seed(tmp_path: Path) -> None:
-    from bench.metrics import typical_classes
+    from bench.baselines.typical_pods import typical_pods_of
     from bench.plan import PlanInputs, Target, plan_policy
     from bench.workloads import load_workload
 
@@ -213,7 +213,7 @@ def test_progress_names_policy_step_and_seed(tmp_path: Path) -> None:
     cl = load_plan_cluster(_spec(tmp_path / "c.yaml", 8, 1, 8))
     inp = PlanInputs(cl, wl, Target(placed_pct=100.0), [0, 1],
                      demand_milli=sum(p.gpu_demand_milli for p in wl.pods()),
-                     classes=typical_classes(wl.pods()))
+                     typical=typical_pods_of(wl.pods()))
     labels: list[str] = []
     plan = plan_policy(inp, "topology", labels.append)
     assert plan.counts == (5,)
@@ -263,7 +263,7 @@ def test_the_search_agrees_with_an_exhaustive_scan(tmp_path: Path, policy: str) 
     # A mixed workload (8-, 4-, 2-, 1-GPU and fractional pods) on a node list scaled as one
     # pool: replay every count of the grid for every seed, and the search must name, for each
     # seed, the smallest count that passes, and for the policy the smallest where all do.
-    from bench.metrics import typical_classes
+    from bench.baselines.typical_pods import typical_pods_of
     from bench.plan import PlanInputs, Target, evaluate, plan_policy
     from bench.workloads import load_workload
 
@@ -278,7 +278,7 @@ def test_the_search_agrees_with_an_exhaustive_scan(tmp_path: Path, policy: str) 
     cl = node_list_pool(_nodes(10), "test", min_count=1, max_count=14)
     inp = PlanInputs(cl, wl, Target(placed_pct=95.0), [0, 1, 2],
                      demand_milli=sum(p.gpu_demand_milli for p in pods),
-                     classes=typical_classes(pods))
+                     typical=typical_pods_of(pods))
     grid = cl.pools[0].grid()
     scan = {s: [evaluate(inp, policy, s, (c,)).passed for c in grid] for s in inp.seeds}
     for s, row in scan.items():  # the comparison assumes what the search assumes

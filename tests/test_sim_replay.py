@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.baselines.typical_pods import typical_pods_of
 from bench.clusters import load_cluster
-from bench.metrics import at_arrived, interpolated_at, summarize, typical_classes
+from bench.metrics import at_arrived, interpolated_at, summarize
 from bench.replay import (
     ReplayError,
     fill_order,
@@ -143,7 +144,7 @@ def test_fill_invariants_on_a_trace_slice(shared: Path, tmp_path: Path) -> None:
     (tmp_path / "n.csv").write_text(nsrc[0] + "".join(nsrc[1::12]))
     nodes = load_cluster(tmp_path / "n.csv")
     pol = FirstFit()
-    r = replay_fill(pol, nodes, wl.pods(), seed=1, classes=typical_classes(wl.pods()))
+    r = replay_fill(pol, nodes, wl.pods(), seed=1, typical=typical_pods_of(wl.pods()))
     assert r.n_original < r.n_pods or r.n_original == 600
     assert np.all(np.diff(r.arrived_pct) >= 0)
     assert np.all(np.diff(r.allocated_pct) >= 0)

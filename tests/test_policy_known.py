@@ -171,9 +171,9 @@ def test_gang_two_4gpu_members_share_one_nvswitch_node() -> None:
     assert not isinstance(plan, str)
     assert len(plan.nodes) == 1
     before = snap.copy()
-    reserve_gang(snap, plan)
+    reserve_gang(snap, plan.assignments)
     assert int(np.bitwise_count(snap.free_mask).sum()) == 8
-    release_gang(snap, plan)
+    release_gang(snap, plan.assignments)
     assert snap.same_state(before)
 
 

@@ -206,7 +206,7 @@ def test_gang_plans_are_all_or_nothing(
         assert plan
         return
     assert [a.pod for a in plan.assignments] == [m.key for m in members]
-    reserve_gang(snap, plan)
+    reserve_gang(snap, plan.assignments)
     check_invariants(snap)
     assert all(m.key in snap.holdings for m in members)
     for m, a in zip(members, plan.assignments, strict=True):
@@ -215,5 +215,5 @@ def test_gang_plans_are_all_or_nothing(
     if plan.level is not None:
         col = snap.level_ids[:, plan.level]
         assert len({int(col[snap.index[a.node]]) for a in plan.assignments}) == 1
-    release_gang(snap, plan)
+    release_gang(snap, plan.assignments)
     assert snap.same_state(before)

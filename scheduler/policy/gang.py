@@ -244,11 +244,12 @@ def plan_gang(
             f"each member fits somewhere, but not all together")
 
 
-def reserve_gang(snap: Snapshot, plan: GangPlan) -> None:
-    """Allocate every member of the plan, all or none (AllocationError leaves snap as it was)."""
+def reserve_gang(snap: Snapshot, assignments: Sequence[Assignment]) -> None:
+    """Allocate every assignment (a plan's, or a simulated policy's answer for a gang), all or
+    none (AllocationError leaves snap as it was)."""
     done: list[str] = []
     try:
-        for a in plan.assignments:
+        for a in assignments:
             snap.allocate(a)
             done.append(a.pod)
     except AllocationError:
@@ -257,10 +258,10 @@ def reserve_gang(snap: Snapshot, plan: GangPlan) -> None:
         raise
 
 
-def release_gang(snap: Snapshot, plan: GangPlan) -> None:
-    """Release every member the plan reserved; the exact inverse of reserve_gang."""
-    missing = [a.pod for a in plan.assignments if a.pod not in snap.holdings]
-    for a in reversed(plan.assignments):
+def release_gang(snap: Snapshot, assignments: Sequence[Assignment]) -> None:
+    """Release every assignment reserve_gang reserved; its exact inverse."""
+    missing = [a.pod for a in assignments if a.pod not in snap.holdings]
+    for a in reversed(assignments):
         if a.pod in snap.holdings:
             snap.release(a.pod)
     if missing:

@@ -61,10 +61,9 @@ import numpy as np
 from scipy.optimize import linprog
 from scipy.sparse import coo_matrix
 
-from bench.replay import fill_order
-from scheduler.contract.node import NodeSpec
-from scheduler.contract.request import PodRequest
-from scheduler.contract.units import MILLI_PER_GPU
+from bench.fill_replay import fill_order
+from scheduler.policy.request import MILLI_PER_GPU, PodRequest
+from scheduler.policy.snapshot import NodeSpec
 
 NodeType = tuple[int, str, int, int]  # (GPUs, model, CPU milli, memory MiB)
 PodClass = tuple[int, int, int, int, frozenset[str]]  # (GPUs, share, CPU, memory, models)
@@ -280,7 +279,7 @@ def fill_bound(
     nodes: Sequence[NodeSpec], pods: Sequence[PodRequest], seed: int, x: float,
     target_ratio: float = 1.3,
 ) -> Bound:
-    """The bound for the fill run of `seed` (bench.replay.fill_order) read at x % arrived."""
+    """The bound for the fill run of `seed` (bench.fill_replay.fill_order) read at x % arrived."""
     capacity = sum(s.topology.n for s in nodes) * MILLI_PER_GPU
     if capacity <= 0:
         raise ValueError("nodes: the cluster has no GPUs; the bound is on GPU allocation")

@@ -30,8 +30,10 @@ from bench.clusters import (
     load_cluster,
     load_preset_map,
 )
+from bench.dynamic_replay import DynamicResult, replay_dynamic
+from bench.fill_replay import FillResult, replay_fill
 from bench.out_path import OutPathError, check_out_dir
-from bench.replay import DynamicResult, FillResult, ReplayError, replay_dynamic, replay_fill
+from bench.policy_answer import ReplayError
 from bench.report import SimulationRun, write_report
 from bench.speed import SPEED_RANGE, SpeedModel
 from bench.workloads import Workload, WorkloadError, generate_workload, load_workload

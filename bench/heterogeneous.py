@@ -45,7 +45,7 @@ from typing import TextIO
 
 import numpy as np
 
-from bench.replay import DynamicResult, replay_dynamic
+from bench.dynamic_replay import DynamicResult, replay_dynamic
 from bench.speed import SpeedModel
 from bench.workloads import Job, Workload, load_alibaba_pods, load_job_trace
 from scheduler.contract.node import NodeSpec

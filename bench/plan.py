@@ -4,7 +4,7 @@ For every policy, the smallest pool counts (bench/plan_search.py: bisection for 
 pool, coordinate descent for several) at which EVERY seed meets the target:
 
 - fill: the workload's pods, each once, submitted one by one in the seed's shuffled order (the
-  fill protocol's order, bench.replay.fill_order with no copies), no departures; the target is
+  fill protocol's order, bench.fill_replay.fill_order with no copies), no departures; the target is
   the share of the workload's GPU request that gets placed (default 99 %). Unlike the FGD
   protocol the workload does not grow with the cluster, so every step of the search and every
   policy replays exactly the same pods in the same order for a given seed.
@@ -41,6 +41,8 @@ import numpy as np
 
 from bench.baselines.typical_pods import TypicalPods, typical_pods_of
 from bench.clusters import ClusterError, load_preset_map
+from bench.dynamic_replay import replay_dynamic
+from bench.fill_replay import replay_fill
 from bench.out_path import OutPathError, check_out_dir
 from bench.plan_cluster import PlanCluster, load_plan_cluster
 from bench.plan_search import (
@@ -51,7 +53,7 @@ from bench.plan_search import (
     smallest_counts,
     smallest_on_grid,
 )
-from bench.replay import ReplayError, replay_dynamic, replay_fill
+from bench.policy_answer import ReplayError
 from bench.report import plot_plan
 from bench.speed import SpeedModel
 from bench.workloads import Workload, WorkloadError, load_workload

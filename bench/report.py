@@ -20,8 +20,9 @@ from typing import Any, cast
 import numpy as np
 
 from bench.bound_report import bound_json, bound_rows
+from bench.dynamic_replay import DynamicResult
+from bench.fill_replay import FillResult
 from bench.metrics import at_arrived, band, ecdf, interpolated_at, summarize
-from bench.replay import DynamicResult, FillResult
 from bench.report_verdict import (
     DYNAMIC_COLUMNS,
     EVENT_WORDS,

@@ -1,6 +1,6 @@
 """The variant table: every policy and the LP bound on each Alibaba trace variant.
 
-`python -m bench.variants` replays the fill protocol (bench.replay.replay_fill) on the trace's
+`python -m bench.variants` replays the fill protocol (bench.fill_replay.replay_fill) on the trace's
 1,213 GPU nodes for every pod-list variant in ../shared/traces/alibaba-gpu-v2023/, for the
 policies topology (ours), fgd, bestfit and random, with paired seeds (seed s is the same
 arrival order for every policy), computes bench.bound.fill_bound per seed, and prints one
@@ -35,8 +35,8 @@ from pathlib import Path
 from bench.baselines import make_policy
 from bench.bound import fill_bound
 from bench.clusters import load_cluster
+from bench.fill_replay import replay_fill
 from bench.metrics import at_arrived, interpolated_at
-from bench.replay import replay_fill
 from bench.workloads import load_workload
 from scheduler.contract.node import NodeSpec
 from scheduler.contract.request import PodRequest

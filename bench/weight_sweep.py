@@ -63,8 +63,8 @@ def alibaba_check(seeds: Sequence[int],
 
     from bench.baselines.typical_pods import typical_pods_of
     from bench.clusters import load_cluster
+    from bench.fill_replay import replay_fill
     from bench.heterogeneous import TRACES
-    from bench.replay import replay_fill
     from bench.report import fill_seed
     from bench.workloads import load_workload
 

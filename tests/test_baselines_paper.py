@@ -13,8 +13,8 @@ import pytest
 
 from bench.baselines import make_policy
 from bench.clusters import load_cluster
+from bench.fill_replay import replay_fill
 from bench.metrics import at_arrived
-from bench.replay import replay_fill
 from bench.workloads import load_workload
 
 PUBLISHED_AT_100 = {"random": 13.75, "bestfit": 7.09, "fgd": 4.77}

@@ -7,7 +7,9 @@ import pytest
 
 from bench.baselines import make_policy
 from bench.baselines.timeslice import TimeSliceDefaultPolicy
-from bench.replay import replay_dynamic, replay_fill
+from bench.dynamic_replay import replay_dynamic
+from bench.fill_replay import replay_fill
+from bench.policy_answer import hold
 from bench.workloads import Job
 from scheduler.contract.node import NodeSpec
 from scheduler.contract.request import PodRequest
@@ -42,9 +44,7 @@ def test_a_fractional_pod_takes_one_replica_and_risks_are_counted() -> None:
     for k in range(4):  # 4 pods of 0.6 GPU: kube sees 4 replicas, the GPU 2.4 GPUs of demand
         a = pol.place(_pod(f"s{k}", milli=600), snap)
         assert a is not None and a.gpus == (0,) and a.gpu_milli == 250
-        from bench.replay import _allocate
-
-        _allocate(snap, a, pol.name, 4)
+        hold(snap, [a], pol.name, 4)
         placed.append(a)
     assert pol.place(_pod("s4", milli=100), snap) is None  # replicas are gone
     assert pol.events["oversubscribed_gpu_pods"] == 3  # the 2nd, 3rd and 4th pods
@@ -54,11 +54,9 @@ def test_a_fractional_pod_takes_one_replica_and_risks_are_counted() -> None:
 def test_whole_gpu_pods_share_a_gpu_and_are_counted() -> None:
     snap = build_snapshot([_node("a", "single-gpu")])
     pol = TimeSliceDefaultPolicy(0, replicas=2)
-    from bench.replay import _allocate
-
     a = pol.place(_pod("w0", gpus=1), snap)
     assert a is not None
-    _allocate(snap, a, pol.name, 2)
+    hold(snap, [a], pol.name, 2)
     b = pol.place(_pod("w1", gpus=1), snap)
     assert b is not None and b.gpus == (0,)  # kube-scheduler sees a free replica
     assert pol.events["colocated_whole_gpu_pods"] == 1
@@ -71,7 +69,7 @@ def test_fill_replay_counts_replicas_and_never_overcommits() -> None:
                                                             for i in range(4)]
     r = replay_fill(make_policy("default-timeslice", 1), nodes, pods, seed=1, target_ratio=0)
     # The pods in submission order (the fill protocol's shuffle), to count their replicas.
-    from bench.replay import fill_order
+    from bench.fill_replay import fill_order
 
     order, _ = fill_order(pods, 8000, 1, 0)
     replicas = sum(1 if p.is_share else p.gpus for p, ok in zip(order, r.placed, strict=True)

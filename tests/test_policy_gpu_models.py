@@ -107,7 +107,7 @@ def test_simulator_gpu_spec_uses_the_rules(tmp_path: object) -> None:
     from pathlib import Path
 
     from bench.baselines import make_policy
-    from bench.replay import check_assignment
+    from bench.policy_answer import check_assignment
     from bench.workloads import load_alibaba_pods
 
     assert isinstance(tmp_path, Path)

@@ -14,13 +14,10 @@ import pytest
 
 from bench.baselines.typical_pods import typical_pods_of
 from bench.clusters import load_cluster
+from bench.dynamic_replay import replay_dynamic
+from bench.fill_replay import fill_order, replay_fill
 from bench.metrics import at_arrived, interpolated_at, summarize
-from bench.replay import (
-    ReplayError,
-    fill_order,
-    replay_dynamic,
-    replay_fill,
-)
+from bench.policy_answer import ReplayError
 from bench.speed import SpeedModel, network_factor
 from bench.workloads import Job, generate_workload, load_alibaba_pods
 from scheduler.contract.assignment import Assignment

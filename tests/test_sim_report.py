@@ -13,7 +13,8 @@ from test_sim_replay import FirstFit  # the tests' one throwaway policy
 
 from bench.cli import ProgressBar, Scenario, main, simulate
 from bench.clusters import cluster_summary
-from bench.replay import replay_dynamic, replay_fill
+from bench.dynamic_replay import replay_dynamic
+from bench.fill_replay import replay_fill
 from bench.report import SimulationRun, paper_variant, results_json, write_report
 from bench.workloads import generate_workload
 from scheduler.contract.node import NodeSpec

@@ -13,7 +13,8 @@ from test_sim_replay import FirstFit  # the tests' one throwaway policy
 
 from bench.cli import main
 from bench.clusters import cluster_summary
-from bench.replay import replay_dynamic, replay_fill
+from bench.dynamic_replay import replay_dynamic
+from bench.fill_replay import replay_fill
 from bench.report import SimulationRun, results_json, write_report
 from bench.report_verdict import jct_gain_band, utilization_note, verdict
 from bench.workloads import generate_workload

@@ -34,7 +34,8 @@ from bench.dynamic_replay import DynamicResult, replay_dynamic
 from bench.fill_replay import FillResult, replay_fill
 from bench.out_path import OutPathError, check_out_dir
 from bench.policy_answer import ReplayError
-from bench.report import SimulationRun, write_report
+from bench.report import write_report
+from bench.simulation_run import SimulationRun
 from bench.speed import SPEED_RANGE, SpeedModel
 from bench.workloads import Workload, WorkloadError, generate_workload, load_workload
 from scheduler.contract.node import NodeSpec

@@ -54,7 +54,7 @@ from bench.plan_search import (
     smallest_on_grid,
 )
 from bench.policy_answer import ReplayError
-from bench.report import plot_plan
+from bench.report_plots import plot_plan
 from bench.speed import SpeedModel
 from bench.workloads import Workload, WorkloadError, load_workload
 from scheduler.contract.units import MILLI_PER_GPU

@@ -1,7 +1,7 @@
 """The words of the report: the verdict paragraph, what every column means, ties between
 policies, why utilisation can be lower, and the sensitivity band of the JCT gain.
 
-Pure functions over results.json's document (bench.report.results_json) and, for the
+Pure functions over results.json's document (bench.results_json.results_json) and, for the
 sensitivity band, the per-seed dynamic results; no I/O.
 """
 

@@ -65,7 +65,7 @@ def alibaba_check(seeds: Sequence[int],
     from bench.clusters import load_cluster
     from bench.fill_replay import replay_fill
     from bench.heterogeneous import TRACES
-    from bench.report import fill_seed
+    from bench.seed_summary import fill_seed
     from bench.workloads import load_workload
 
     base = TRACES / "alibaba-gpu-v2023"

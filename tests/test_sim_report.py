@@ -15,7 +15,10 @@ from bench.cli import ProgressBar, Scenario, main, simulate
 from bench.clusters import cluster_summary
 from bench.dynamic_replay import replay_dynamic
 from bench.fill_replay import replay_fill
-from bench.report import SimulationRun, paper_variant, results_json, write_report
+from bench.paper_check import paper_variant
+from bench.report import write_report
+from bench.results_json import results_json
+from bench.simulation_run import SimulationRun
 from bench.workloads import generate_workload
 from scheduler.contract.node import NodeSpec
 from topology.presets import preset

@@ -15,8 +15,10 @@ from bench.cli import main
 from bench.clusters import cluster_summary
 from bench.dynamic_replay import replay_dynamic
 from bench.fill_replay import replay_fill
-from bench.report import SimulationRun, results_json, write_report
+from bench.report import write_report
 from bench.report_verdict import jct_gain_band, utilization_note, verdict
+from bench.results_json import results_json
+from bench.simulation_run import SimulationRun
 from bench.workloads import generate_workload
 from scheduler.contract.node import NodeSpec
 from topology.presets import preset

@@ -2,8 +2,8 @@
 policy a call, never a placement.
 
 `may_fit` asks it of the cluster as it is now (skip a queued job that cannot fit yet);
-`never_fits` of the cluster if it were empty, by the policy's own rules: its failure codes
-that no release can change (FilterResult.unresolvable) and its gang admission.
+`never_fits` of the cluster if it were empty, by the policy's own bounds (gang.max_members,
+which agrees with the failure codes no release can change, and gang_admission).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from bench.workloads import Job
-from scheduler.policy.decide import filter_nodes
 from scheduler.policy.gang import gang_admission, max_members
 from scheduler.policy.request import MAX_GANG, MILLI_PER_GPU, PodRequest
 from scheduler.policy.snapshot import Snapshot
@@ -61,19 +60,24 @@ def may_fit(snap: Snapshot, pods: Sequence[PodRequest], replicas: int = 1) -> bo
 
 
 def never_fits(snap: Snapshot, job: Job) -> str | None:
-    """Why `job` cannot fit even in the empty cluster, or None (necessary conditions only)."""
+    """Why `job` cannot fit even in the empty cluster, or None (necessary conditions only).
+
+    By the policy's own bounds: `max_members` (how many such pods the empty cluster could
+    hold: zero exactly when the policy's unresolvable failure codes rule out every node) and,
+    for a gang, the extender's `gang_admission`.
+    """
     total_gpus = int(snap.gpu_count.sum())
     if sum(p.gpus for p in job.pods) > total_gpus:
         return f"needs {sum(p.gpus for p in job.pods)} GPUs, the cluster has {total_gpus}"
-    if job.is_gang:
-        # The extender's gang admission, per member shape: a job's members all exist at
-        # arrival here, so only its size bounds (the cap, the empty cluster) can refuse it.
-        for p, count in _by_shape(job.pods):
-            why = gang_admission(count, count, max_members(p, snap), cap=MAX_GANG)
+    for p, count in _by_shape(job.pods):
+        room = max_members(p, snap)
+        if job.is_gang:
+            # A job's members all exist at arrival here, so only its size bounds (the cap,
+            # the empty cluster) can refuse it.
+            why = gang_admission(count, count, room, cap=MAX_GANG)
             if why is not None:
                 return f"gang of {len(job.pods)} pods: {why}"
-    for p in job.pods:
-        if len(filter_nodes(p, snap).unresolvable) == snap.n_nodes:
+        if room == 0:
             return (f"pod {p.key!r} ({p.gpus or p.gpu_milli / MILLI_PER_GPU:g} GPU, "
                     f"{p.cpu_milli} mCPU, {p.memory_mib} MiB) fits no node")
     return None

@@ -1,7 +1,7 @@
 """`gts simulate`: replay a workload on a cluster through several policies and write a report.
 
 With no arguments it runs the embedded default scenario (bench.clusters.default_cluster() and
-bench.workloads.generate_workload(seed) per seed), fill and dynamic, for the policies
+bench.workload_generator.generate_workload(seed) per seed), fill and dynamic, for the policies
 topology, default, binpack, fgd and random. Every (mode, policy, seed) is one task; `--jobs N`
 runs tasks in N spawned processes (each loads the scenario once).
 """
@@ -37,8 +37,8 @@ from bench.policy_answer import ReplayError
 from bench.report import write_report
 from bench.simulation_run import SimulationRun
 from bench.speed import SPEED_RANGE, SpeedModel
-from bench.workloads import Workload, WorkloadError, generate_workload, load_workload
-from scheduler.contract.node import NodeSpec
+from bench.workload_generator import generate_workload
+from bench.workloads import Workload, WorkloadError, load_workload
 from scheduler.policy.interface import PlacementPolicy
 
 DEFAULT_POLICIES = ("topology", "default", "binpack", "fgd", "random")

@@ -23,7 +23,7 @@ are reported on "report" rows they never saw):
   8-GPU pods), the large-model training share.
 - Durations from the traces, clipped to [60 s, 1 day] so a replay of a few thousand jobs
   reaches a steady state; Poisson arrivals at the rate that offers `load` x the cluster's GPUs
-  (as bench.workloads.generate_workload).
+  (as bench.workload_generator.generate_workload).
 - GPU models as users write them (MODEL_CHOICES): families (`A100`), memory variants
   (`H100-80GB`), label forms (`NVIDIA-L4`), lower case, lists (`V100|A100`), or nothing. The
   mix is an assumption, stated here: inference pods mostly accept anything or ask for L4,
@@ -47,6 +47,7 @@ import numpy as np
 
 from bench.dynamic_replay import DynamicResult, replay_dynamic
 from bench.speed import SpeedModel
+from bench.workload_generator import DURATION_CLIP_S
 from bench.workloads import Job, Workload, load_alibaba_pods, load_job_trace
 from scheduler.contract.node import NodeSpec
 from scheduler.contract.request import GangRef
@@ -76,7 +77,6 @@ ONE_GPU_SHARE = 0.87
 PHILLY_SHARE = 0.11
 LINGJUN_SHARE = 0.02
 LINGJUN_MAX_GPUS = 64
-DURATION_CLIP_S = (60.0, 86400.0)
 
 # (allowed models as written, probability) per job kind; "" = no restriction.
 MODEL_CHOICES: dict[str, tuple[tuple[str, float], ...]] = {

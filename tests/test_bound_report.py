@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from bench.cli import Scenario, simulate
-from bench.workloads import generate_workload
-from scheduler.contract.node import NodeSpec
+from bench.workload_generator import generate_workload
+from scheduler.policy.snapshot import NodeSpec
 from topology.presets import preset
 
 

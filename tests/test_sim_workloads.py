@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.workload_generator import generate_workload
 from bench.workloads import (
     WorkloadError,
-    generate_workload,
     load_alibaba_pods,
     load_job_trace,
     load_workload,

@@ -599,7 +599,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def main_args(args: argparse.Namespace) -> int:
     """Run `gts plan` from parsed arguments."""
     from bench.baselines import POLICIES
-    from bench.cli import ProgressBar
+    from bench.progress_bar import ProgressBar
 
     def fail(msg: str) -> int:
         print(f"gts plan: {msg}", file=sys.stderr)

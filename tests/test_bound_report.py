@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import Scenario, simulate
+from bench.simulate import Scenario, simulate
 from bench.workload_generator import generate_workload
 from scheduler.policy.snapshot import NodeSpec
 from topology.presets import preset

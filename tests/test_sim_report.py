@@ -11,13 +11,15 @@ import numpy as np
 import pytest
 from test_sim_replay import FirstFit  # the tests' one throwaway policy
 
-from bench.cli import ProgressBar, Scenario, main, simulate
+from bench.cli import main
 from bench.clusters import cluster_summary
 from bench.dynamic_replay import replay_dynamic
 from bench.fill_replay import replay_fill
 from bench.paper_check import paper_variant
+from bench.progress_bar import ProgressBar
 from bench.report import write_report
 from bench.results_json import results_json
+from bench.simulate import Scenario, simulate
 from bench.simulation_run import SimulationRun
 from bench.workload_generator import generate_workload
 from scheduler.policy.snapshot import NodeSpec

@@ -3,12 +3,10 @@ every seed's numbers, the scenario, and the paper check and LP bound where they 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
-import numpy as np
-
 from bench.bound_report import bound_json
+from bench.json_safe import json_safe
 from bench.metrics import summarize
 from bench.paper_check import paper_check, paper_variant
 from bench.report_verdict import jct_gain_band
@@ -30,20 +28,6 @@ def _events(rows: Sequence[dict[str, object]]) -> dict[str, dict[str, float]]:
     names = sorted({k for r in rows for k in dict(r.get("events") or {})})  # type: ignore[call-overload]
     return {k: summarize([float(dict(r.get("events") or {}).get(k, 0))  # type: ignore[call-overload]
                           for r in rows]) for k in names}
-
-
-def _json_safe(x: object) -> object:
-    """JSON-safe: nan/inf -> None, numpy scalars -> Python, recursively."""
-    if isinstance(x, dict):
-        return {str(k): _json_safe(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, float | np.floating):
-        f = float(x)
-        return f if math.isfinite(f) else None
-    return x
 
 
 def _median(rows: Sequence[dict[str, object]], *path: str) -> float:
@@ -138,4 +122,5 @@ def results_json(run: SimulationRun) -> dict[str, object]:
         doc["paper_check"] = paper_check(run, variant)
     if run.bound and run.fill:
         doc["bound"] = bound_json(run.fill, run.bound)
-    return _json_safe(doc)  # type: ignore[return-value]
+    doc_safe: dict[str, object] = json_safe(doc)
+    return doc_safe

@@ -206,7 +206,7 @@ def test_readme_table_is_replaced_between_markers(tmp_path: Path) -> None:
 
 def test_progress_names_policy_step_and_seed(tmp_path: Path) -> None:
     from bench.baselines.typical_pods import typical_pods_of
-    from bench.plan import PlanInputs, Target, plan_policy
+    from bench.capacity_plan import PlanInputs, Target, plan_policy
     from bench.workloads import load_workload
 
     wl = load_workload(_workload(tmp_path / "w.csv", 4, 4))
@@ -264,7 +264,7 @@ def test_the_search_agrees_with_an_exhaustive_scan(tmp_path: Path, policy: str) 
     # pool: replay every count of the grid for every seed, and the search must name, for each
     # seed, the smallest count that passes, and for the policy the smallest where all do.
     from bench.baselines.typical_pods import typical_pods_of
-    from bench.plan import PlanInputs, Target, evaluate, plan_policy
+    from bench.capacity_plan import PlanInputs, Target, evaluate, plan_policy
     from bench.workloads import load_workload
 
     shapes = [(8, 1000)] * 3 + [(4, 1000)] * 4 + [(2, 1000)] * 6 + [(1, 1000)] * 10 + \

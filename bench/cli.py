@@ -25,6 +25,7 @@ from bench.clusters import (
 from bench.out_path import OutPathError, check_out_dir
 from bench.policy_answer import ReplayError
 from bench.simulate import PolicyFactory, Scenario, default_factory, simulate
+from bench.subcommand import run_subcommand
 from bench.workloads import WorkloadError, load_workload
 
 DEFAULT_POLICIES = ("topology", "default", "binpack", "fgd", "random")
@@ -175,10 +176,4 @@ def main_args(args: argparse.Namespace, factory: PolicyFactory = default_factory
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m bench [args]`, the same as `gts simulate [args]`."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="gts")
-    sub = parser.add_subparsers(dest="command")
-    add_parser(sub)
-    args = parser.parse_args(["simulate", *argv])
-    args.argv = argv
-    return int(args.func(args))
+    return run_subcommand("simulate", add_parser, sys.argv[1:] if argv is None else argv)

@@ -272,11 +272,14 @@ def load_cluster(
         raise ClusterError(str(e)) from None
 
 
+# (count, preset, GPU model, GPU MiB, CPU milli, memory MiB)
+PoolRow = tuple[int, str, str, int, int, int]
+
 # The embedded default cluster: 64 nodes, 432 GPUs, in blocks (leaf switches) of 8 nodes and
 # two spines of 32. Pools: (count, preset, GPU model, GPU MiB, CPU milli, memory MiB), CPU and
 # memory as the vendors ship them (DGX H100: 2 x 56 cores with SMT, 2 TiB; DGX A100: 2 x 64
 # cores, 2 TiB; DGX-1: 2 x 20 cores, 512 GiB; PCIe boxes typical 2U servers).
-DEFAULT_POOLS: tuple[tuple[int, str, str, int, int, int], ...] = (
+DEFAULT_POOLS: tuple[PoolRow, ...] = (
     (12, "dgx-h100", "H100-SXM5-80GB", 81920, 224_000, 2_097_152),
     (12, "dgx-a100", "A100-SXM4-80GB", 81920, 256_000, 2_097_152),
     (16, "dgx1-v100", "V100-SXM2-32GB", 32768, 80_000, 524_288),
@@ -288,21 +291,28 @@ DEFAULT_BLOCK_NODES = 8
 DEFAULT_SPINE_NODES = 32
 
 
-def default_cluster() -> list[NodeSpec]:
-    """The embedded default scenario's cluster (see DEFAULT_POOLS); levels follow
+def pooled_cluster(pools: Sequence[PoolRow], short: Mapping[str, str],
+                   block_nodes: int = DEFAULT_BLOCK_NODES,
+                   spine_nodes: int = DEFAULT_SPINE_NODES) -> list[NodeSpec]:
+    """Nodes of each pool row (count, preset, GPU model, GPU MiB, CPU milli, memory MiB), named
+    `<short name of the preset>-<k>`, in blocks and spines of consecutive nodes; levels follow
     scheduler.constants.DEFAULT_NETWORK_LEVEL_LABELS: (accelerator, block, spine, datacenter)."""
     nodes: list[NodeSpec] = []
     i = 0
-    for count, name, model, mem, cpu, ram in DEFAULT_POOLS:
+    for count, name, model, mem, cpu, ram in pools:
         topo = preset(name, model=model, memory_mib=mem)
-        short = name.replace("pcie-8gpu-2socket", "pcie8")
+        prefix = short.get(name, name)
         for k in range(count):
-            levels = ("", f"block-{i // DEFAULT_BLOCK_NODES}", f"spine-{i // DEFAULT_SPINE_NODES}",
-                      "dc-0")
-            nodes.append(NodeSpec(name=f"{short}-{k:02d}", cpu_milli=cpu, memory_mib=ram,
+            levels = ("", f"block-{i // block_nodes}", f"spine-{i // spine_nodes}", "dc-0")
+            nodes.append(NodeSpec(name=f"{prefix}-{k:02d}", cpu_milli=cpu, memory_mib=ram,
                                   topology=topo, levels=levels))
             i += 1
     return nodes
+
+
+def default_cluster() -> list[NodeSpec]:
+    """The embedded default scenario's cluster (see DEFAULT_POOLS)."""
+    return pooled_cluster(DEFAULT_POOLS, {"pcie-8gpu-2socket": "pcie8"})
 
 
 def cluster_summary(nodes: Sequence[NodeSpec], source: str) -> dict[str, object]:

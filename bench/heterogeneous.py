@@ -45,6 +45,7 @@ from typing import TextIO
 
 import numpy as np
 
+from bench.clusters import PoolRow, pooled_cluster
 from bench.dynamic_replay import DynamicResult, replay_dynamic
 from bench.speed import SpeedModel
 from bench.workload_generator import DURATION_CLIP_S
@@ -53,7 +54,8 @@ from scheduler.contract.node import NodeSpec
 from scheduler.contract.request import GangRef
 from scheduler.contract.units import MILLI_PER_GPU
 from scheduler.policy.interface import PlacementPolicy
-from topology.presets import preset
+from scheduler.policy.request import MILLI_PER_GPU, GangRef
+from scheduler.policy.snapshot import NodeSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACES = ROOT.parent / "shared" / "traces"
@@ -64,14 +66,12 @@ LINGJUN_JOBS = "lingjun/crux.csv"
 # (nodes, preset, GPU model as nvidia-smi names it, GPU MiB, CPU milli, memory MiB); CPU and
 # memory as shipped (DGX H100 2 x 56 cores SMT 2 TiB, DGX A100 2 x 64 cores 2 TiB, DGX-1
 # 2 x 20 cores 512 GiB, a 2-socket 8 x L4 server 2 x 48 cores 1 TiB).
-HETERO_POOLS: tuple[tuple[int, str, str, int, int, int], ...] = (
+HETERO_POOLS: tuple[PoolRow, ...] = (
     (5, "dgx-h100", "NVIDIA H100 80GB HBM3", 81559, 224_000, 2_097_152),
     (68, "dgx-a100", "NVIDIA A100-SXM4-80GB", 81920, 256_000, 2_097_152),
     (6, "dgx1-v100", "Tesla V100-SXM2-32GB", 32768, 80_000, 524_288),
     (17, "pcie-8gpu-2socket", "NVIDIA L4", 23034, 192_000, 1_048_576),
 )
-BLOCK_NODES = 8
-SPINE_NODES = 32
 
 ONE_GPU_SHARE = 0.87
 PHILLY_SHARE = 0.11
@@ -93,17 +93,8 @@ SPLITS = ("tune", "report")
 
 def heterogeneous_cluster() -> list[NodeSpec]:
     """The scenario's 96 nodes (HETERO_POOLS), levels (accelerator, block, spine, datacenter)."""
-    nodes: list[NodeSpec] = []
-    i = 0
-    for count, name, model, mem, cpu, ram in HETERO_POOLS:
-        topo = preset(name, model=model, memory_mib=mem)
-        short = {"dgx-h100": "h100", "dgx-a100": "a100", "dgx1-v100": "v100",
-                 "pcie-8gpu-2socket": "l4"}[name]
-        for k in range(count):
-            levels = ("", f"block-{i // BLOCK_NODES}", f"spine-{i // SPINE_NODES}", "dc-0")
-            nodes.append(NodeSpec(f"{short}-{k:02d}", cpu, ram, topo, levels))
-            i += 1
-    return nodes
+    return pooled_cluster(HETERO_POOLS, {"dgx-h100": "h100", "dgx-a100": "a100",
+                                         "dgx1-v100": "v100", "pcie-8gpu-2socket": "l4"})
 
 
 @functools.cache

@@ -41,6 +41,7 @@ from bench.plan_report import plan_json, plan_markdown, what_if_markdown
 from bench.plan_search import Counts
 from bench.policy_answer import ReplayError
 from bench.report_plots import plot_plan
+from bench.subcommand import run_subcommand
 from bench.workloads import WorkloadError, load_workload
 
 DEFAULT_PLAN_POLICIES = ("topology", "fgd", "default", "default-timeslice", "binpack")
@@ -230,13 +231,7 @@ def main_args(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m bench.plan [args]`, the same as `gts plan [args]`."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="gts")
-    sub = parser.add_subparsers(dest="command")
-    add_parser(sub)
-    args = parser.parse_args(["plan", *argv])
-    args.argv = argv
-    return int(args.func(args))
+    return run_subcommand("plan", add_parser, sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":

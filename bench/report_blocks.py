@@ -21,7 +21,7 @@ from bench.report_verdict import (
     utilization_note,
     verdict,
 )
-from bench.simulation_run import SimulationRun
+from bench.simulation_run import SimulationRun, in_policy_order
 
 
 def _fmt(v: object, digits: int = 2) -> str:
@@ -68,6 +68,11 @@ def _spread(s: dict[str, float]) -> str:
     return f"{s['median']:.2f} [{s['p25']:.2f}, {s['p75']:.2f}]"
 
 
+def _entries(pol: dict[str, Any], mode: str) -> dict[str, Any]:
+    """results.json's entry of `mode` ("fill" or "dynamic") per policy."""
+    return {name: p.get(mode) for name, p in pol.items() if isinstance(p, dict)}
+
+
 def report_blocks(run: SimulationRun, doc: dict[str, object],
                   images: dict[str, str]) -> list[Block]:
     """The report's headings, paragraphs, tables and images, in order."""
@@ -106,10 +111,7 @@ def report_blocks(run: SimulationRun, doc: dict[str, object],
                        "gives a fractional pod a whole GPU."))
         b.append(("p", columns_text(FILL_COLUMNS)))
         rows: list[list[str]] = []
-        for name in run.policies:
-            f = pol.get(name, {}).get("fill") if isinstance(pol.get(name), dict) else None
-            if not f:
-                continue
+        for name, f in in_policy_order(run.policies, _entries(pol, "fill")):
             seeds = f["per_seed"]
             sp = f["unallocated_gpu_pct_spread"]
             rows.append([
@@ -171,10 +173,7 @@ def report_blocks(run: SimulationRun, doc: dict[str, object],
                        f"{json.dumps(sm)} (bench/speed.py explains the numbers)."))
         b.append(("p", columns_text(DYNAMIC_COLUMNS)))
         rows = []
-        for name in run.policies:
-            d = pol.get(name, {}).get("dynamic") if isinstance(pol.get(name), dict) else None
-            if not d:
-                continue
+        for name, d in in_policy_order(run.policies, _entries(pol, "dynamic")):
             seeds = d["per_seed"]
             sp = d["spread"]
             rows.append([

@@ -10,7 +10,7 @@ import numpy as np
 
 from bench.metrics import band, ecdf
 from bench.seed_summary import READ_OFF
-from bench.simulation_run import SimulationRun
+from bench.simulation_run import SimulationRun, in_policy_order
 from scheduler.policy.request import MILLI_PER_GPU
 
 QUALITY_BUCKETS = ((1.0, 1.01, "as good as the hardware allows"),
@@ -71,10 +71,7 @@ def plot_fill_unallocated(run: SimulationRun, path: Path) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.6), dpi=100)
     ax = axes[2]
     ax.plot([0, 100, 131], [0, 100, 100], ":", color="grey", label="everything placed")
-    for name in run.policies:
-        res = run.fill.get(name)
-        if not res:
-            continue
+    for name, res in in_policy_order(run.policies, run.fill):
         _median_band(ax, run, name, xs, [(r.arrived_pct, r.placed_request_pct) for r in res])
     ax.set_xlim(0, 131)
     ax.set_xlabel("arrived workload (% of cluster GPU capacity)")
@@ -85,10 +82,7 @@ def plot_fill_unallocated(run: SimulationRun, path: Path) -> Path:
     ax.legend(loc="upper left", fontsize=8)
     for ax, (lo_x, hi_x) in zip(axes[:2], ((0, 131), (75, 131)), strict=True):
         ax.plot([0, 100, 131], [100, 0, 0], ":", color="grey", label="ideal")
-        for name in run.policies:
-            res = run.fill.get(name)
-            if not res:
-                continue
+        for name, res in in_policy_order(run.policies, run.fill):
             _median_band(ax, run, name, xs,
                          [(r.arrived_pct, 100.0 - r.allocated_pct) for r in res])
         ax.set_xlim(lo_x, hi_x)
@@ -118,10 +112,7 @@ def plot_fill_fragmentation(run: SimulationRun, path: Path) -> Path:
     plt = _plt()
     xs = np.arange(0.0, 131.0, 1.0)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), dpi=110)
-    for name in run.policies:
-        res = run.fill.get(name)
-        if not res:
-            continue
+    for name, res in in_policy_order(run.policies, run.fill):
         for ax, attr in zip(axes, ("cp_frag_gpus", "cp_frag_pct"), strict=True):
             _median_band(ax, run, name, xs, [(r.cp_arrived_pct, getattr(r, attr)) for r in res])
     axes[0].set_ylabel("fragmented GPUs (FGD measure)")
@@ -183,10 +174,7 @@ def plot_dynamic_time(run: SimulationRun, path: Path) -> Path:
     """GPU allocation, GPUs held by incomplete gangs and queue length over time (first seed)."""
     plt = _plt()
     fig, axes = plt.subplots(3, 1, figsize=(11, 8), dpi=110, sharex=True)
-    for name in run.policies:
-        res = run.dynamic.get(name)
-        if not res:
-            continue
+    for name, res in in_policy_order(run.policies, run.dynamic):
         r = res[0]
         h = r.t / 3600.0
         st = {**_line(run, name), "lw": 1.2}
@@ -219,10 +207,7 @@ def plot_wait_cdf(run: SimulationRun, path: Path) -> Path:
     """CDF of job waiting time (pooled over seeds) and of job completion time."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), dpi=110)
-    for name in run.policies:
-        res = run.dynamic.get(name)
-        if not res:
-            continue
+    for name, res in in_policy_order(run.policies, run.dynamic):
         for ax, attr in zip(axes, ("wait_s", "jct_s"), strict=True):
             v, f = ecdf(np.concatenate([getattr(r, attr) for r in res]))
             if v.size:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from bench.dynamic_replay import DynamicResult
 from bench.fill_replay import FillResult
@@ -28,3 +29,15 @@ class SimulationRun:
     plan: dict[str, Any] | None = None  # plan.json of `gts plan`, shown in the verdict
     # LP bound per seed of the fill runs ({seed: {"100": %, "130": %}}; bench.bound_report).
     bound: dict[int, dict[str, float]] = field(default_factory=dict)
+
+
+V = TypeVar("V")
+
+
+def in_policy_order(policies: list[str], by_policy: Mapping[str, V]) -> Iterator[tuple[str, V]]:
+    """(policy, what it has) in the run's policy order, for the policies that have something
+    (a non-empty list of results, a results.json entry)."""
+    for name in policies:
+        got = by_policy.get(name)
+        if got:
+            yield name, got

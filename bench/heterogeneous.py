@@ -38,7 +38,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -47,13 +47,10 @@ import numpy as np
 
 from bench.clusters import PoolRow, pooled_cluster
 from bench.dynamic_replay import DynamicResult, replay_dynamic
+from bench.simulate import PolicyFactory, default_factory
 from bench.speed import SpeedModel
 from bench.workload_generator import DURATION_CLIP_S
 from bench.workloads import Job, Workload, load_alibaba_pods, load_job_trace
-from scheduler.contract.node import NodeSpec
-from scheduler.contract.request import GangRef
-from scheduler.contract.units import MILLI_PER_GPU
-from scheduler.policy.interface import PlacementPolicy
 from scheduler.policy.request import MILLI_PER_GPU, GangRef
 from scheduler.policy.snapshot import NodeSpec
 
@@ -206,19 +203,9 @@ def row_of(r: DynamicResult, wl: Workload) -> Row:
     )
 
 
-PolicyFactory = Callable[[str, int], PlacementPolicy]
-
-
-def _default_factory(name: str, seed: int) -> PlacementPolicy:
-    from bench.baselines import make_policy
-
-    policy: PlacementPolicy = make_policy(name, seed)
-    return policy
-
-
 def run(policies: Sequence[str] = POLICIES, seeds: Sequence[int] = (0, 1, 2),
         split: str = "report", n_jobs: int = 3000, load: float = 1.1,
-        factory: PolicyFactory = _default_factory,
+        factory: PolicyFactory = default_factory,
         progress: TextIO | None = None) -> list[Row]:
     """Replay the scenario for every (policy, seed); one Row each."""
     nodes = heterogeneous_cluster()

@@ -62,8 +62,9 @@ from scipy.optimize import linprog
 from scipy.sparse import coo_matrix
 
 from bench.fill_replay import fill_order
-from scheduler.policy.request import MILLI_PER_GPU, PodRequest
-from scheduler.policy.snapshot import NodeSpec
+from scheduler.contract.node import NodeSpec
+from scheduler.contract.request import PodRequest
+from scheduler.contract.units import MILLI_PER_GPU
 
 NodeType = tuple[int, str, int, int]  # (GPUs, model, CPU milli, memory MiB)
 PodClass = tuple[int, int, int, int, frozenset[str]]  # (GPUs, share, CPU, memory, models)

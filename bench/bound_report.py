@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from bench.bound import fill_bound
 from bench.fill_replay import FillResult
 from bench.metrics import at_arrived, interpolated_at
-from scheduler.policy.request import PodRequest
-from scheduler.policy.snapshot import NodeSpec
+from scheduler.contract.node import NodeSpec
+from scheduler.contract.request import PodRequest
 
 READ_OFF = (100, 130)
 SeedBounds = dict[int, dict[str, float]]

@@ -29,7 +29,7 @@ from bench.plan_search import (
 )
 from bench.speed import SpeedModel
 from bench.workloads import Workload
-from scheduler.policy.request import MILLI_PER_GPU
+from scheduler.contract.units import MILLI_PER_GPU
 
 Progress = Callable[[str], None]
 

@@ -37,9 +37,12 @@ from bench.policy_answer import (
 )
 from bench.speed import SpeedModel, job_quality, set_quality
 from bench.workloads import Job
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.node import NodeSpec
+from scheduler.contract.request import PodRequest
+from scheduler.contract.units import MILLI_PER_GPU
 from scheduler.policy.interface import PlacementPolicy
-from scheduler.policy.request import MILLI_PER_GPU, PodRequest
-from scheduler.policy.snapshot import Assignment, NodeSpec, build_snapshot
+from scheduler.policy.snapshot import build_snapshot
 
 
 class EventKind(IntEnum):

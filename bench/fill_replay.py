@@ -28,9 +28,11 @@ from bench.free_quality import ModelMasks, best_free_quality
 from bench.metrics import cluster_fragmentation
 from bench.policy_answer import check_assignment, gpu_replicas, held_milli, hold
 from bench.speed import set_quality
+from scheduler.contract.node import NodeSpec
+from scheduler.contract.request import PodRequest
+from scheduler.contract.units import MILLI_PER_GPU
 from scheduler.policy.interface import PlacementPolicy
-from scheduler.policy.request import MILLI_PER_GPU, PodRequest
-from scheduler.policy.snapshot import NodeSpec, build_snapshot
+from scheduler.policy.snapshot import build_snapshot
 
 Clock = Callable[[], float]
 Progress = Callable[[float], None]

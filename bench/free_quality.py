@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from scheduler.contract.request import PodRequest
 from scheduler.policy.gpu_models import matching_model_ids
-from scheduler.policy.request import PodRequest
 from scheduler.policy.snapshot import Snapshot
 
 

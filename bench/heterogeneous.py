@@ -51,8 +51,9 @@ from bench.simulate import PolicyFactory, default_factory
 from bench.speed import SpeedModel
 from bench.workload_generator import DURATION_CLIP_S
 from bench.workloads import Job, Workload, load_alibaba_pods, load_job_trace
-from scheduler.policy.request import MILLI_PER_GPU, GangRef
-from scheduler.policy.snapshot import NodeSpec
+from scheduler.contract.node import NodeSpec
+from scheduler.contract.request import GangRef
+from scheduler.contract.units import MILLI_PER_GPU
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACES = ROOT.parent / "shared" / "traces"

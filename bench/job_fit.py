@@ -13,8 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from bench.workloads import Job
+from scheduler.contract.request import PodRequest
+from scheduler.contract.units import MAX_GANG, MILLI_PER_GPU
 from scheduler.policy.gang import gang_admission, max_members
-from scheduler.policy.request import MAX_GANG, MILLI_PER_GPU, PodRequest
 from scheduler.policy.snapshot import Snapshot
 
 Shape = tuple[object, ...]

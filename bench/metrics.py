@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from bench.baselines.typical_pods import TypicalPods
+from scheduler.contract.units import MILLI_PER_GPU
 from scheduler.policy.fragmentation import node_fragmentation
-from scheduler.policy.request import MILLI_PER_GPU
 from scheduler.policy.snapshot import Snapshot
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from bench.capacity_plan import PlanInputs, PolicyPlan, StepOutcome, Target, counts_str
 from bench.json_safe import json_safe
 from bench.plan_search import Counts
-from scheduler.policy.request import MILLI_PER_GPU
+from scheduler.contract.units import MILLI_PER_GPU
 
 
 def _value_str(target: Target, o: StepOutcome) -> str:

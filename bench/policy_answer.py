@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.request import PodRequest
+from scheduler.contract.units import MILLI_PER_GPU
 from scheduler.policy.gang import release_gang, reserve_gang
 from scheduler.policy.gpu_models import accepts
 from scheduler.policy.interface import PlacementPolicy
-from scheduler.policy.request import MILLI_PER_GPU, PodRequest
-from scheduler.policy.snapshot import AllocationError, Assignment, Snapshot
+from scheduler.policy.snapshot import AllocationError, Snapshot
 
 
 class ReplayError(RuntimeError):

@@ -11,7 +11,7 @@ import numpy as np
 from bench.metrics import band, ecdf
 from bench.seed_summary import READ_OFF
 from bench.simulation_run import SimulationRun, in_policy_order
-from scheduler.policy.request import MILLI_PER_GPU
+from scheduler.contract.units import MILLI_PER_GPU
 
 QUALITY_BUCKETS = ((1.0, 1.01, "as good as the hardware allows"),
                    (0.75, 1.0, "75-99 % of the best"), (0.5, 0.75, "50-75 % of the best"),

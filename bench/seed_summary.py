@@ -12,7 +12,7 @@ import numpy as np
 from bench.dynamic_replay import DynamicResult
 from bench.fill_replay import FillResult
 from bench.metrics import at_arrived, interpolated_at, summarize
-from scheduler.policy.request import MILLI_PER_GPU
+from scheduler.contract.units import MILLI_PER_GPU
 
 READ_OFF = (100, 130)
 

@@ -24,8 +24,8 @@ from bench.simulation_run import SimulationRun
 from bench.speed import SPEED_RANGE, SpeedModel
 from bench.workload_generator import generate_workload
 from bench.workloads import Workload
+from scheduler.contract.node import NodeSpec
 from scheduler.policy.interface import PlacementPolicy
-from scheduler.policy.snapshot import NodeSpec
 
 OURS, BASELINE = "topology", "default"
 SENSITIVITY_SEEDS = 3  # seeds rerun at each end of the speed model's range

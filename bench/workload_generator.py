@@ -7,7 +7,8 @@ import math
 import numpy as np
 
 from bench.workloads import Job, Workload
-from scheduler.policy.request import MILLI_PER_GPU, GangRef, PodRequest
+from scheduler.contract.request import GangRef, PodRequest
+from scheduler.contract.units import MILLI_PER_GPU
 
 # Job classes and their probabilities. GPU jobs follow Philly (Jeon et al., ATC'19; the
 # 111,549 jobs in ../shared/traces/philly): 86.7% 1 GPU, 2.2% / 3.9% / 3.9% one machine with

@@ -14,7 +14,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scheduler.policy.request import MILLI_PER_GPU, GangRef, PodRequest, RequestError
+from scheduler.contract.request import GangRef, PodRequest, RequestError
+from scheduler.contract.units import MILLI_PER_GPU
 
 ALIBABA_COLUMNS = ("name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli")
 ALIBABA_TIME_COLUMNS = ("creation_time", "deletion_time", "scheduled_time")

@@ -9,10 +9,12 @@ import numpy as np
 from bench.baselines.fgd import FGDPolicy, sigmoid_scores
 from bench.baselines.fgd_artifact import NodeRanking
 from bench.baselines.typical_pods import pod_key, typical_pods
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.node import NodeSpec
+from scheduler.contract.request import PodRequest
 from scheduler.policy.fragmentation import node_fragmentation
 from scheduler.policy.mix import CPU_ONLY_GPUS
-from scheduler.policy.request import PodRequest
-from scheduler.policy.snapshot import Assignment, NodeSpec, build_snapshot
+from scheduler.policy.snapshot import build_snapshot
 from topology.presets import preset
 
 

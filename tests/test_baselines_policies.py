@@ -9,8 +9,10 @@ from hypothesis import strategies as st
 from bench.baselines import POLICIES, UnknownPolicyError, make_policy
 from bench.fill_replay import replay_fill
 from bench.policy_answer import check_assignment, gpu_replicas, replica_parts
-from scheduler.policy.request import MILLI_PER_GPU, PodRequest
-from scheduler.policy.snapshot import NodeSpec, Snapshot, build_snapshot
+from scheduler.contract.node import NodeSpec
+from scheduler.contract.request import PodRequest
+from scheduler.contract.units import MILLI_PER_GPU
+from scheduler.policy.snapshot import Snapshot, build_snapshot
 from topology.presets import preset
 
 BASELINES = ["default", "default-timeslice", "binpack", "random", "bestfit", "fgd"]

@@ -14,8 +14,9 @@ from bench.baselines import make_policy
 from bench.bound import arrived_prefix, fill_bound, lp_bound
 from bench.fill_replay import fill_order, replay_fill
 from bench.metrics import at_arrived
-from scheduler.policy.request import MILLI_PER_GPU, PodRequest
-from scheduler.policy.snapshot import NodeSpec
+from scheduler.contract.node import NodeSpec
+from scheduler.contract.request import PodRequest
+from scheduler.contract.units import MILLI_PER_GPU
 from topology.model import NodeTopology
 from topology.presets import preset
 

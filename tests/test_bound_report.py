@@ -9,7 +9,7 @@ import pytest
 
 from bench.simulate import Scenario, simulate
 from bench.workload_generator import generate_workload
-from scheduler.policy.snapshot import NodeSpec
+from scheduler.contract.node import NodeSpec
 from topology.presets import preset
 
 

@@ -14,9 +14,11 @@ from bench.dynamic_replay import replay_dynamic
 from bench.job_fit import never_fits
 from bench.policy_answer import ReplayError, hold
 from bench.workloads import Job
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.node import NodeSpec
+from scheduler.contract.request import PodRequest
 from scheduler.policy.decide import filter_nodes
-from scheduler.policy.request import PodRequest
-from scheduler.policy.snapshot import Assignment, NodeSpec, build_snapshot
+from scheduler.policy.snapshot import build_snapshot
 from topology.presets import preset
 
 PRESETS = ("dgx-a100", "pcie-4gpu", "single-gpu", "dgx1-v100")

@@ -21,8 +21,11 @@ from bench.policy_answer import ReplayError
 from bench.speed import SpeedModel, network_factor
 from bench.workload_generator import generate_workload
 from bench.workloads import Job, load_alibaba_pods
-from scheduler.policy.request import MILLI_PER_GPU, GangRef, PodRequest
-from scheduler.policy.snapshot import Assignment, NodeSpec, Snapshot, build_snapshot
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.node import NodeSpec
+from scheduler.contract.request import GangRef, PodRequest
+from scheduler.contract.units import MILLI_PER_GPU
+from scheduler.policy.snapshot import Snapshot, build_snapshot
 from topology.model import GPU, NodeTopology
 from topology.presets import preset
 

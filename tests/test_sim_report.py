@@ -22,7 +22,7 @@ from bench.results_json import results_json
 from bench.simulate import Scenario, simulate
 from bench.simulation_run import SimulationRun
 from bench.workload_generator import generate_workload
-from scheduler.policy.snapshot import NodeSpec
+from scheduler.contract.node import NodeSpec
 from topology.presets import preset
 
 ALIBABA = "traces/alibaba-gpu-v2023"

@@ -20,7 +20,7 @@ from bench.report_verdict import jct_gain_band, utilization_note, verdict
 from bench.results_json import results_json
 from bench.simulation_run import SimulationRun
 from bench.workload_generator import generate_workload
-from scheduler.policy.snapshot import NodeSpec
+from scheduler.contract.node import NodeSpec
 from topology.presets import preset
 
 

@@ -15,8 +15,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from bench.baselines.fgd_artifact import artifact_feasible, artifact_gpus, assignment, random_gpu
-from scheduler.policy.request import PodRequest
-from scheduler.policy.snapshot import Assignment, Snapshot
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.request import PodRequest
+from scheduler.policy.snapshot import Snapshot
 
 
 class RandomPolicy:

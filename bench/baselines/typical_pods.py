@@ -21,9 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.baselines.fgd_artifact import gpu_number, per_gpu_milli
+from scheduler.contract.request import PodRequest
+from scheduler.contract.units import MILLI_PER_GPU
 from scheduler.policy.gpu_models import accepts
 from scheduler.policy.mix import CPU_ONLY_GPUS, MixClasses
-from scheduler.policy.request import MILLI_PER_GPU, PodRequest
 
 POPULARITY_PERCENT = 95.0  # DefaultTypicalPodPopularityThreshold is 60; the experiments use 95
 DEFAULT_MILLI_CPU_REQUEST = 100  # GetPodResource counts CPU through GetNonzeroRequests

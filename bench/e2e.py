@@ -30,6 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import yaml
+
 from bench.controlplane import (
     ControlPlane,
     ControlPlaneUnavailable,
@@ -246,15 +248,26 @@ def one_run(cp: ControlPlane, core: Any, profile: str, n_nodes: int, n_pods: int
     return Run(profile, n_nodes, n_pods, bound_s, created, bound)
 
 
+def parse_serve(text: str) -> tuple[str, str]:
+    """`best-node-only=false` -> ("best-node-only", "false")."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"--serve: {text!r} is not KEY=VALUE")
+    return key.strip(), value.strip()
+
+
 def run(sizes: Sequence[tuple[int, int]], repeats: int, qps: int, threads: int,
-        timeout_s: float, log: Any = sys.stderr) -> dict[str, Any]:
-    """Every size, `repeats` runs of each profile; a JSON-ready result."""
+        timeout_s: float, log: Any = sys.stderr,
+        serve: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+    """Every size, `repeats` runs of each profile; a JSON-ready result. `serve` overrides
+    options of deploy/'s serve.yaml (YAML values: `best-node-only=false`)."""
     from kubernetes import client
 
     results: list[SizeResult] = []
     load_before = list(os.getloadavg())
+    overrides = {k: yaml.safe_load(v) for k, v in serve}
     for n_nodes, n_pods in sizes:
-        cp = start_control_plane(qps=qps)
+        cp = start_control_plane(qps=qps, serve_overrides=overrides)
         try:
             core = client.CoreV1Api(cp.api_client())
             res = SizeResult(n_nodes, n_pods)
@@ -271,7 +284,7 @@ def run(sizes: Sequence[tuple[int, int]], repeats: int, qps: int, threads: int,
             results.append(res)
         finally:
             cp.stop()
-    return {"qps": qps, "repeats": repeats, "loadavg_before": load_before,
+    return {"qps": qps, "repeats": repeats, "serve": overrides, "loadavg_before": load_before,
             "loadavg_after": list(os.getloadavg()), "cpus": os.cpu_count(),
             "sizes": [{"nodes": s.nodes, "pods": s.pods, "ours_median_s": s.median("ours"),
                        "default_median_s": s.median("default"),
@@ -284,7 +297,8 @@ def table(res: dict[str, Any]) -> str:
     lines = [
         f"kube-scheduler QPS/burst {res['qps']}, median of {res['repeats']} runs, "
         f"{res['cpus']} CPUs, load average {res['loadavg_before'][0]:.2f} before / "
-        f"{res['loadavg_after'][0]:.2f} after",
+        f"{res['loadavg_after'][0]:.2f} after"
+        + "".join(f"; gts serve {k}={v}" for k, v in (res.get("serve") or {}).items()),
         "",
         "| nodes x 8 GPUs | one-GPU pods | ours: all bound (s) | default profile (s) | "
         "ours / default | ours pods/s | default pods/s |",
@@ -310,13 +324,18 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="parallel writers creating nodes and pods (default 8)")
     ap.add_argument("--timeout", type=float, default=600.0,
                     help="seconds to wait for all pods of a run to bind (default 600)")
+    ap.add_argument("--serve", type=parse_serve, action="append", default=[],
+                    metavar="KEY=VALUE",
+                    help="override an option of deploy/'s serve.yaml for this run (repeatable; "
+                         "e.g. --serve best-node-only=false)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def run_args(args: argparse.Namespace) -> int:
     """Run with parsed arguments; print the table (or JSON)."""
     try:
-        res = run(args.sizes, args.repeats, args.qps, args.create_threads, args.timeout)
+        res = run(args.sizes, args.repeats, args.qps, args.create_threads, args.timeout,
+                  serve=args.serve)
     except ControlPlaneUnavailable as e:
         print(f"gts bench e2e: {e}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 """A small Kubernetes API server double on 127.0.0.1 for the cache's watch and binder tests.
 
-Implements only what scheduler.cluster.kube uses, with the real apiserver's shapes:
+Implements only what scheduler.cluster.kube_watch and kube_binder use, with the real
+apiserver's shapes:
 - GET /api/v1/nodes, GET /api/v1/pods (list: `{"kind": "NodeList", "metadata":
   {"resourceVersion": N}, "items": [...]}`; `fieldSelector` on status.phase and spec.nodeName);
 - the same with `?watch=true&resourceVersion=N` (chunked JSON lines of ADDED / MODIFIED /

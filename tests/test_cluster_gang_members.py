@@ -12,7 +12,7 @@ from kubernetes import client as k8s
 
 from scheduler.cluster.cache import ClusterCache
 from scheduler.cluster.gang_members import GangMembers
-from scheduler.cluster.kube import KubeSource
+from scheduler.cluster.kube_watch import KubeSource
 from scheduler.constants import VOLCANO_GROUP_ANNOTATION
 
 
@@ -145,7 +145,7 @@ def test_no_podgroup_crd_is_said_once_and_pods_still_sync(
     conf.host = api.url
     cache = ClusterCache()
     api.put_pod(member("a"))
-    caplog.set_level("INFO", logger="scheduler.cluster.kube")
+    caplog.set_level("INFO", logger="scheduler.cluster.kube_watch")
     src = KubeSource(k8s.ApiClient(conf), cache, backoff_initial_s=0.01,
                      backoff_max_s=0.05).start()
     try:

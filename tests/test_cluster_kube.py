@@ -12,14 +12,10 @@ from kubeapi_double import KubeAPIDouble
 from kubernetes import client as k8s
 
 from scheduler.cluster.cache import ClusterCache
-from scheduler.cluster.kube import (
-    ApiError,
-    Conflict,
-    KubeBinder,
-    KubeSource,
-    NotFound,
-    Timeout,
-)
+from scheduler.cluster.kube_binder import KubeBinder
+from scheduler.cluster.kube_errors import ApiError, Conflict, NotFound, Timeout
+from scheduler.cluster.kube_expiry import AssumptionExpiry
+from scheduler.cluster.kube_watch import KubeSource
 from scheduler.constants import ASSIGNED_NODE_ANNOTATION, GPU_RESOURCE
 from scheduler.contract.assignment import Assignment
 from scheduler.podcodec.assignment import assignment_annotations
@@ -253,7 +249,8 @@ def test_expiry_clears_stale_annotations(api: KubeAPIDouble) -> None:
     clock = FakeClock()
     cache = ClusterCache(signer=SIGNER, clock=clock, assume_ttl_s=5)
     binder = KubeBinder(api_client(api))
-    src = start_source(api, cache, binder=binder, expire_interval_s=3600)
+    src = start_source(api, cache)
+    expiry = AssumptionExpiry(cache, binder, interval_s=3600)
     try:
         a = Assignment(pod="default/p", node="a", gpus=(2,), cpu_milli=1000)
         cache.assume(a)
@@ -261,7 +258,7 @@ def test_expiry_clears_stale_annotations(api: KubeAPIDouble) -> None:
         binder.annotate("default", "p", uid, assignment_annotations(a, SIGNER, uid=uid))
         assert api.wait_for(lambda: cache.in_memory_keys() == [])
         clock.t += 5
-        assert src.expire_once() == ["default/p"]
+        assert expiry.expire_once() == ["default/p"]
         assert held(cache) == {}
         pod = api.get_pod("default", "p")
         assert pod is not None and ASSIGNED_NODE_ANNOTATION not in pod["metadata"]["annotations"]

@@ -20,7 +20,9 @@ from kubeapi_double import KubeAPIDouble
 from kubernetes import client as k8s
 
 from scheduler.cluster.cache import ClusterCache
-from scheduler.cluster.kube import KubeBinder, KubeSource
+from scheduler.cluster.kube_binder import KubeBinder
+from scheduler.cluster.kube_expiry import AssumptionExpiry
+from scheduler.cluster.kube_watch import KubeSource
 from scheduler.constants import ASSIGNED_NODE_ANNOTATION
 from scheduler.extender.runtime import Extender, build
 from scheduler.extender.service import ServiceOptions
@@ -38,12 +40,14 @@ class Stack:
     api_client: Any
     cache: ClusterCache
     source: KubeSource
+    expiry: AssumptionExpiry
     ext: Extender
     client: ExtenderClient
 
     def stop(self) -> None:
         self.client.close()
         self.ext.stop()
+        self.expiry.stop()
         self.source.stop()
 
 
@@ -55,12 +59,13 @@ def start(api: KubeAPIDouble, gang_timeout: float = 20.0,
     signer = Signer(KEY)
     cache = ClusterCache(assume_ttl_s=gang_timeout + 30, signer=signer)
     binder = KubeBinder(api_client, request_timeout_s=request_timeout)
-    source = KubeSource(api_client, cache, binder=binder, backoff_initial_s=0.05).start()
+    source = KubeSource(api_client, cache, backoff_initial_s=0.05).start()
+    expiry = AssumptionExpiry(cache, binder).start()
     assert source.wait_synced(10)
     opts = ServiceOptions(gang_timeout_s=gang_timeout, gang_bind_grace_s=2.0,
                           expire_assumptions=False)
     ext = build(cache, binder, signer, opts).start()
-    return Stack(api, api_client, cache, source, ext, ExtenderClient(ext.url))
+    return Stack(api, api_client, cache, source, expiry, ext, ExtenderClient(ext.url))
 
 
 @pytest.fixture

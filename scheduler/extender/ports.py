@@ -1,6 +1,6 @@
 """What the extender needs from its edges: the cluster cache and the Kubernetes binder.
 
-scheduler.cluster.cache.ClusterCache and scheduler.cluster.kube.KubeBinder implement these
+scheduler.cluster.cache.ClusterCache and scheduler.cluster.kube_binder.KubeBinder implement these
 (the Protocols below are the contract); tests and static mode pass their own.
 """
 

@@ -187,8 +187,10 @@ def kube_extender(cfg: ServeConfig) -> Extender:
     """`gts serve` in a cluster: list+watch nodes and pods, bind through the API server."""
     from kubernetes import client, config
 
-    from scheduler.cluster.kube import KubeBinder, KubeSource
+    from scheduler.cluster.kube_binder import KubeBinder
     from scheduler.cluster.kube_events import KubeEvents
+    from scheduler.cluster.kube_expiry import AssumptionExpiry
+    from scheduler.cluster.kube_watch import KubeSource
 
     signer = load_signer(cfg)
     if signer is None:
@@ -206,6 +208,9 @@ def kube_extender(cfg: ServeConfig) -> Extender:
         except config.ConfigException as e:
             raise ConfigError(f"not running in a cluster and no --kubeconfig given: {e}; "
                               "use --cluster FILE for static mode") from None
+    # Binds run concurrently (kube-scheduler binds each pod in its own goroutine); a pool
+    # smaller than the burst would open and drop a TLS connection per bind beyond it.
+    configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0, 64)
     api = client.ApiClient(configuration)
     events = KubeEvents(api)
     cache = ClusterCache(level_keys=cfg.level_label_keys, assume_ttl_s=cfg.assume_ttl,
@@ -216,8 +221,10 @@ def kube_extender(cfg: ServeConfig) -> Extender:
                 metrics_port=cfg.metrics_port or None, events=events)
     events.start()
     ext.stoppers.append(events.stop)
-    # The source's expiry loop also removes expired pods' annotations from the API.
-    source = KubeSource(api, cache, binder=binder)
+    source = KubeSource(api, cache)
     source.start()
     ext.stoppers.append(source.stop)
+    # Also removes expired pods' annotations from the API.
+    expiry = AssumptionExpiry(cache, binder).start()
+    ext.stoppers.append(expiry.stop)
     return ext

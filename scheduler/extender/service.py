@@ -42,7 +42,7 @@ import numpy as np
 
 from scheduler import policy
 from scheduler.cluster.events import EventSink, NoEvents
-from scheduler.cluster.kube import Timeout as ApiTimeout
+from scheduler.cluster.kube_errors import Timeout as ApiTimeout
 from scheduler.constants import (
     GANG_MIN_MEMBER_ANNOTATION,
     MAX_EXTENDER_PRIORITY,

@@ -191,6 +191,17 @@ class Process:
         if self.popen is not None:
             _kill(self.popen, 0.0)
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) it has used so far; 0.0 when it is not running."""
+        if self.popen is None:
+            return 0.0
+        try:
+            fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        # utime and stime are fields 14 and 15 of stat(5); fields[0] here is field 3.
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def tail(self, n: int = 2000) -> str:
         """The end of its log."""
         try:

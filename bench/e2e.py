@@ -43,6 +43,8 @@ from topology.presets import preset
 
 DEFAULT_SIZES = "100/400,1000/2000"
 PROFILES = {"ours": SCHEDULER_NAME, "default": "default-scheduler"}
+# The kube-scheduler process that serves each profile (bench.controlplane's names).
+SCHEDULER_PROCS = {"ours": "gts-kube-scheduler", "default": "default-scheduler"}
 RUN_LABEL = "bench.gts.dev/run"
 
 
@@ -56,6 +58,9 @@ class Run:
     bound_s: float  # first create -> last pod bound; inf when not all bound in time
     created_s: float  # first create -> last create answered
     bound: int
+    # CPU seconds each component used from the first create until the last pod was bound
+    # (gts serve also watches the default profile's pods, so it is never idle).
+    cpu_s: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -70,6 +75,12 @@ class SizeResult:
         """Median time to all bound of `profile`'s runs."""
         xs = [r.bound_s for r in self.runs if r.profile == profile]
         return statistics.median(xs) if xs else float("nan")
+
+    def median_cpu(self, profile: str) -> dict[str, float]:
+        """Median CPU seconds per component over `profile`'s runs."""
+        runs = [r for r in self.runs if r.profile == profile]
+        keys = sorted({k for r in runs for k in r.cpu_s})
+        return {k: statistics.median(r.cpu_s.get(k, 0.0) for r in runs) for k in keys}
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
@@ -232,11 +243,15 @@ def one_run(cp: ControlPlane, core: Any, profile: str, n_nodes: int, n_pods: int
     bodies = [json.dumps(_pod(f"p{i}", PROFILES[profile])).encode() for i in range(n_pods)]
     writer = RawWriter(cp)
     path = f"/api/v1/namespaces/{ns}/pods"
+    components = {"extender": "gts-serve", "kube-scheduler": SCHEDULER_PROCS[profile],
+                  "kube-apiserver": "kube-apiserver"}
+    cpu0 = {k: cp.procs[p].cpu_s() for k, p in components.items() if p in cp.procs}
     t0 = time.monotonic()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda b: writer.post(path, b), bodies))
     created = time.monotonic() - t0
     ok = watch.wait(n_pods, timeout_s)
+    cpu = {k: round(cp.procs[components[k]].cpu_s() - v, 3) for k, v in cpu0.items()}
     bound_s = (watch.last_bound_at - t0) if ok else float("inf")
     bound = len(watch.bound)
     watch.stop()
@@ -245,7 +260,7 @@ def one_run(cp: ControlPlane, core: Any, profile: str, n_nodes: int, n_pods: int
     end = time.monotonic() + 120
     while _extender_nodes(cp) != 0 and time.monotonic() < end:
         time.sleep(0.2)
-    return Run(profile, n_nodes, n_pods, bound_s, created, bound)
+    return Run(profile, n_nodes, n_pods, bound_s, created, bound, cpu)
 
 
 def parse_serve(text: str) -> tuple[str, str]:
@@ -278,9 +293,10 @@ def run(sizes: Sequence[tuple[int, int]], repeats: int, qps: int, threads: int,
                     one = one_run(cp, core, profile, n_nodes, n_pods, tag, threads, timeout_s)
                     cp.check_alive()
                     res.runs.append(one)
+                    cpu = ", ".join(f"{k} {v:.2f}" for k, v in one.cpu_s.items())
                     print(f"  {n_nodes} nodes / {n_pods} pods, {profile:7s} run {r + 1}: "
-                          f"all bound in {one.bound_s:.2f} s (created in {one.created_s:.2f} s)",
-                          file=log, flush=True)
+                          f"all bound in {one.bound_s:.2f} s (created in {one.created_s:.2f} s;"
+                          f" CPU s: {cpu})", file=log, flush=True)
             results.append(res)
         finally:
             cp.stop()
@@ -289,6 +305,8 @@ def run(sizes: Sequence[tuple[int, int]], repeats: int, qps: int, threads: int,
             "sizes": [{"nodes": s.nodes, "pods": s.pods, "ours_median_s": s.median("ours"),
                        "default_median_s": s.median("default"),
                        "ratio": s.median("ours") / s.median("default"),
+                       "ours_cpu_s": s.median_cpu("ours"),
+                       "default_cpu_s": s.median_cpu("default"),
                        "runs": [asdict(x) for x in s.runs]} for s in results]}
 
 
@@ -308,6 +326,20 @@ def table(res: dict[str, Any]) -> str:
         o, d = s["ours_median_s"], s["default_median_s"]
         lines.append(f"| {s['nodes']:,} | {s['pods']:,} | {o:.2f} | {d:.2f} | "
                      f"{s['ratio']:.2f}x | {s['pods'] / o:,.0f} | {s['pods'] / d:,.0f} |")
+    lines += [
+        "",
+        "CPU milliseconds per pod, from the first create until the last pod was bound "
+        "(medians; less sensitive to other load than wall time):",
+        "",
+        "| nodes | pods | profile | gts serve | its kube-scheduler | kube-apiserver |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for s in res["sizes"]:
+        for profile in ("ours", "default"):
+            c = s.get(f"{profile}_cpu_s") or {}
+            ms = [f"{1000 * c[k] / s['pods']:.2f}" if k in c else "-"
+                  for k in ("extender", "kube-scheduler", "kube-apiserver")]
+            lines.append(f"| {s['nodes']:,} | {s['pods']:,} | {profile} | {' | '.join(ms)} |")
     return "\n".join(lines)
 
 

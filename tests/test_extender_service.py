@@ -245,14 +245,21 @@ def test_bind_to_a_node_that_filled_up_meanwhile_fails_without_overcommit() -> N
     check_invariants(svc.cache.snapshot)
 
 
-def test_best_node_only_passes_just_the_top_nodes() -> None:
+def test_best_node_only_passes_just_the_top_node() -> None:
+    nodes = [spec("a"), spec("b"), spec("c", "pcie-8gpu-2socket")]
     opts = ServiceOptions(policy_config=policy.PolicyConfig(best_node_only=True))
-    app, svc, _ = make([spec("a"), spec("b"), spec("c", "pcie-8gpu-2socket")], options=opts)
-    with svc.cache.lock:
-        # a and b lose a different number of GPUs, so one of them is strictly best for 2 GPUs.
-        svc.cache.assume(Assignment("default/x", "a", gpus=(0, 1, 2)))
+    app, svc, _ = make(nodes, options=opts)
+    # The same cluster without best-node-only: its prioritize ranks all three nodes.
+    app_all, svc_all, _ = make(nodes)
+    for s in (svc, svc_all):
+        with s.cache.lock:
+            s.cache.assume(Assignment("default/x", "a", gpus=(0, 1, 2)))
+    _, ranked = call(app_all, "prioritize", args_doc(pod_obj("p", gpus=2), ["a", "b", "c"]))
+    top = max(e["Score"] for e in ranked)
     _, fr = call(app, "filter", args_doc(pod_obj("p", gpus=2), ["a", "b", "c"]))
-    assert 1 <= len(fr["NodeNames"]) < 3
+    # Exactly one node, so kube-scheduler skips prioritize; one that the full ranking puts top.
+    assert len(fr["NodeNames"]) == 1
+    assert {e["Host"]: e["Score"] for e in ranked}[fr["NodeNames"][0]] == top
     for n, why in fr["FailedNodes"].items():
         assert "best-node-only" in why and n not in fr["NodeNames"]
     _st, pr = call(app, "prioritize", args_doc(pod_obj("p", gpus=2), fr["NodeNames"]))

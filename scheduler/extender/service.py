@@ -218,13 +218,14 @@ class ExtenderService:
             feasible = np.asarray(fr.feasible, dtype=np.int64)
             best_note = ""
             if self.config.best_node_only and len(feasible) > 1:
+                # Exactly one node (the scores carry the policy's hashed tie-break), so that
+                # kube-scheduler skips scoring and the prioritize call (schedulePod: "When
+                # only one node after predicate, just use it"); bind then chooses the GPUs
+                # on it by the same scoring.
                 scores = policy.score_nodes(req, snap, feasible, self.cache.mix, self.config)
-                top = float(np.max(scores))
-                best = feasible[scores >= top]
-                if len(best) < len(feasible):
-                    best_note = (f"best-node-only: {snap.names[int(best[0])]} places this pod "
-                                 f"better")
-                feasible = best
+                best = int(feasible[int(np.argmax(scores))])
+                best_note = f"best-node-only: the extender chose {snap.names[best]} for this pod"
+                feasible = np.array([best], dtype=np.int64)
             passed, failed, unres = cand.split(feasible, fr.reasons, fr.unresolvable, snap,
                                                best_note)
             if self._start_cycle(req, ns, name, uid, sched, names, passed) and \

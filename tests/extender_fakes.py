@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
+from kube_scheduler_oracle import check_bind_reply, check_filter_reply, check_prioritize_reply
 
 from scheduler.cluster.cache import ClusterCache
 from scheduler.constants import (
@@ -23,12 +24,6 @@ from scheduler.constants import (
 )
 from scheduler.contract.node import NodeSpec
 from scheduler.contract.units import MILLI_PER_GPU
-from scheduler.extender.wire import (
-    check_bind_reply,
-    check_filter_reply,
-    check_prioritize_reply,
-    parse_extender_args,
-)
 from scheduler.policy.snapshot import Snapshot, build_snapshot
 from topology.presets import preset
 
@@ -192,14 +187,13 @@ class ExtenderClient:
     def schedule(self, pod: Mapping[str, Any], names: Sequence[str]) -> tuple[str, str]:
         """filter -> prioritize (if more than one passed) -> best -> bind; (node, error)."""
         doc = {"Pod": pod, "Nodes": None, "NodeNames": list(names)}
-        passed = check_filter_reply(self.post("filter", doc), parse_extender_args(doc))
+        passed = check_filter_reply(self.post("filter", doc), doc)
         if not passed:
             return "", "no node passed filter"
         node = passed[0]
         if len(passed) > 1:
             pdoc = {"Pod": pod, "Nodes": None, "NodeNames": passed}
-            scores = check_prioritize_reply(self.post("prioritize", pdoc),
-                                            parse_extender_args(pdoc))
+            scores = check_prioritize_reply(self.post("prioritize", pdoc), pdoc)
             node = max(passed, key=lambda n: (scores[n], -passed.index(n)))
         return node, self.bind(pod, node)
 

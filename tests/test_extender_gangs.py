@@ -17,12 +17,12 @@ from extender_fakes import (
     static_cache,
     wait_for,
 )
+from kube_scheduler_oracle import check_filter_reply
 
 from scheduler.constants import ASSIGNED_NODE_ANNOTATION, VOLCANO_GROUP_ANNOTATION
 from scheduler.extender.gangs import PLACEHOLDER_PREFIX, GangState
 from scheduler.extender.server import ExtenderApp
 from scheduler.extender.service import ExtenderService, ServiceOptions
-from scheduler.extender.wire import check_filter_reply, parse_extender_args
 from scheduler.podcodec.signing import Signer
 
 NODES = ["n1", "n2", "n3"]
@@ -62,7 +62,7 @@ def post(app: ExtenderApp, verb: str, doc: object) -> Any:
 
 def filt(app: ExtenderApp, pod: dict[str, Any], names: list[str] = NODES) -> list[str]:
     doc = {"Pod": pod, "NodeNames": names}
-    return check_filter_reply(post(app, "filter", doc), parse_extender_args(doc))
+    return check_filter_reply(post(app, "filter", doc), doc)
 
 
 def bind(app: ExtenderApp, pod: dict[str, Any], node: str) -> str:

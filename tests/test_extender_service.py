@@ -16,6 +16,7 @@ from extender_fakes import (
     spec,
     static_cache,
 )
+from kube_scheduler_oracle import check_bind_reply, check_filter_reply, check_prioritize_reply
 
 from scheduler import policy
 from scheduler.cluster.cache import ClusterCache
@@ -26,12 +27,6 @@ from scheduler.extender.metrics import ExtenderMetrics
 from scheduler.extender.ports import RecordOnlyBinder
 from scheduler.extender.server import ExtenderApp
 from scheduler.extender.service import ExtenderService, ServiceOptions
-from scheduler.extender.wire import (
-    check_bind_reply,
-    check_filter_reply,
-    check_prioritize_reply,
-    parse_extender_args,
-)
 from scheduler.podcodec.assignment import assignment_from_pod, assignment_signature_ok
 from scheduler.podcodec.signing import Signer
 
@@ -61,12 +56,12 @@ def schedule(app: ExtenderApp, pod: dict[str, Any], names: list[str]) -> tuple[s
     doc = args_doc(pod, names)
     st, fr = call(app, "filter", doc)
     assert st == 200
-    passed = check_filter_reply(fr, parse_extender_args(doc))
+    passed = check_filter_reply(fr, doc)
     if not passed:
         return "", "no node passed filter"
     if len(passed) > 1:
         st, pr = call(app, "prioritize", args_doc(pod, passed))
-        scores = check_prioritize_reply(pr, parse_extender_args(args_doc(pod, passed)))
+        scores = check_prioritize_reply(pr, args_doc(pod, passed))
         node = max(passed, key=lambda n: (scores[n], -passed.index(n)))
     else:
         node = passed[0]
@@ -100,12 +95,12 @@ def test_fixture_traffic_gets_replies_kube_scheduler_accepts(shared: Path, mode:
         st, reply = call(app, verb, doc)
         assert st == 200, reply
         if verb == "filter":
-            passed = check_filter_reply(reply, parse_extender_args(doc))
+            passed = check_filter_reply(reply, doc)
             if mode == "ncc-false":
                 assert reply["Nodes"]["items"] == [n for n in doc["Nodes"]["items"]
                                                   if n["metadata"]["name"] in passed]
         elif verb == "prioritize":
-            check_prioritize_reply(reply, parse_extender_args(doc))
+            check_prioritize_reply(reply, doc)
         else:
             check_bind_reply(reply)
     # The first pod (1 GPU) was bound; what it holds is what the policy assigns on that node.

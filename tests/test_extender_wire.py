@@ -8,23 +8,23 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kube_scheduler_oracle import (
+    Rejected,
+    check_bind_reply,
+    check_filter_reply,
+    check_prioritize_reply,
+)
 
 from scheduler.extender.wire import (
     BindingArgs,
     HostPriorities,
     WireError,
     bind_reply,
-    check_bind_reply,
-    check_filter_reply,
-    check_prioritize_reply,
     decode_json,
     encode_json,
     filter_reply,
     parse_binding_args,
     parse_extender_args,
-    parse_preemption_args,
-    preemption_reply,
-    prioritize_reply,
 )
 
 MODES = ("ncc-true", "ncc-false")
@@ -57,34 +57,24 @@ def test_every_fixture_request_parses_and_its_reply_shape_round_trips(
             assert args.pod is req["Pod"]
             if verb == "filter":
                 # The reply kube-scheduler accepted, rebuilt from its parts by our encoder.
-                accepted = check_filter_reply(resp, args)
+                accepted = check_filter_reply(resp, req)
                 pos = [args.names.index(n) for n in accepted]
                 ours = filter_reply(args, pos, resp["FailedNodes"],
                                     resp["FailedAndUnresolvableNodes"], resp["Error"])
                 assert ours == resp
                 assert json.loads(encode_json(ours)) == resp
             else:
-                scores = check_prioritize_reply(resp, args)
-                ours = prioritize_reply(list(scores), list(scores.values()))
-                assert ours == resp
+                scores = check_prioritize_reply(resp, req)
+                ours = HostPriorities(list(scores), list(scores.values()))
+                assert ours.as_list() == resp and json.loads(ours.encode()) == resp
         elif verb == "bind":
             b = parse_binding_args(req)
             assert b == BindingArgs(req["PodName"], req["PodNamespace"], req["PodUID"],
                                     req["Node"])
             assert check_bind_reply(resp) == ""
             assert bind_reply("") == resp
-        else:
-            p = parse_preemption_args(req)
-            assert p.meta == (mode == "ncc-true")
-            assert set(p.victims) == set(resp["NodeNameToMetaVictims"])
-            if not p.meta:
-                for node, v in p.victims.items():
-                    assert v.uids == tuple(x["metadata"]["uid"]
-                                           for x in req["NodeNameToVictims"][node]["Pods"])
-            # The demo extender accepted every victim; our encoder writes the same shape.
-            assert set(preemption_reply(p.victims)) == set(resp)
-            if p.meta:
-                assert preemption_reply(p.victims) == resp
+        # preempt: captured from a demo extender; this one registers no preemptVerb, so
+        # kube-scheduler runs its own preemption and never calls it (test_extender_service).
 
 
 def test_keys_are_read_like_go_exact_first_then_ignoring_case() -> None:
@@ -110,7 +100,7 @@ def test_replies_use_exact_go_field_names() -> None:
     # Unresolvable wins over failed for the same node, as kube-scheduler reads them.
     both = filter_reply(names, [], {"a": "x"}, {"a": "y"})
     assert both["FailedNodes"] == {} and both["FailedAndUnresolvableNodes"] == {"a": "y"}
-    assert prioritize_reply(["a"], [7]) == [{"Host": "a", "Score": 7}]
+    assert HostPriorities(["a"], [7]).as_list() == [{"Host": "a", "Score": 7}]
 
 
 def test_neither_nodes_nor_names_means_no_candidates() -> None:
@@ -167,20 +157,20 @@ def test_bodies_that_are_not_json_are_named() -> None:
 
 
 def test_reply_checkers_reject_what_kube_scheduler_rejects() -> None:
-    args = parse_extender_args({"Pod": {"metadata": {"name": "p"}}, "NodeNames": ["a", "b"]})
-    with pytest.raises(WireError, match="not in the input node list"):
+    args = {"Pod": {"metadata": {"name": "p"}}, "NodeNames": ["a", "b"]}
+    with pytest.raises(Rejected, match="not in the input node list"):
         check_filter_reply({"NodeNames": ["c"]}, args)
-    with pytest.raises(WireError, match="both passed and failed"):
+    with pytest.raises(Rejected, match="both passed and failed"):
         check_filter_reply({"NodeNames": ["a"], "FailedNodes": {"a": "x"}}, args)
-    with pytest.raises(WireError, match=r"0\.\.10"):
+    with pytest.raises(Rejected, match=r"0\.\.10"):
         check_prioritize_reply([{"Host": "a", "Score": 11}], args)
-    with pytest.raises(WireError, match="not a candidate"):
+    with pytest.raises(Rejected, match="not a candidate"):
         check_prioritize_reply([{"Host": "z", "Score": 1}], args)
-    nodes = parse_extender_args({"Pod": {"metadata": {"name": "p"}},
-                                 "Nodes": {"items": [{"metadata": {"name": "a"}, "k": 1}]}})
-    with pytest.raises(WireError, match="unchanged"):
+    nodes = {"Pod": {"metadata": {"name": "p"}},
+             "Nodes": {"items": [{"metadata": {"name": "a"}, "k": 1}]}}
+    with pytest.raises(Rejected, match="unchanged"):
         check_filter_reply({"Nodes": {"items": [{"metadata": {"name": "a"}, "k": 2}]}}, nodes)
-    with pytest.raises(WireError):
+    with pytest.raises(Rejected):
         check_bind_reply({"error": ""})
 
 

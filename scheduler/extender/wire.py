@@ -217,11 +217,6 @@ def filter_reply(
     return out
 
 
-def prioritize_reply(hosts: Sequence[str], scores: Sequence[int]) -> list[JSONDict]:
-    """HostPriorityList: one {"Host", "Score"} per host."""
-    return [{"Host": h, "Score": int(s)} for h, s in zip(hosts, scores, strict=True)]
-
-
 @dataclass(frozen=True, slots=True)
 class HostPriorities:
     """A HostPriorityList kept as two columns and written straight to JSON.
@@ -234,8 +229,9 @@ class HostPriorities:
     scores: Sequence[int]
 
     def as_list(self) -> list[JSONDict]:
-        """The reply as JSON values."""
-        return prioritize_reply(self.hosts, self.scores)
+        """The reply as JSON values: one {"Host", "Score"} per host."""
+        return [{"Host": h, "Score": int(s)} for h, s in zip(self.hosts, self.scores,
+                                                              strict=True)]
 
     def encode(self) -> bytes:
         """The reply as JSON text, equal to encode_json(self.as_list())."""
@@ -278,154 +274,6 @@ def bind_reply(error: str = "") -> JSONDict:
     return {"Error": error}
 
 
-@dataclass(frozen=True, slots=True)
-class Victims:
-    """Pods kube-scheduler would evict on one node: UIDs always, whole pods when it sent them."""
-
-    uids: tuple[str, ...]
-    pods: tuple[JSONDict, ...] | None
-    num_pdb_violations: int
-
-
-@dataclass(frozen=True, slots=True)
-class PreemptionArgs:
-    """Preempt request: the preemptor and kube-scheduler's candidate victims per node."""
-
-    pod: JSONDict
-    victims: dict[str, Victims]
-    meta: bool  # True when sent as NodeNameToMetaVictims (nodeCacheCapable)
-
-
-def _pdb(value: object, field: str) -> int:
-    if value is None:
-        return 0
-    if type(value) is not int or value < 0:
-        raise WireError(field, value, "must be a non-negative integer")
-    return value
-
-
-def parse_preemption_args(doc: object) -> PreemptionArgs:
-    """PreemptionArgs from decoded JSON (either victims form)."""
-    d = _object(doc, "body")
-    pod = _pod(_get(d, "Pod"))
-    meta_raw = _get(d, "NodeNameToMetaVictims")
-    full_raw = _get(d, "NodeNameToVictims")
-    out: dict[str, Victims] = {}
-    if meta_raw is not None:
-        for node, v in _object(meta_raw, "NodeNameToMetaVictims").items():
-            f = f"NodeNameToMetaVictims.{node}"
-            vd = _object(v, f)
-            pods = _get(vd, "Pods") or []
-            if not isinstance(pods, list):
-                raise WireError(f"{f}.Pods", pods, "must be an array")
-            uids = tuple(_string(_get(_object(p, f"{f}.Pods[{i}]"), "UID"), f"{f}.Pods[{i}].UID")
-                         for i, p in enumerate(pods))
-            out[node] = Victims(uids, None, _pdb(_get(vd, "NumPDBViolations"),
-                                                f"{f}.NumPDBViolations"))
-        return PreemptionArgs(pod, out, meta=True)
-    if full_raw is not None:
-        for node, v in _object(full_raw, "NodeNameToVictims").items():
-            f = f"NodeNameToVictims.{node}"
-            vd = _object(v, f)
-            pods = _get(vd, "Pods") or []
-            if not isinstance(pods, list):
-                raise WireError(f"{f}.Pods", pods, "must be an array")
-            full = tuple(_pod(p, f"{f}.Pods[{i}]") for i, p in enumerate(pods))
-            uids = tuple(str(p["metadata"].get("uid") or "") for p in full)
-            out[node] = Victims(uids, full, _pdb(_get(vd, "NumPDBViolations"),
-                                                f"{f}.NumPDBViolations"))
-        return PreemptionArgs(pod, out, meta=False)
-    return PreemptionArgs(pod, out, meta=True)
-
-
-def preemption_reply(victims: Mapping[str, Victims]) -> JSONDict:
-    """ExtenderPreemptionResult: always NodeNameToMetaVictims (kube-scheduler maps UIDs back)."""
-    return {
-        "NodeNameToMetaVictims": {
-            node: {"Pods": [{"UID": u} for u in v.uids], "NumPDBViolations": v.num_pdb_violations}
-            for node, v in victims.items()
-        }
-    }
-
-
 def error_body(message: str) -> bytes:
     """Body of a 4xx/5xx reply: {"Error": message}, the one field every reply type shares."""
     return encode_json({"Error": message})
-
-
-# ---- what kube-scheduler accepts back (used by tests and the load benchmark) ----------------
-
-_FILTER_KEYS = frozenset({"Nodes", "NodeNames", "FailedNodes", "FailedAndUnresolvableNodes",
-                          "Error"})
-
-
-def _reason_map(value: object, field: str, names: frozenset[str]) -> dict[str, str]:
-    m = _object(value, field)
-    for k, v in m.items():
-        if k not in names:
-            raise WireError(f"{field}.{k}", v, "names a node that was not a candidate")
-        _string(v, f"{field}.{k}")
-    return m
-
-
-def check_filter_reply(reply: object, args: ExtenderArgs) -> list[str]:
-    """Raise WireError unless kube-scheduler would accept `reply` to `args`; passing names.
-
-    Mirrors pkg/scheduler/extender.go: with nodeCacheCapable the passing NodeNames must all be
-    candidates; otherwise Nodes.items are taken as the passing Node objects.
-    """
-    d = _object(reply, "reply")
-    extra = set(d) - _FILTER_KEYS
-    if extra:
-        raise WireError("reply", sorted(extra), "unknown keys")
-    if not isinstance(d.get("Error", ""), str):
-        raise WireError("reply.Error", d.get("Error"), "must be a string")
-    names = frozenset(args.names)
-    failed = _reason_map(d.get("FailedNodes") or {}, "reply.FailedNodes", names)
-    unres = _reason_map(d.get("FailedAndUnresolvableNodes") or {},
-                        "reply.FailedAndUnresolvableNodes", names)
-    if args.node_cache_capable:
-        passed = list(_names(d.get("NodeNames") or [], "reply.NodeNames"))
-        for n in passed:
-            if n not in names:
-                raise WireError("reply.NodeNames", n, "not in the input node list")
-    else:
-        by_name = {n["metadata"]["name"]: n for n in (args.nodes or ())}
-        items = _node_items(d.get("Nodes") or {}, "reply.Nodes")
-        passed = [n["metadata"]["name"] for n in items]
-        for n, item in zip(passed, items, strict=True):
-            if by_name.get(n) != item:
-                raise WireError("reply.Nodes", n, "is not the Node object sent, unchanged")
-    both = set(passed) & (set(failed) | set(unres))
-    if both:
-        raise WireError("reply", sorted(both), "nodes both passed and failed")
-    if len(set(passed)) != len(passed):
-        raise WireError("reply", passed, "a node passes twice")
-    return passed
-
-
-def check_prioritize_reply(reply: object, args: ExtenderArgs) -> dict[str, int]:
-    """Raise WireError unless `reply` is a HostPriorityList over the candidates in 0..10."""
-    if not isinstance(reply, list):
-        raise WireError("reply", reply, "must be a JSON array of {Host, Score}")
-    names = frozenset(args.names)
-    out: dict[str, int] = {}
-    for i, e in enumerate(reply):
-        d = _object(e, f"reply[{i}]")
-        if set(d) != {"Host", "Score"}:
-            raise WireError(f"reply[{i}]", sorted(d), "must have exactly Host and Score")
-        host, score = d["Host"], d["Score"]
-        if host not in names:
-            raise WireError(f"reply[{i}].Host", host, "not a candidate")
-        if type(score) is not int or not 0 <= score <= 10:
-            raise WireError(f"reply[{i}].Score", score, "must be an integer 0..10")
-        out[host] = score
-    return out
-
-
-def check_bind_reply(reply: object) -> str:
-    """Raise WireError unless `reply` is {"Error": string}; the error ("" = bound)."""
-    d = _object(reply, "reply")
-    if set(d) != {"Error"}:
-        raise WireError("reply", sorted(d), "must be exactly {Error}")
-    return _string(d["Error"], "reply.Error", required=False)

@@ -407,6 +407,9 @@ def tls_context(cert_file: str, key_file: str, client_ca: str | None = None) -> 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert_file, key_file)
+    # kube-scheduler's Go client keeps no TLS session cache, so tickets would be made, sent
+    # and never used, on every one of its (frequent, see deploy/README) new connections.
+    ctx.num_tickets = 0
     if client_ca:
         ctx.load_verify_locations(cafile=client_ca)
         ctx.verify_mode = ssl.CERT_REQUIRED

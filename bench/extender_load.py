@@ -125,14 +125,16 @@ def pod_object(name: str, gpus: int, milli: int) -> dict[str, Any]:
 class Server:
     """`gts serve --cluster FILE` in its own process."""
 
-    def __init__(self, cluster_file: Path, log_file: Path) -> None:
+    def __init__(self, cluster_file: Path, log_file: Path,
+                 extra_args: Sequence[str] = ()) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = int(s.getsockname()[1])
         self._log = log_file.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "scheduler.cli", "serve", "--cluster", str(cluster_file),
-             "--host", "127.0.0.1", "--port", str(self.port), "--metrics-port", "0"],
+             "--host", "127.0.0.1", "--port", str(self.port), "--metrics-port", "0",
+             *extra_args],
             cwd=ROOT, stdout=self._log, stderr=self._log,
             env={**os.environ, "PYTHONPATH": str(ROOT)})
         deadline = time.monotonic() + 120
@@ -279,12 +281,13 @@ def run_latency(c: Client, names: list[str], pods: int, rng: random.Random,
 
 
 def run(sizes: Sequence[int], pods: int, object_pods: int, binds: int, seed: int,
-        check: Checker | None = None) -> dict[str, Any]:
+        check: Checker | None = None, best_node_only: bool = False) -> dict[str, Any]:
     """The whole benchmark; a JSON-able dict of results. `check` sees every exchange."""
     rng = random.Random(seed)
     out: dict[str, Any] = {"sizes": {}, "pods": pods, "object_pods": object_pods,
                            "binds": binds, "seed": seed, "cpus": os.cpu_count(),
                            "target_p99_ms": {str(k): v for k, v in TARGET_P99_MS.items()},
+                           "best_node_only": best_node_only,
                            "loadavg_before": list(os.getloadavg())}
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
@@ -296,7 +299,8 @@ def run(sizes: Sequence[int], pods: int, object_pods: int, binds: int, seed: int
             # pause inside a timed call: freeze what lives for the whole run.
             gc.collect()
             gc.freeze()
-            server = Server(cfile, Path(tmp) / f"serve-{n}.log")
+            server = Server(cfile, Path(tmp) / f"serve-{n}.log",
+                            ["--best-node-only"] if best_node_only else [])
             try:
                 c = Client(server.port)
                 res: dict[str, Any] = {"binds": run_binds(c, names, binds, rng, check)}
@@ -315,7 +319,8 @@ def table(res: dict[str, Any]) -> str:
     """Human-readable summary."""
     load = res.get("loadavg_before", [0.0])[0], res.get("loadavg_after", [0.0])[0]
     lines = [f"extender over HTTP (keep-alive), static mode, {res['cpus']} CPUs (load average "
-             f"{load[0]:.1f} before, {load[1]:.1f} after); ms p50 / p99",
+             f"{load[0]:.1f} before, {load[1]:.1f} after)"
+             f"{'; best-node-only' if res.get('best_node_only') else ''}; ms p50 / p99",
              f"{'nodes':>6} {'request':<8} {'pods':>5} {'filter':>15} {'prioritize':>15} "
              f"{'filter+prio':>15} {'body KiB':>9}"]
     for n, r in res["sizes"].items():
@@ -352,6 +357,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--binds", type=int, default=1000,
                     help="pods bound first, timing binds (default 1000)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--best-node-only", action="store_true",
+                    help="run gts serve with --best-node-only, as deploy/ does: filter passes "
+                         "one node and prioritize is not called")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -363,7 +371,8 @@ def run_args(args: argparse.Namespace) -> int:
         raise SystemExit(f"--nodes={args.nodes!r}: expected sizes like 1000,5000") from None
     if not sizes or min(sizes) < 1 or args.pods < 1 or args.object_pods < 0 or args.binds < 0:
         raise SystemExit("--nodes, --pods must be >= 1; --object-pods, --binds >= 0")
-    res = run(sizes, args.pods, args.object_pods, args.binds, args.seed)
+    res = run(sizes, args.pods, args.object_pods, args.binds, args.seed,
+              best_node_only=args.best_node_only)
     print(json.dumps(res, indent=2) if args.json else table(res))
     return 0
 

@@ -181,3 +181,12 @@ def test_fast_priority_encoding_is_exactly_the_json_of_the_list(
     hp = HostPriorities([h for h, _ in entries], [s for _, s in entries])
     assert json.loads(hp.encode()) == hp.as_list()
     assert hp.encode() == encode_json(hp.as_list())
+
+
+def test_priority_encoding_of_names_that_look_like_the_separators() -> None:
+    hosts = ['a","b', 'q"', "\\", "", "ü-node", '"', '","', "x\n"]
+    hp = HostPriorities(hosts, list(range(len(hosts))))
+    assert json.loads(hp.encode()) == hp.as_list()
+    assert hp.encode() == encode_json(hp.as_list())
+    assert HostPriorities([], []).encode() == b"[]"
+    assert json.loads(HostPriorities(["a"], [11]).encode()) == [{"Host": "a", "Score": 11}]

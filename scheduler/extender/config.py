@@ -186,8 +186,9 @@ OPTIONS: tuple[_Option, ...] = (
             "a reservation not confirmed by a bound pod is released after this (default 60; "
             "must exceed gang-timeout + gang-bind-grace)", _seconds),
     _Option("best-node-only", None,
-            "filter passes only the best-scoring node(s), so kube-scheduler's own scores "
-            "cannot move a pod to worse-linked GPUs", _bool),
+            "filter passes only the best-scoring node, so kube-scheduler skips its scoring "
+            "and the prioritize call, and its own scores cannot move a pod to worse-linked "
+            "GPUs (deploy/ turns it on; see deploy/README)", _bool),
     _Option("policy-weights", "FILE",
             "YAML mapping of scheduler.policy.PolicyConfig fields (topology_weight, "
             "frag_weight, value_weight, pack_weight, gang_affinity_weight, min_quality, ...)",

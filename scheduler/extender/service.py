@@ -216,18 +216,16 @@ class ExtenderService:
             cand = _Candidates.of(names, snap, self.cache.errors, self._indices)
             fr = policy.filter_nodes(req, snap, cand.idx, self.config)
             feasible = np.asarray(fr.feasible, dtype=np.int64)
-            best_note = ""
+            chosen = feasible
             if self.config.best_node_only and len(feasible) > 1:
                 # Exactly one node (the scores carry the policy's hashed tie-break), so that
                 # kube-scheduler skips scoring and the prioritize call (schedulePod: "When
                 # only one node after predicate, just use it"); bind then chooses the GPUs
                 # on it by the same scoring.
                 scores = policy.score_nodes(req, snap, feasible, self.cache.mix, self.config)
-                best = int(feasible[int(np.argmax(scores))])
-                best_note = f"best-node-only: the extender chose {snap.names[best]} for this pod"
-                feasible = np.array([best], dtype=np.int64)
-            passed, failed, unres = cand.split(feasible, fr.reasons, fr.unresolvable, snap,
-                                               best_note)
+                chosen = feasible[[int(np.argmax(scores))]]
+            passed, failed, unres = cand.split(chosen, feasible, fr.reasons, fr.unresolvable,
+                                               snap)
             if self._start_cycle(req, ns, name, uid, sched, names, passed) and \
                     self.options.record_only:
                 # Static mode has no pod watch; otherwise the cache counts each pod as it
@@ -320,7 +318,7 @@ class ExtenderService:
                                np.asarray(assumed, dtype=np.int64).copy())
         self._decided("prioritize", pod_key, "scored", "fits" if len(idx) else "no_fit",
                       "", feasible=len(idx))
-        return HostPriorities(names, scores_by_pos.tolist())
+        return HostPriorities(names, scores_by_pos)
 
     # ---- bind --------------------------------------------------------------------------
 
@@ -582,20 +580,29 @@ class _Candidates:
                     failed[n] = f"{SCHEDULER_NAME}: node {n} is not in the extender's cache yet"
         return _Candidates(names, raw[pos], pos, failed, unres)
 
-    def split(self, feasible: np.ndarray, reasons: Mapping[int, str],
-              unresolvable: frozenset[int] | set[int], snap: Snapshot,
-              best_note: str) -> tuple[list[int], dict[str, str], dict[str, str]]:
-        """(passing positions, FailedNodes, FailedAndUnresolvableNodes)."""
+    def split(self, chosen: np.ndarray, feasible: np.ndarray, reasons: Mapping[int, str],
+              unresolvable: frozenset[int] | set[int], snap: Snapshot
+              ) -> tuple[list[int], dict[str, str], dict[str, str]]:
+        """(passing positions, FailedNodes, FailedAndUnresolvableNodes).
+
+        `chosen` pass; nodes that fit but were not chosen (best-node-only) are left out of
+        both maps: kube-scheduler reads only the passing names, and a reason per node would
+        make every reply (and its parsing in kube-scheduler) grow with the cluster for a pod
+        that does get a node.
+        """
         ok = np.zeros(snap.n_nodes, dtype=bool)
-        ok[feasible] = True
+        ok[chosen] = True
+        fits = np.zeros(snap.n_nodes, dtype=bool)
+        fits[feasible] = True
         mask = ok[self.idx]
         passed = self.pos[mask].tolist()
         failed = dict(self.unknown_failed)
         unres = dict(self.unknown_unresolvable)
         names = self.names
-        for p, i in zip(self.pos[~mask].tolist(), self.idx[~mask].tolist(), strict=True):
+        out = ~fits[self.idx]
+        for p, i in zip(self.pos[out].tolist(), self.idx[out].tolist(), strict=True):
             n = names[p]
-            why = reasons.get(i) or best_note or "does not fit"
+            why = reasons.get(i) or "does not fit"
             if i in unresolvable:
                 unres[n] = why
             else:

@@ -226,7 +226,7 @@ class HostPriorities:
     """
 
     hosts: Sequence[str]
-    scores: Sequence[int]
+    scores: Sequence[int] | np.ndarray
 
     def as_list(self) -> list[JSONDict]:
         """The reply as JSON values: one {"Host", "Score"} per host."""

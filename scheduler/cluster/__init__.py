@@ -1,8 +1,10 @@
 """The cluster cache: nodes and GPU holdings, fed by a Kubernetes watch or a static file.
 
 Node JSON is parsed here, once, at the edge (nodes.py; Pod JSON in scheduler.podcodec);
-cache.py keeps the Snapshot the policy reads; kube.py is the only module that talks to the
-Kubernetes API; static.py reads the cluster spec of `gts serve --cluster` and the simulator.
+cache.py keeps the Snapshot the policy reads; the kube_* modules talk to the Kubernetes API
+(kube_watch: list+watch into the cache; kube_binder: Bindings and patches; kube_expiry:
+expired assumptions; kube_events: Events; kube_errors: their failures); static.py reads the
+cluster spec of `gts serve --cluster` and the simulator.
 """
 
 from scheduler.cluster.cache import DEFAULT_ASSUME_TTL_S, ClusterCache, PodHolding

@@ -329,8 +329,10 @@ def table(res: dict[str, Any]) -> str:
             if not x["pods"]:
                 continue
             f, p, b = x["filter_ms"], x["prioritize_ms"], x["filter_prioritize_ms"]
+            # With --best-node-only filter passes one node and prioritize is never called.
+            prio = f"{p['p50']:>7.2f} /{p['p99']:>6.2f}" if p["n"] else f"{'-':>15}"
             lines.append(f"{n:>6} {mode:<8} {x['pods']:>5} {f['p50']:>7.2f} /{f['p99']:>6.2f} "
-                         f"{p['p50']:>7.2f} /{p['p99']:>6.2f} {b['p50']:>7.2f} /{b['p99']:>6.2f} "
+                         f"{prio} {b['p50']:>7.2f} /{b['p99']:>6.2f} "
                          f"{x['request_kib']:>9.1f}")
     for n, r in res["sizes"].items():
         b = r["binds"]

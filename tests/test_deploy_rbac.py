@@ -38,6 +38,11 @@ CONTRACT_AHEAD: set[Rule] = {
 # A call on a kubernetes client API object (CoreV1Api, CustomObjectsApi) by its usual names.
 _CALL = re.compile(r"\b(?:core|core_v1|custom|events_v1|api)\.([a-z]+_[a-z_]+)\(")
 _WATCH = re.compile(r"\.stream\(")
+# Requests sent on the client's connection pool without the generated API (kube_binder's
+# Binding POST): the resource path they build, and the grant it needs.
+RAW_PATHS: dict[re.Pattern[str], Rule] = {
+    re.compile(r"/pods/\{[^}]*\}/binding"): ("", "pods/binding", "create"),
+}
 
 
 def used_rules(*dirs: str) -> set[Rule]:
@@ -51,6 +56,7 @@ def used_rules(*dirs: str) -> set[Rule]:
                 out |= CALLS[call]
                 if _WATCH.search(text) and call.startswith("list_"):
                     out |= {(g, r, "watch") for g, r, _ in CALLS[call]}
+            out |= {rule for pat, rule in RAW_PATHS.items() if pat.search(text)}
     return out
 
 

@@ -136,8 +136,7 @@ class KubeBinder:
         """
         what = f"binding pod {ns}/{name} to {node}"
         conf = self.api_client.configuration
-        url = (f"{conf.host}/api/v1/namespaces/{quote(ns, safe='')}/pods/"
-               f"{quote(name, safe='')}/binding")
+        path = f"/api/v1/namespaces/{quote(ns, safe='')}/pods/{quote(name, safe='')}/binding"
         headers = {"Content-Type": "application/json", "Accept": "application/json",
                    "User-Agent": self.api_client.user_agent}
         # Through the configuration, so an in-cluster token that rotates is re-read.
@@ -146,7 +145,7 @@ class KubeBinder:
             headers["Authorization"] = token
         try:
             resp = self.api_client.rest_client.pool_manager.request(
-                "POST", url, body=binding_body(ns, name, uid, node, annotations),
+                "POST", conf.host + path, body=binding_body(ns, name, uid, node, annotations),
                 headers=headers, retries=False, preload_content=False,
                 timeout=urllib3.Timeout(total=self.timeout))
             data = consume(resp)

@@ -27,8 +27,8 @@ from scheduler.cluster.kube_errors import (
     map_error,
     status_message,
 )
-from scheduler.podcodec.assignment import cleared_assignment_annotations
 from scheduler.constants import POD_GROUP_API
+from scheduler.podcodec.assignment import cleared_assignment_annotations
 
 
 def _annotation_path(key: str) -> str:

@@ -30,8 +30,9 @@ from scheduler.contract.assignment import Assignment
 from scheduler.contract.request import PodRequest
 from scheduler.extender.scores import extender_scores
 from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
-from scheduler.policy.decide import assign, filter_nodes, score_nodes
 from scheduler.policy.interface import PlacementPolicy
+from scheduler.policy.node_filter import filter_nodes
+from scheduler.policy.score_and_assign import assign, score_nodes
 from scheduler.policy.snapshot import Snapshot
 from scheduler.policy.topology_policy import TopologyPolicy
 
@@ -54,7 +55,7 @@ class CombinedPolicy:
 
     def place(self, req: PodRequest, snap: Snapshot) -> Assignment | None:
         """One pod through filter, both scores, kube-scheduler's sum and our bind."""
-        cfg, mix = self.ours.config, self.ours.mix
+        cfg, mix = self.ours.config, self.ours.workload
         fr = filter_nodes(req, snap, None, cfg)
         idx = fr.feasible
         if not idx.size:

@@ -15,7 +15,7 @@ import numpy as np
 from bench.workloads import Job
 from scheduler.contract.request import PodRequest
 from scheduler.contract.units import MAX_GANG, MILLI_PER_GPU
-from scheduler.policy.gang import gang_admission, max_members
+from scheduler.policy.gang_admission import gang_admission, max_members
 from scheduler.policy.snapshot import Snapshot
 
 Shape = tuple[object, ...]

@@ -26,8 +26,8 @@ from scheduler.contract.node import NodeSpec
 from scheduler.contract.request import PodRequest
 from scheduler.policy import (
     DEFAULT_CONFIG,
-    PodMix,
     Snapshot,
+    TypicalWorkload,
     assign,
     build_snapshot,
     filter_nodes,
@@ -79,10 +79,10 @@ def big_cluster(n: int = 5000) -> list[NodeSpec]:
     return [NodeSpec(f"n{i}", 256000, 2097152, a100 if i % 2 else v100) for i in range(n)]
 
 
-Step = Callable[[PodRequest, Snapshot, PodMix], bool]
+Step = Callable[[PodRequest, Snapshot, TypicalWorkload], bool]
 
 
-def step_place(req: PodRequest, snap: Snapshot, mix: PodMix) -> bool:
+def step_place(req: PodRequest, snap: Snapshot, mix: TypicalWorkload) -> bool:
     """The simulator's path."""
     a = place(req, snap, mix, DEFAULT_CONFIG)
     if a is None:
@@ -91,7 +91,7 @@ def step_place(req: PodRequest, snap: Snapshot, mix: PodMix) -> bool:
     return True
 
 
-def step_extender(req: PodRequest, snap: Snapshot, mix: PodMix) -> bool:
+def step_extender(req: PodRequest, snap: Snapshot, mix: TypicalWorkload) -> bool:
     """The extender's path: filter_nodes, score_nodes, assign on the best node."""
     fr = filter_nodes(req, snap, None, DEFAULT_CONFIG)
     if not fr.feasible.size:
@@ -104,7 +104,7 @@ def step_extender(req: PodRequest, snap: Snapshot, mix: PodMix) -> bool:
 
 def measure(base: Snapshot, req: PodRequest, step: Step, decisions: int) -> dict[str, float]:
     """Decisions per second over `decisions` placements (restarting when full)."""
-    mix = PodMix()
+    mix = TypicalWorkload()
     snap = base.copy()
     done = restarts = 0
     spent = 0.0

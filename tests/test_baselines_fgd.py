@@ -13,8 +13,8 @@ from scheduler.contract.assignment import Assignment
 from scheduler.contract.node import NodeSpec
 from scheduler.contract.request import PodRequest
 from scheduler.policy.fragmentation import node_fragmentation
-from scheduler.policy.mix import CPU_ONLY_GPUS
 from scheduler.policy.snapshot import build_snapshot
+from scheduler.policy.typical_workload import CPU_ONLY_GPUS
 from topology.presets import preset
 
 

@@ -25,8 +25,8 @@ from scheduler.constants import (
 from scheduler.contract.assignment import Assignment
 from scheduler.podcodec.assignment import assignment_annotations, cleared_assignment_annotations
 from scheduler.podcodec.signing import Signer
-from scheduler.policy.mix import PodMix
 from scheduler.policy.snapshot import AllocationError, Snapshot, build_snapshot
+from scheduler.policy.typical_workload import TypicalWorkload
 
 SIGNER = Signer(b"test-key-0123456789abcdef")
 TTL = 30.0
@@ -530,7 +530,7 @@ class World:
             assert not lost & set(fresh.snapshot.holdings)
 
 
-def same_mix(a: PodMix, b: PodMix) -> bool:
+def same_mix(a: TypicalWorkload, b: TypicalWorkload) -> bool:
     return (a.version, a.snapshot_weights()) == (b.version, b.snapshot_weights())
 
 

@@ -14,7 +14,13 @@ from scheduler.contract.assignment import Assignment
 from scheduler.contract.node import NodeSpec
 from scheduler.contract.request import PodRequest
 from scheduler.extender.scores import extender_scores, levels
-from scheduler.policy import DEFAULT_CONFIG, PodMix, build_snapshot, filter_nodes, score_nodes
+from scheduler.policy import (
+    DEFAULT_CONFIG,
+    TypicalWorkload,
+    build_snapshot,
+    filter_nodes,
+    score_nodes,
+)
 from scheduler.policy.snapshot import TopologyIndex
 from topology.presets import preset
 
@@ -44,7 +50,7 @@ def test_four_idle_h100_nodes_score_the_same_and_above_l4() -> None:
     snap = build_snapshot(load_cluster_file(ROOT / "deploy/examples/cluster.yaml"))
     req = PodRequest("p", gpus=4, cpu_milli=8000, memory_mib=32768)
     fr = filter_nodes(req, snap)
-    raw = score_nodes(req, snap, fr.feasible, PodMix())
+    raw = score_nodes(req, snap, fr.feasible, TypicalWorkload())
     ext = dict(zip((snap.names[i] for i in fr.feasible),
                    extender_scores(raw, fr.feasible).tolist(), strict=True))
     h100 = {ext[f"h100-0{i}"] for i in range(4)}
@@ -99,7 +105,7 @@ def test_identical_nodes_get_identical_scores(
     else:
         req = PodRequest("p", 1000, 1024)
     fr = filter_nodes(req, snap)
-    raw = score_nodes(req, snap, fr.feasible, PodMix())
+    raw = score_nodes(req, snap, fr.feasible, TypicalWorkload())
     ext = dict(zip(fr.feasible.tolist(), extender_scores(raw, fr.feasible).tolist(),
                    strict=True))
     for members in groups:

@@ -17,7 +17,7 @@ from bench.workloads import Job
 from scheduler.contract.assignment import Assignment
 from scheduler.contract.node import NodeSpec
 from scheduler.contract.request import PodRequest
-from scheduler.policy.decide import filter_nodes
+from scheduler.policy.node_filter import filter_nodes
 from scheduler.policy.snapshot import build_snapshot
 from topology.presets import preset
 

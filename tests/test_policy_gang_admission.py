@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 
 from scheduler.contract.node import NodeSpec
 from scheduler.contract.request import PodRequest
-from scheduler.policy.decide import place
-from scheduler.policy.gang import gang_admission, gang_backoff_s, max_members
+from scheduler.policy.gang_admission import gang_admission, gang_backoff_s, max_members
+from scheduler.policy.place import place
 from scheduler.policy.snapshot import build_snapshot
 from topology.presets import preset
 

@@ -133,7 +133,7 @@ def test_simulator_gpu_spec_uses_the_rules(tmp_path: object) -> None:
 def test_gang_admission_bound_uses_the_rules() -> None:
     """A gang's upper bound (policy.gang.max_members) counts the nodes the written names
     reach, as the filter does."""
-    from scheduler.policy.gang import max_members
+    from scheduler.policy.gang_admission import max_members
 
     snap = build_snapshot(_cluster())
     assert max_members(PodRequest("p", gpus=8, allowed_models=frozenset({"h100", "A100"})),

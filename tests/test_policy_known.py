@@ -11,10 +11,9 @@ from scheduler.contract.request import PodRequest
 from scheduler.policy import (
     DEFAULT_CONFIG,
     AllocationError,
-    PodMix,
     PolicyConfig,
+    TypicalWorkload,
     assign,
-    best_node,
     build_snapshot,
     filter_nodes,
     place,
@@ -78,7 +77,7 @@ def test_one_gpu_pod_prefers_partly_used_node_over_breaking_a_free_8gpu_node() -
         [node("empty", nvswitch8()), node("busy", nvswitch8())],
         [whole("x", "busy", (0, 1, 2))],
     )
-    a = place(PodRequest("p", gpus=1, cpu_milli=4000), snap, PodMix())
+    a = place(PodRequest("p", gpus=1, cpu_milli=4000), snap, TypicalWorkload())
     assert a is not None and a.node == "busy"
 
 
@@ -87,7 +86,7 @@ def test_fractional_pod_fills_an_already_shared_gpu_first() -> None:
         [node("a", pcie(2)), node("b", pcie(2))],
         [Assignment(pod="s", node="b", gpus=(1,), gpu_milli=400)],
     )
-    a = place(PodRequest("p", gpu_milli=300, cpu_milli=1000), snap, PodMix())
+    a = place(PodRequest("p", gpu_milli=300, cpu_milli=1000), snap, TypicalWorkload())
     assert a is not None and (a.node, a.gpus, a.gpu_milli) == ("b", (1,), 300)
     # Same on one node: the shared GPU, not the free one.
     a2 = assign(PodRequest("p", gpu_milli=300), snap, 1)
@@ -103,10 +102,11 @@ def test_four_gpu_pod_prefers_free_nvlinked_quad_over_scattered_gpus() -> None:
     )
     r = PodRequest("p", gpus=4)
     fr = filter_nodes(r, snap)
-    s = score_nodes(r, snap, fr.feasible, PodMix())
+    s = score_nodes(r, snap, fr.feasible, TypicalWorkload())
     assert list(fr.feasible) == [0, 1]
     assert s[1] > s[0]
-    assert best_node(r, snap, None, PodMix()) == 1
+    placed = place(r, snap, TypicalWorkload())
+    assert placed is not None and placed.node == "quad"
     assert assign(r, snap, 1).gpus == (0, 1, 2, 3)
 
 
@@ -167,7 +167,7 @@ def test_gang_two_4gpu_members_share_one_nvswitch_node() -> None:
         [node("a", nvswitch8(), levels=("r1",)), node("b", nvswitch8(), levels=("r1",))]
     )
     members = [PodRequest(f"m{i}", gpus=4) for i in range(2)]
-    plan = plan_gang(members, snap, PodMix())
+    plan = plan_gang(members, snap, TypicalWorkload())
     assert not isinstance(plan, str)
     assert len(plan.nodes) == 1
     before = snap.copy()
@@ -181,26 +181,26 @@ def test_gang_goes_to_the_narrowest_domain_that_holds_it() -> None:
     nodes = [node(f"n{i}", pcie(4), levels=(f"rack{i // 2}", "zone")) for i in range(4)]
     snap = build_snapshot(nodes, [whole("x", "n0", (0, 1))])
     members = [PodRequest(f"m{i}", gpus=4) for i in range(2)]
-    plan = plan_gang(members, snap, PodMix())
+    plan = plan_gang(members, snap, TypicalWorkload())
     assert not isinstance(plan, str)
     assert plan.level == 0 and set(plan.nodes) == {"n2", "n3"}
     # Three 4-GPU members fit only across racks: the zone level.
-    plan3 = plan_gang([PodRequest(f"m{i}", gpus=4) for i in range(3)], snap, PodMix())
+    plan3 = plan_gang([PodRequest(f"m{i}", gpus=4) for i in range(3)], snap, TypicalWorkload())
     assert not isinstance(plan3, str) and plan3.level == 1
     # Restricted to n0 and n1 (6 free GPUs), two 4-GPU members do not fit; one does.
     only = np.array([0, 1])
-    assert isinstance(plan_gang(members, snap, PodMix(), candidates=only), str)
-    plan1 = plan_gang(members[:1], snap, PodMix(), candidates=only)
+    assert isinstance(plan_gang(members, snap, TypicalWorkload(), candidates=only), str)
+    plan1 = plan_gang(members[:1], snap, TypicalWorkload(), candidates=only)
     assert not isinstance(plan1, str) and plan1.nodes == ("n1",)
 
 
 def test_gang_that_cannot_fit_leaves_the_snapshot_alone() -> None:
     snap = build_snapshot([node("a", pcie(2)), node("b", pcie(2))])
     before = snap.copy()
-    plan = plan_gang([PodRequest(f"m{i}", gpus=2) for i in range(3)], snap, PodMix())
+    plan = plan_gang([PodRequest(f"m{i}", gpus=2) for i in range(3)], snap, TypicalWorkload())
     assert isinstance(plan, str) and "whole gang" in plan
     assert snap.same_state(before)
-    plan2 = plan_gang([PodRequest("big", gpus=4)], snap, PodMix())
+    plan2 = plan_gang([PodRequest("big", gpus=4)], snap, TypicalWorkload())
     assert isinstance(plan2, str) and "needs 4 GPUs, node has 2 in total" in plan2
 
 
@@ -213,10 +213,10 @@ def test_nodes_beyond_exact_tables_use_the_greedy_set() -> None:
     big = topo(20, "NV18", "B200", 1000)
     snap = build_snapshot([node("big", big)])
     assert snap.tables_of(0) is None
-    a = place(PodRequest("a", gpus=4), snap, PodMix())
+    a = place(PodRequest("a", gpus=4), snap, TypicalWorkload())
     assert a is not None and len(a.gpus) == 4
     snap.allocate(a)
-    s = place(PodRequest("s", gpu_milli=300), snap, PodMix())
+    s = place(PodRequest("s", gpu_milli=300), snap, TypicalWorkload())
     assert s is not None and s.gpus[0] not in a.gpus
     snap.allocate(s)
     fr = filter_nodes(PodRequest("x", gpus=16), snap)

@@ -14,7 +14,7 @@ from scheduler.cluster.static import load_cluster_file
 from scheduler.contract.assignment import Assignment
 from scheduler.contract.node import NodeSpec
 from scheduler.contract.request import GangRef, PodRequest
-from scheduler.policy import DEFAULT_CONFIG, PodMix, build_snapshot, place, plan_gang
+from scheduler.policy import DEFAULT_CONFIG, TypicalWorkload, build_snapshot, place, plan_gang
 from scheduler.policy.link_bandwidth import link_premium, link_tables, set_bandwidth
 from scheduler.policy.snapshot import Snapshot, TopologyIndex
 from topology.presets import preset
@@ -48,7 +48,7 @@ def test_two_by_eight_gang_lands_on_h100_nvswitch_nodes() -> None:
     gang = GangRef("ns/train", 2)
     members = [PodRequest(f"ns/train-{i}", cpu_milli=16000, memory_mib=65536, gpus=8, gang=gang)
                for i in range(2)]
-    plan = plan_gang(members, snap, PodMix())
+    plan = plan_gang(members, snap, TypicalWorkload())
     assert not isinstance(plan, str), plan
     assert len(plan.nodes) == 2
     assert all(n.startswith("h100-") for n in plan.nodes), plan.nodes
@@ -60,11 +60,11 @@ def test_multi_gpu_pod_allowing_several_models_takes_the_fastest_links() -> None
     snap = example()
     for k in (2, 4, 8):
         req = PodRequest("p", gpus=k, allowed_models=frozenset({"L4", "A100", "H100"}))
-        a = place(req, snap, PodMix())
+        a = place(req, snap, TypicalWorkload())
         assert a is not None and a.node.startswith("h100-"), (k, a)
         # Without the term the normalised quality ties every model.
         req_a = PodRequest("p", gpus=k, allowed_models=frozenset({"L4", "A100"}))
-        b = place(req_a, snap, PodMix())
+        b = place(req_a, snap, TypicalWorkload())
         assert b is not None and b.node.startswith("a100-"), (k, b)
 
 
@@ -74,7 +74,7 @@ def test_one_gpu_and_share_pods_fill_pcie_before_breaking_nvswitch() -> None:
                            allowed_models=frozenset({"L4", "H100"})),
                 PodRequest("share", cpu_milli=2000, memory_mib=4096, gpu_milli=500)):
         for cfg in (DEFAULT_CONFIG, PREMIUM):
-            a = place(req, snap, PodMix(), cfg)
+            a = place(req, snap, TypicalWorkload(), cfg)
             assert a is not None and a.node.startswith("l4-"), (req.key, a)
 
 
@@ -87,13 +87,15 @@ def test_premium_decides_where_fragmentation_ties() -> None:
     snap = build_snapshot(nodes)
     for req in (PodRequest("one", cpu_milli=4000, memory_mib=8192, gpus=1),
                 PodRequest("share", cpu_milli=2000, memory_mib=4096, gpu_milli=500)):
-        a, b = place(req, snap, PodMix(), PREMIUM), place(req, snap, PodMix(), NO_BANDWIDTH)
+        a = place(req, snap, TypicalWorkload(), PREMIUM)
+        b = place(req, snap, TypicalWorkload(), NO_BANDWIDTH)
         assert a is not None and b is not None
         assert (a.node, b.node) == ("l4", "h100"), req.key
     snap.allocate(Assignment("x", "h100", (7,)))
     snap.allocate(Assignment("y", "l4", (7,)))
     for cfg in (PREMIUM, NO_BANDWIDTH):
-        a = place(PodRequest("one", cpu_milli=4000, memory_mib=8192, gpus=1), snap, PodMix(), cfg)
+        one = PodRequest("one", cpu_milli=4000, memory_mib=8192, gpus=1)
+        a = place(one, snap, TypicalWorkload(), cfg)
         assert a is not None and a.node == "h100"
 
 
@@ -115,4 +117,4 @@ def test_one_hardware_kind_decides_as_without_the_term(kind: str, used: list[int
               for i, u in enumerate(used) if u & ((1 << topo.n) - 1)]
     snap = build_snapshot(nodes, placed, topo_index=TIX)
     req = PodRequest("p", 1000, 1024, gpus=min(gpus, topo.n))
-    assert place(req, snap, PodMix()) == place(req, snap, PodMix(), NO_BANDWIDTH)
+    assert place(req, snap, TypicalWorkload()) == place(req, snap, TypicalWorkload(), NO_BANDWIDTH)

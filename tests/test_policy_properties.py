@@ -12,9 +12,9 @@ from scheduler.contract.node import NodeSpec
 from scheduler.contract.request import PodRequest
 from scheduler.policy import (
     AllocationError,
-    PodMix,
     Snapshot,
     TopologyIndex,
+    TypicalWorkload,
     assign,
     build_snapshot,
     filter_nodes,
@@ -123,7 +123,7 @@ def best_quality_bruteforce(snap: Snapshot, node: int, k: int) -> float:
                for c in itertools.combinations(free, k))
 
 
-def check_placement(req: PodRequest, snap: Snapshot, mix: PodMix) -> None:
+def check_placement(req: PodRequest, snap: Snapshot, mix: TypicalWorkload) -> None:
     a = place(req, snap, mix)
     fr = filter_nodes(req, snap)
     if a is None:
@@ -131,10 +131,10 @@ def check_placement(req: PodRequest, snap: Snapshot, mix: PodMix) -> None:
         return
     node = snap.index[a.node]
     assert node in set(fr.feasible.tolist())
-    assert assign(req, snap, node, mix=mix) == a  # score and assign agree
+    assert assign(req, snap, node, workload=mix) == a  # score and assign agree
     scores = score_nodes(req, snap, fr.feasible, mix)  # the extender's path: cached choices
     assert int(fr.feasible[int(np.argmax(scores))]) == node
-    assert assign(req, snap, node, mix=mix) == a
+    assert assign(req, snap, node, workload=mix) == a
     if req.gpus:
         assert len(a.gpus) == req.gpus and a.gpu_milli == 1000
         tables = snap.tables_of(node)
@@ -152,7 +152,7 @@ def check_placement(req: PodRequest, snap: Snapshot, mix: PodMix) -> None:
     for j in range(snap.n_nodes):
         if j in fr.reasons:
             try:
-                assign(req, snap, j, mix=mix)
+                assign(req, snap, j, workload=mix)
             except AllocationError:
                 continue
             raise AssertionError(f"assign succeeded on node {j}: {fr.reasons[j]}")
@@ -165,7 +165,7 @@ def test_random_streams_keep_every_invariant(
 ) -> None:
     snap = make_snapshot(spec)
     empty = snap.copy()
-    mix = PodMix(refresh_every=1)
+    mix = TypicalWorkload(refresh_every=1)
     for i, (req0, release_roll) in enumerate(stream):
         req = _renamed(req0, f"s{i}")
         mix.observe(req)
@@ -192,7 +192,7 @@ def test_gang_plans_are_all_or_nothing(
     spec: list[tuple[int, int, str]], background: list[PodRequest], members: list[PodRequest]
 ) -> None:
     snap = make_snapshot(spec)
-    mix = PodMix()
+    mix = TypicalWorkload()
     for i, req0 in enumerate(background):
         req = _renamed(req0, f"b{i}")
         a = place(req, snap, mix)

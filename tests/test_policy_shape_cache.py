@@ -9,9 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_policy_properties import TOPOLOGIES, make_snapshot, requests
 
-from scheduler.policy import DEFAULT_CONFIG, PodMix, filter_nodes, place, score_nodes
-from scheduler.policy.decide import _codes, evaluate
+from scheduler.policy import DEFAULT_CONFIG, TypicalWorkload, filter_nodes, place, score_nodes
+from scheduler.policy.feasibility import failure_codes
 from scheduler.policy.flat_tables import flat_tables
+from scheduler.policy.scoring import evaluate
 from scheduler.policy.shape_cache import MAX_SHAPES, MEMO_KEY
 
 NODE = st.tuples(st.integers(0, len(TOPOLOGIES) - 1), st.sampled_from([8000, 64000]),
@@ -23,12 +24,12 @@ NODE = st.tuples(st.integers(0, len(TOPOLOGIES) - 1), st.sampled_from([8000, 640
        probe=requests())
 def test_cached_rows_equal_a_fresh_computation(spec, stream, probe) -> None:
     snap = make_snapshot(spec)
-    mix = PodMix()
+    mix = TypicalWorkload()
     for i, req in enumerate([probe, *stream]):
         # Every step: the probe shape (cached since the first step) against a fresh
         # computation on all nodes, then one placement changes one node.
         idx = np.arange(snap.n_nodes)
-        fresh_codes, _ = _codes(probe, snap, idx, DEFAULT_CONFIG, flat_tables(snap))
+        fresh_codes, _ = failure_codes(probe, snap, idx, DEFAULT_CONFIG, flat_tables(snap))
         fr = filter_nodes(probe, snap)
         assert np.array_equal(fr.codes, fresh_codes)
         if fr.feasible.size:

@@ -9,18 +9,18 @@ from hypothesis import strategies as st
 
 from scheduler.contract.node import NodeSpec
 from scheduler.contract.request import PodRequest
-from scheduler.policy import PodMix, TopologyPolicy, build_snapshot
+from scheduler.policy import TopologyPolicy, TypicalWorkload, build_snapshot
 from scheduler.policy.config import PolicyConfig
-from scheduler.policy.mix import MixClasses
 from scheduler.policy.stranding import stranded_delta
+from scheduler.policy.typical_workload import WorkloadClasses
 from topology.presets import preset
 
 
 def test_kappa_is_the_demand_weighted_cpu_per_thousandth() -> None:
     # 1 GPU with 8000 CPU, weight 3; a 500 share with 2000 CPU, weight 1; a CPU-only class.
-    classes = MixClasses.of([(1, 1000, 8000, 3), (1, 500, 2000, 1), (64, 1000, 4000, 4)])
+    classes = WorkloadClasses.of([(1, 1000, 8000, 3), (1, 500, 2000, 1), (64, 1000, 4000, 4)])
     assert classes.cpu_per_milli == pytest.approx((3 * 8000 + 2000) / (3 * 1000 + 500))
-    assert MixClasses.of([(64, 1000, 4000, 1)]).cpu_per_milli == 0.0
+    assert WorkloadClasses.of([(64, 1000, 4000, 1)]).cpu_per_milli == 0.0
 
 
 def test_eating_the_cpu_of_a_node_with_free_gpus_strands_them() -> None:
@@ -55,7 +55,7 @@ def test_cpu_pod_goes_where_it_strands_no_gpu(weight: float, node: str) -> None:
     # 8 cores would be left for 2 GPUs: one GPU's worth stranded. The term sends it to b.
     nodes = [NodeSpec("b", 24000, 1 << 18, preset("pcie-2gpu")),
              NodeSpec("a", 12000, 1 << 18, preset("pcie-2gpu"))]
-    mix = PodMix(prior=((1, 1000, 8000, 10),), prior_weight=100.0, cpu_only=False)
+    mix = TypicalWorkload(prior=((1, 1000, 8000, 10),), prior_weight=100.0, cpu_only=False)
     pol = TopologyPolicy(PolicyConfig(strand_weight=weight), mix)
     a = pol.place(PodRequest("c", cpu_milli=4000), build_snapshot(nodes))
     assert a is not None and a.node == node

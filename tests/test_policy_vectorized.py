@@ -12,22 +12,22 @@ from test_policy_properties import TOPOLOGIES, make_snapshot, requests
 from scheduler.contract.request import PodRequest
 from scheduler.policy import (
     DEFAULT_CONFIG,
-    MixClasses,
-    PodMix,
     Snapshot,
+    TypicalWorkload,
+    WorkloadClasses,
     filter_nodes,
     node_fragmentation,
     place,
     score_nodes,
     snapshot_fragmentation,
 )
-from scheduler.policy.decide import node_order
+from scheduler.policy.node_order import node_order
 from scheduler.policy.shares import TIE_SCALE
 
 TIE = TIE_SCALE
 
 
-def frag_loop(free: list[int], cpu: int, classes: MixClasses) -> float:
+def frag_loop(free: list[int], cpu: int, classes: WorkloadClasses) -> float:
     """FGD's node fragmentation, literally (frag.go): per class, loop over GPUs."""
     total = sum(free)
     out = 0.0
@@ -38,7 +38,7 @@ def frag_loop(free: list[int], cpu: int, classes: MixClasses) -> float:
     return out
 
 
-def waste(x: int, classes: MixClasses) -> float:
+def waste(x: int, classes: WorkloadClasses) -> float:
     return x * sum(w for m, w in zip(classes.milli, classes.weight, strict=True) if m > x)
 
 
@@ -60,7 +60,7 @@ def premium(snap: Snapshot, node: int) -> float:
     return max(0.0, math.log2(top / 31.5)) if top else 0.0
 
 
-def score_loop(req: PodRequest, snap: Snapshot, node: int, classes: MixClasses) -> float:
+def score_loop(req: PodRequest, snap: Snapshot, node: int, classes: WorkloadClasses) -> float:
     """One node's score from scratch, following PolicyConfig's formula term by term."""
     cfg = DEFAULT_CONFIG
     n = int(snap.gpu_count[node])
@@ -140,7 +140,7 @@ def test_vectorized_scores_equal_the_per_node_loop(
     spec: list[tuple[int, int, str]], background: list[PodRequest], req: PodRequest
 ) -> None:
     snap = make_snapshot(spec)
-    mix = PodMix(refresh_every=1)
+    mix = TypicalWorkload(refresh_every=1)
     for i, b in enumerate(background):
         b = PodRequest(f"b{i}", b.cpu_milli, b.memory_mib, b.gpus, b.gpu_milli,
                        b.gpu_memory_mib, b.allowed_models)

@@ -58,8 +58,8 @@ from scheduler.policy.fragmentation import (
     frag_delta_whole,
     node_fragmentation,
 )
-from scheduler.policy.mix import MixClasses
 from scheduler.policy.snapshot import Snapshot
+from scheduler.policy.typical_workload import WorkloadClasses
 
 MAX_NODE_SCORE = 100.0
 # An exact zero change scores sigmoid(0) * 100 = 50 in the artifact; float noise must not turn
@@ -89,7 +89,7 @@ class FGDPolicy:
         self._built_at = 0
         self._frozen = typical is not None
         self.typical = typical if typical is not None else typical_pods({})
-        self._variants: dict[str, MixClasses] = {}
+        self._variants: dict[str, WorkloadClasses] = {}
 
     def prime(self, pods: Iterable[PodRequest]) -> None:
         """Fix the target workload to these pods (the artifact: the trace's original pods)."""
@@ -184,7 +184,7 @@ class FGDPolicy:
                         - node_fragmentation(before[sel], cpu[sel], cls))
         return out
 
-    def _variant(self, model: str) -> MixClasses:
+    def _variant(self, model: str) -> WorkloadClasses:
         if model not in self._variants:
             self._variants[model] = self.typical.for_model(model)
         return self._variants[model]

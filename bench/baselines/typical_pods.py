@@ -7,10 +7,10 @@ per GPU, GPU count, GPU model list); the most frequent, in decreasing count, unt
 95 % of all pods; weights are their counts renormalised to 1. CPU-only pods are part of it.
 
 The FGD baseline scores with these classes and the simulator's fragmentation metric
-(bench.metrics) measures with them: one rule for both. Two cases MixClasses has no field for are
-encoded so that scheduler.policy.fragmentation yields "all free thousandths": a CPU-only class
-needs more GPUs than any node has (the policy's CPU_ONLY_GPUS), and on a node of another model
-a class restricted to GPU models is given the same impossible need (`for_model`).
+(bench.metrics) measures with them: one rule for both. Two cases WorkloadClasses has no field
+for are encoded so that scheduler.policy.fragmentation yields "all free thousandths": a CPU-only
+class needs more GPUs than any node has (the policy's CPU_ONLY_GPUS), and on a node of another
+model a class restricted to GPU models is given the same impossible need (`for_model`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from bench.baselines.fgd_artifact import gpu_number, per_gpu_milli
 from scheduler.contract.request import PodRequest
 from scheduler.contract.units import MILLI_PER_GPU
 from scheduler.policy.gpu_models import accepts
-from scheduler.policy.mix import CPU_ONLY_GPUS, MixClasses
+from scheduler.policy.typical_workload import CPU_ONLY_GPUS, WorkloadClasses
 
 POPULARITY_PERCENT = 95.0  # DefaultTypicalPodPopularityThreshold is 60; the experiments use 95
 DEFAULT_MILLI_CPU_REQUEST = 100  # GetPodResource counts CPU through GetNonzeroRequests
@@ -40,7 +40,8 @@ def pod_key(req: PodRequest) -> PodKey:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class TypicalPods:
-    """FGD's target workload: classes for the fragmentation formula, plus what MixClasses lacks.
+    """FGD's target workload: classes for the fragmentation formula, plus what
+    WorkloadClasses lacks.
 
     A CPU-only class sits in `classes` as a pod needing CPU_ONLY_GPUS whole GPUs, more than any
     node has, so that no node "can host" it and all free GPU capacity counts (`cpu_only` marks
@@ -48,7 +49,7 @@ class TypicalPods:
     """
 
     keys: tuple[PodKey, ...]
-    classes: MixClasses
+    classes: WorkloadClasses
     cpu_only: np.ndarray
     models: tuple[frozenset[str], ...]
 
@@ -62,14 +63,14 @@ class TypicalPods:
         """True when some class accepts only some GPU models."""
         return any(self.models)
 
-    def for_model(self, model: str) -> MixClasses:
+    def for_model(self, model: str) -> WorkloadClasses:
         """The classes as nodes of GPU `model` see them: a class restricted to other models
         can use none of their GPUs, like a CPU-only class."""
         blocked = [not accepts(m, model) for m in self.models]
         if not any(blocked):
             return self.classes
         c = self.classes
-        return MixClasses(gpus=np.where(blocked, CPU_ONLY_GPUS, c.gpus), milli=c.milli,
+        return WorkloadClasses(gpus=np.where(blocked, CPU_ONLY_GPUS, c.gpus), milli=c.milli,
                           cpu=c.cpu, weight=c.weight)
 
 
@@ -97,7 +98,7 @@ def typical_pods(counts: dict[PodKey, int], popularity: float = POPULARITY_PERCE
         models.append(frozenset(m for m in spec.split("|") if m))
     return TypicalPods(
         keys=tuple(k for k, _ in chosen),
-        classes=MixClasses.of(rows) if rows else MixClasses.of([]),
+        classes=WorkloadClasses.of(rows) if rows else WorkloadClasses.of([]),
         cpu_only=np.array(cpu_only, dtype=bool),
         models=tuple(models),
     )

@@ -68,8 +68,8 @@ from scheduler.podcodec.pod_fields import (
 from scheduler.podcodec.pod_request import pod_request_from_k8s
 from scheduler.podcodec.resources import pod_resources
 from scheduler.podcodec.signing import Signer
-from scheduler.policy.mix import PodMix
 from scheduler.policy.snapshot import AllocationError, Snapshot, TopologyIndex, build_snapshot
+from scheduler.policy.typical_workload import TypicalWorkload
 
 DEFAULT_ASSUME_TTL_S = 30.0
 _POD_REASONS = ("AssignmentUnverifiable", "NodeOvercommitted")
@@ -116,7 +116,7 @@ class ClusterCache:
         assume_ttl_s: float = DEFAULT_ASSUME_TTL_S,
         clock: Callable[[], float] = time.monotonic,
         signer: Signer | None = None,
-        mix_factory: Callable[[], PodMix] = PodMix,
+        mix_factory: Callable[[], TypicalWorkload] = TypicalWorkload,
         events: EventSink | None = None,
     ) -> None:
         if not assume_ttl_s > 0:

@@ -50,9 +50,9 @@ from scheduler.contract.request import PodRequest
 from scheduler.contract.units import MAX_GANG
 from scheduler.extender.ports import CacheLike
 from scheduler.policy.fragmentation import copy_memo
-from scheduler.policy.gang import gang_admission, gang_backoff_s, max_members
-from scheduler.policy.mix import PodMix
+from scheduler.policy.gang_admission import gang_admission, gang_backoff_s, max_members
 from scheduler.policy.snapshot import AllocationError, Snapshot
+from scheduler.policy.typical_workload import TypicalWorkload
 
 if TYPE_CHECKING:
     from scheduler.cluster.gang_members import GangView
@@ -129,7 +129,7 @@ class BindResult:
 
 
 # (members, a private snapshot copy, a private mix copy, candidate node indices or None)
-PlanFn = Callable[[list[PodRequest], Snapshot, "PodMix | None", "np.ndarray | None"],
+PlanFn = Callable[[list[PodRequest], Snapshot, "TypicalWorkload | None", "np.ndarray | None"],
                   "list[Assignment] | str"]
 BindAllFn = Callable[[Sequence[GangMember]], dict[str, BindResult]]
 

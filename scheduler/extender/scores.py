@@ -13,7 +13,7 @@ and NodeResourcesBalancedAllocation, 0..100 each at weight 1. The shipped weight
 a measurement (README, "Extender weight").
 
 The mapping is made for that sum:
-- Identical nodes get identical scores: the policy's hashed tie-break (decide.node_order,
+- Identical nodes get identical scores: the policy's hashed tie-break (policy.node_order,
   `order_weight`) is taken out first, and scores within `TIE_GPUS` of each other form one level.
 - The points follow the size of a node's gap to the best node, not its rank: in units of one
   fragmentation step (config.frag_step thousandths of a GPU, the resolution at which the policy
@@ -29,7 +29,7 @@ import numpy as np
 from scheduler.constants import MAX_EXTENDER_PRIORITY, MIN_EXTENDER_PRIORITY
 from scheduler.contract.units import MILLI_PER_GPU
 from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
-from scheduler.policy.decide import node_order
+from scheduler.policy.node_order import node_order
 
 # Scores closer than this (in the score's own unit, GPUs of fragmentation) are equal: far
 # below any term's real resolution, far above float noise.

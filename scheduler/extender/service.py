@@ -70,8 +70,9 @@ from scheduler.extender.wire import (
 from scheduler.podcodec.assignment import assignment_annotations
 from scheduler.podcodec.pod_request import pod_request_from_k8s
 from scheduler.podcodec.signing import Signer
-from scheduler.policy.decide import Choice, assignment_for, evaluate
+from scheduler.policy.choice import Choice, assignment_for
 from scheduler.policy.gpu_models import check_models
+from scheduler.policy.scoring import evaluate
 from scheduler.policy.snapshot import AllocationError, Snapshot
 
 log = logging.getLogger("gts.extender")
@@ -484,7 +485,8 @@ class ExtenderService:
             results[m.assignment.pod] = BindResult(err, in_doubt)
         return results
 
-    def _plan_gang(self, members: list[PodRequest], snap: Snapshot, mix: policy.PodMix | None,
+    def _plan_gang(self, members: list[PodRequest], snap: Snapshot,
+                   mix: policy.TypicalWorkload | None,
                    candidates: np.ndarray | None) -> list[Assignment] | str:
         # Called with private copies of the snapshot and the mix, and no lock held.
         plan = policy.plan_gang(members, snap, mix, self.config, candidates)

@@ -5,15 +5,7 @@ take and return (PodRequest, Assignment, NodeSpec) live in scheduler.contract.
 """
 
 from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
-from scheduler.policy.decide import (
-    FilterResult,
-    Why,
-    assign,
-    best_node,
-    filter_nodes,
-    place,
-    score_nodes,
-)
+from scheduler.policy.failure import Failure
 from scheduler.policy.fragmentation import (
     frag_delta_share_each_gpu,
     node_fragmentation,
@@ -21,25 +13,27 @@ from scheduler.policy.fragmentation import (
 )
 from scheduler.policy.gang import GangPlan, plan_gang, release_gang, reserve_gang
 from scheduler.policy.gpu_models import check_models
-from scheduler.policy.mix import ALIBABA_PRIOR, MixClasses, PodMix
+from scheduler.policy.node_filter import FilterResult, filter_nodes
+from scheduler.policy.place import place
+from scheduler.policy.score_and_assign import assign, score_nodes
 from scheduler.policy.snapshot import AllocationError, Snapshot, TopologyIndex, build_snapshot
 from scheduler.policy.topology_policy import TopologyPolicy
+from scheduler.policy.typical_workload import ALIBABA_PRIOR, TypicalWorkload, WorkloadClasses
 
 __all__ = [
     "ALIBABA_PRIOR",
     "DEFAULT_CONFIG",
     "AllocationError",
+    "Failure",
     "FilterResult",
     "GangPlan",
-    "MixClasses",
-    "PodMix",
     "PolicyConfig",
     "Snapshot",
     "TopologyIndex",
     "TopologyPolicy",
-    "Why",
+    "TypicalWorkload",
+    "WorkloadClasses",
     "assign",
-    "best_node",
     "build_snapshot",
     "check_models",
     "filter_nodes",

@@ -8,7 +8,7 @@ thousandths of a GPU (hkust-adsl/kubernetes-scheduler-simulator, pkg/utils/frag.
 NodeGpuShareFragAmountScore). FGD places a pod where this increases least.
 
 Per node and class statistics (how many GPUs have the class's share free, how much is free
-on the others, the node's fragmentation) are cached on the snapshot for one MixClasses object
+on the others, the node's fragmentation) are cached on the snapshot for one WorkloadClasses object
 and refreshed only for nodes whose free GPUs or CPU changed, so a decision costs one pass over
 nodes x classes, not nodes x GPUs x classes.
 """
@@ -20,12 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from scheduler.contract.units import MILLI_PER_GPU
-from scheduler.policy.mix import MixClasses
 from scheduler.policy.snapshot import Snapshot
+from scheduler.policy.typical_workload import WorkloadClasses
 
 
 def node_fragmentation(
-    milli_free: np.ndarray, cpu_free: np.ndarray, classes: MixClasses
+    milli_free: np.ndarray, cpu_free: np.ndarray, classes: WorkloadClasses
 ) -> np.ndarray:
     """FGD fragmentation (thousandths of a GPU) of each node, float64 over the rows.
 
@@ -45,7 +45,7 @@ def node_fragmentation(
 
 
 def snapshot_fragmentation(
-    snap: Snapshot, classes: MixClasses, nodes: np.ndarray | None = None
+    snap: Snapshot, classes: WorkloadClasses, nodes: np.ndarray | None = None
 ) -> np.ndarray:
     """node_fragmentation of the snapshot's nodes (all, or `nodes`), from the cached statistics
     (float32 arithmetic: equal to node_fragmentation within about 1e-6 relative)."""
@@ -57,7 +57,7 @@ def snapshot_fragmentation(
 
 
 def _class_rows(
-    milli_free: np.ndarray, cpu_free: np.ndarray, classes: MixClasses
+    milli_free: np.ndarray, cpu_free: np.ndarray, classes: WorkloadClasses
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(gslack, cslack, below, total, fragmentation) of some nodes; see ClassStats
     (class-major: classes x nodes)."""
@@ -71,7 +71,7 @@ def _class_rows(
 
 def _frag(
     gfit: np.ndarray, cfit: np.ndarray, below: np.ndarray, total: np.ndarray,
-    classes: MixClasses,
+    classes: WorkloadClasses,
 ) -> np.ndarray:
     # sum_p w_p * (fits_p ? below_p : total) = total * sum(w) - sum_p w_p * fits_p * (total -
     # below_p): one product and one vector-matrix product over classes x nodes.
@@ -87,10 +87,10 @@ class ClassStats:
     contiguous axis): `gslack` = GPUs with the class's share free minus the GPUs it needs,
     `cslack` = free CPU minus its CPU (the class fits iff both are >= 0), `below` the
     thousandths free on GPUs with less than its share; per node `total` free thousandths and
-    the fragmentation `before` any change. Valid for one MixClasses object; columns are
+    the fragmentation `before` any change. Valid for one WorkloadClasses object; columns are
     refreshed for the nodes whose version moved (Snapshot.allocate/release count changes)."""
 
-    classes: MixClasses
+    classes: WorkloadClasses
     generation: int
     versions: np.ndarray
     gslack: np.ndarray
@@ -135,7 +135,7 @@ def copy_memo(src: Snapshot, dst: Snapshot) -> None:
             dst.memo[key] = value
 
 
-def class_stats(snap: Snapshot, classes: MixClasses) -> ClassStats:
+def class_stats(snap: Snapshot, classes: WorkloadClasses) -> ClassStats:
     """The snapshot's cached statistics for `classes`, brought up to date."""
     st = snap.memo.get("frag_class_stats")
     if isinstance(st, ClassStats) and st.classes is classes:
@@ -155,7 +155,7 @@ def _subset(snap: Snapshot, idx: np.ndarray) -> np.ndarray | None:
 
 
 def frag_delta_whole(
-    snap: Snapshot, idx: np.ndarray, gpus: int, cpu: int, classes: MixClasses
+    snap: Snapshot, idx: np.ndarray, gpus: int, cpu: int, classes: WorkloadClasses
 ) -> np.ndarray:
     """Fragmentation increase on nodes idx from taking `gpus` wholly free GPUs and `cpu`.
 
@@ -179,7 +179,7 @@ def frag_delta_share(
     free_on_gpu: np.ndarray,
     milli: int,
     cpu: int,
-    classes: MixClasses,
+    classes: WorkloadClasses,
 ) -> np.ndarray:
     """Fragmentation increase on nodes idx from taking `milli` of a GPU that has
     `free_on_gpu[i]` thousandths free (one chosen GPU per node) and `cpu`."""
@@ -212,7 +212,7 @@ def frag_delta_share(
 
 
 def frag_delta_share_each_gpu(
-    milli_free: np.ndarray, cpu_free: np.ndarray, milli: int, cpu: int, classes: MixClasses
+    milli_free: np.ndarray, cpu_free: np.ndarray, milli: int, cpu: int, classes: WorkloadClasses
 ) -> np.ndarray:
     """FGD's exhaustive form: increase for putting the share on each GPU (rows x GPUs; +inf
     where it does not fit). For baselines and tests; O(rows x GPUs x classes)."""

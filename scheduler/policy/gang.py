@@ -7,9 +7,7 @@ Inside a domain members go one by one, largest first, each on its best node and 
 members share one NVSwitch node rather than two. Planning runs on a copy of the snapshot;
 the plan becomes real only through reserve_gang, and release_gang undoes it exactly.
 
-Admission (when a gang may be planned at all) is decided here too, for the extender and the
-simulator alike: `gang_admission` (enough members exist, the cluster could ever hold them,
-not backing off) and `gang_backoff_s` (how long a gang that timed out waits to reserve again).
+When a gang may be planned at all is gang_admission.py's question.
 """
 
 from __future__ import annotations
@@ -23,12 +21,13 @@ import numpy as np
 from scheduler.contract.assignment import Assignment
 from scheduler.contract.request import PodRequest
 from scheduler.contract.units import MILLI_PER_GPU
+from scheduler.policy.choice import assignment_for
 from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
-from scheduler.policy.decide import assignment_for, evaluate, filter_nodes
 from scheduler.policy.fragmentation import copy_memo
-from scheduler.policy.gpu_models import accepts
-from scheduler.policy.mix import PodMix
+from scheduler.policy.node_filter import filter_nodes
+from scheduler.policy.scoring import evaluate
 from scheduler.policy.snapshot import AllocationError, Snapshot
+from scheduler.policy.typical_workload import TypicalWorkload
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +89,7 @@ def _try_domain(
     members: Sequence[PodRequest],
     order: list[int],
     nodes: np.ndarray,
-    mix: PodMix | None,
+    workload: TypicalWorkload | None,
     config: PolicyConfig,
 ) -> tuple[list[Assignment | None], float] | None:
     """Place members (in `order`) on `nodes` of `work`; undo everything before returning."""
@@ -104,7 +103,7 @@ def _try_domain(
             fr = filter_nodes(req, work, nodes, config)
             if not fr.feasible.size:
                 return None
-            score, choice = evaluate(req, work, fr.feasible, mix, config, prefer)
+            score, choice = evaluate(req, work, fr.feasible, workload, config, prefer)
             j = int(np.argmax(score))
             node = int(fr.feasible[j])
             a = assignment_for(req, work, node, choice, j)
@@ -132,70 +131,10 @@ def _no_fit_reason(
     return f"member {req.key!r} fits no node ({n} of {len(cand)} candidate nodes: {text})"
 
 
-def max_members(req: PodRequest, snap: Snapshot) -> int:
-    """How many pods like `req` the cluster could hold if it were empty (every node's total
-    capacity, each resource counted on its own and the allowed GPU models respected): an
-    upper bound no gang can exceed whatever else finishes."""
-    n = snap.n_nodes
-    if n == 0:
-        return 0
-    big = np.int64(1 << 40)
-    c = snap.cpu_total // req.cpu_milli if req.cpu_milli else np.full(n, big)
-    m = snap.mem_total // req.memory_mib if req.memory_mib else np.full(n, big)
-    room: np.ndarray = np.minimum(c, m).astype(np.int64)
-    if req.is_share:
-        valid = np.arange(snap.max_gpus)[None, :] < snap.gpu_count[:, None]
-        per_gpu = np.full(snap.gpu_mem_total.shape, MILLI_PER_GPU // req.gpu_milli,
-                          dtype=np.int64)
-        if req.gpu_memory_mib:
-            per_gpu = np.minimum(per_gpu, snap.gpu_mem_total // req.gpu_memory_mib)
-        room = np.minimum(room, np.where(valid, per_gpu, 0).sum(axis=1))
-    elif req.gpus:
-        room = np.minimum(room, snap.gpu_count.astype(np.int64) // req.gpus)
-    if req.wants_gpu and req.allowed_models:
-        ok = np.array([accepts(req.allowed_models, name) for name in snap.models] + [False])
-        room = np.where(ok[snap.model_id], room, 0)  # model_id -1 (no GPU) -> False
-    return int(room.sum())
-
-
-def gang_backoff_s(failures: int, initial_s: float, max_s: float) -> float:
-    """How long a gang that timed out `failures` times in a row waits before it may reserve
-    again: doubling from `initial_s`, capped at `max_s` (0 before the first failure)."""
-    if failures <= 0:
-        return 0.0
-    return float(min(max_s, initial_s * 2.0 ** min(failures - 1, 60)))
-
-
-def gang_admission(
-    min_member: int, existing: int, capacity: int, *, cap: int, backoff_left_s: float = 0.0
-) -> str | None:
-    """Why a gang may not be planned now, or None when it may.
-
-    `existing` counts its pods that exist, `capacity` is max_members of its pods on the
-    cluster, `cap` the absolute limit on minMember, `backoff_left_s` the rest of its backoff.
-    Order matters for the reason a person sees: an impossible size first (waiting would never
-    help), then missing members, then the backoff.
-    """
-    if min_member > cap:
-        return (f"minMember {min_member} is above the limit of {cap} members per gang; "
-                f"nothing is reserved")
-    if min_member > capacity:
-        return (f"minMember {min_member} is more than the cluster could ever hold: at most "
-                f"{capacity} such pods fit even with every node empty; nothing is reserved")
-    if existing < min_member:
-        missing = min_member - existing
-        return (f"waiting for {missing} more member{'s' * (missing > 1)} ({existing} of "
-                f"{min_member} pods exist); nothing is reserved until all exist")
-    if backoff_left_s > 0:
-        return (f"backing off after a timeout: may reserve again in {backoff_left_s:.0f}s; "
-                f"nothing is reserved meanwhile")
-    return None
-
-
 def plan_gang(
     members: Sequence[PodRequest],
     snap: Snapshot,
-    mix: PodMix | None = None,
+    workload: TypicalWorkload | None = None,
     config: PolicyConfig = DEFAULT_CONFIG,
     candidates: np.ndarray | None = None,
 ) -> GangPlan | str:
@@ -229,8 +168,8 @@ def plan_gang(
         dom = _domains(work, level)
         best: tuple[list[Assignment | None], float, int] | None = None
         for d in _fits_capacity(work, dom, allowed, members)[: config.gang_domains_per_level]:
-            got = _try_domain(work, members, order, np.flatnonzero((dom == d) & allowed), mix,
-                              config)
+            got = _try_domain(work, members, order, np.flatnonzero((dom == d) & allowed),
+                              workload, config)
             if got is not None and (best is None or got[1] > best[1]):
                 best = (got[0], got[1], int(d))
         if best is not None:

@@ -17,7 +17,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scheduler.contract.request import PodRequest
+from scheduler.policy.choice import Choice
+from scheduler.policy.config import PolicyConfig
+from scheduler.policy.feasibility import failure_codes
+from scheduler.policy.flat_tables import FlatTables, flat_tables
+from scheduler.policy.scoring import evaluate, prior_classes
 from scheduler.policy.snapshot import Snapshot
+from scheduler.policy.typical_workload import TypicalWorkload
 
 MEMO_KEY = "shape_rows"
 MAX_SHAPES = 32  # shapes kept per snapshot, least recently used dropped first
@@ -59,3 +66,56 @@ def shape_rows(snap: Snapshot, key: Hashable, owner: object, compute: Compute) -
         e.generation = snap.generation
     memo.move_to_end(key)
     return e
+
+
+def shape_key(req: PodRequest) -> tuple[object, ...]:
+    """Everything of a request that failure_codes and evaluate read."""
+    return (req.gpus, req.gpu_milli, req.gpu_memory_mib, req.cpu_milli, req.memory_mib,
+            req.allowed_models)
+
+
+def cached_codes(
+    req: PodRequest, snap: Snapshot, idx: np.ndarray, config: PolicyConfig, flat: FlatTables
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """failure_codes of nodes idx from the snapshot's per-shape rows."""
+    def compute(rows: np.ndarray) -> tuple[np.ndarray, ...]:
+        codes, lookup = failure_codes(req, snap, rows, config, flat)
+        if lookup is None:
+            return (codes,)
+        return codes, lookup[0], lookup[1]
+
+    e = shape_rows(snap, ("codes", shape_key(req), config), flat, compute)
+    if len(e.arrays) == 1:
+        return e.arrays[0][idx], None
+    return e.arrays[0][idx], (e.arrays[1][idx], e.arrays[2][idx])
+
+
+def cached_scores(
+    req: PodRequest, snap: Snapshot, idx: np.ndarray, workload: TypicalWorkload | None,
+    config: PolicyConfig,
+) -> tuple[np.ndarray, Choice]:
+    """evaluate() of nodes idx (no gang preference) from the per-shape rows."""
+    classes = workload.classes() if workload is not None else prior_classes()
+    flat = flat_tables(snap)
+
+    def compute(rows: np.ndarray) -> tuple[np.ndarray, ...]:
+        # Only the rows where the shape fits: feasibility is a function of the node's state,
+        # so a row left out here is recomputed when its node changes (its version moves).
+        codes, lookup = failure_codes(req, snap, rows, config, flat)
+        ok = codes == 0
+        score = np.full(len(rows), np.nan)
+        sets = np.zeros(len(rows), np.int64)
+        share_gpu = np.full(len(rows), -1, np.int64)
+        if ok.any():
+            sub = (lookup[0][ok], lookup[1][ok]) if lookup is not None else None
+            s, choice = evaluate(req, snap, rows[ok], workload, config, None, sub)
+            score[ok], sets[ok], share_gpu[ok] = s, choice.sets, choice.share_gpu
+        return score, sets, share_gpu
+
+    e = shape_rows(snap, ("score", shape_key(req), config, id(classes)), classes, compute)
+    score, sets, share_gpu = (a[idx] for a in e.arrays)
+    missing = np.isnan(score)
+    if missing.any():  # a caller scoring nodes the shape does not fit: as evaluate() does
+        s, choice = evaluate(req, snap, idx[missing], workload, config)
+        score[missing], sets[missing], share_gpu[missing] = s, choice.sets, choice.share_gpu
+    return score, Choice(sets, share_gpu)

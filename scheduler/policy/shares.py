@@ -15,14 +15,14 @@ import numpy as np
 
 from scheduler.contract.units import MILLI_PER_GPU
 from scheduler.policy.flat_tables import FlatTables
-from scheduler.policy.mix import MixClasses
 from scheduler.policy.snapshot import Snapshot
+from scheduler.policy.typical_workload import WorkloadClasses
 
 # Tie-breaks ride on the cost at a scale far below any real difference of expected waste.
 TIE_SCALE = 1e-7
 
 
-def waste_curve(classes: MixClasses) -> np.ndarray:
+def waste_curve(classes: WorkloadClasses) -> np.ndarray:
     """phi[x] for x = 0..1000: x times the weight of classes needing more than x per GPU."""
     x = np.arange(MILLI_PER_GPU + 1)
     order = np.argsort(classes.milli)
@@ -34,7 +34,7 @@ def waste_curve(classes: MixClasses) -> np.ndarray:
     return out
 
 
-def share_costs(classes: MixClasses, milli: int) -> tuple[np.ndarray, float]:
+def share_costs(classes: WorkloadClasses, milli: int) -> tuple[np.ndarray, float]:
     """(cost[x] of putting `milli` on a shared GPU with x free, inf where it does not fit or
     the GPU is wholly free; cost on a wholly free GPU), cached on the classes object.
 
@@ -58,7 +58,7 @@ def choose_share_gpu(
     idx: np.ndarray,
     milli: int,
     gpu_memory_mib: int,
-    classes: MixClasses,
+    classes: WorkloadClasses,
     flat: FlatTables,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(GPU index per node of idx, -1 where none fits; thousandths free on it before)."""

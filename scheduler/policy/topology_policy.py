@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from scheduler.contract.assignment import Assignment
 from scheduler.contract.request import PodRequest
 from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
-from scheduler.policy.decide import place
 from scheduler.policy.gang import plan_gang
-from scheduler.policy.mix import PodMix
+from scheduler.policy.place import place
 from scheduler.policy.snapshot import Snapshot
+from scheduler.policy.typical_workload import TypicalWorkload
 
 
 class TopologyPolicy:
@@ -18,19 +18,21 @@ class TopologyPolicy:
 
     name = "topology"
 
-    def __init__(self, config: PolicyConfig = DEFAULT_CONFIG, mix: PodMix | None = None) -> None:
+    def __init__(
+        self, config: PolicyConfig = DEFAULT_CONFIG, workload: TypicalWorkload | None = None
+    ) -> None:
         self.config = config
-        self.mix = mix if mix is not None else PodMix()
+        self.workload = workload if workload is not None else TypicalWorkload()
 
     def place(self, req: PodRequest, snap: Snapshot) -> Assignment | None:
         """filter + score + assign on the best node; the snapshot is not changed."""
-        return place(req, snap, self.mix, self.config)
+        return place(req, snap, self.workload, self.config)
 
     def place_gang(self, members: Sequence[PodRequest], snap: Snapshot) -> list[Assignment] | None:
         """Every member at once (plan_gang), or None."""
-        plan = plan_gang(members, snap, self.mix, self.config)
+        plan = plan_gang(members, snap, self.workload, self.config)
         return None if isinstance(plan, str) else list(plan.assignments)
 
     def observe(self, req: PodRequest) -> None:
-        """Learn the pod mix from an arrived request."""
-        self.mix.observe(req)
+        """Learn the typical workload from an arrived request."""
+        self.workload.observe(req)

@@ -1,8 +1,8 @@
-"""The typical pod mix: a decayed histogram of recent GPU requests, FGD's "typical pods".
+"""FGD's typical workload ("typical pods"): a decayed histogram of recent requests by class.
 
 A class is (GPUs, thousandths per GPU, CPU milli or CPU size bucket); its CPU is the decayed
-mean of the requests seen in it; CPU-only pods form classes of their own (PodMix.cpu_only).
-Before any request is seen the prior is the Alibaba openb trace's mix.
+mean of the requests seen in it; CPU-only pods form classes of their own (TypicalWorkload.cpu_only).
+Before any request is seen the prior is the Alibaba openb trace's workload.
 Pure: `observe` updates counts with a per-request decay; there is no clock.
 """
 
@@ -38,8 +38,8 @@ CPU_ONLY_GPUS = 64
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class MixClasses:
-    """The mix as aligned arrays over classes: what the fragmentation measure consumes.
+class WorkloadClasses:
+    """The typical workload as aligned arrays over classes: what the fragmentation measure consumes.
 
     `milli` is the share of each GPU a pod of the class needs (1000 for whole GPUs), `gpus` how
     many such GPUs, `cpu` its CPU milli, `weight` its frequency (sums to 1).
@@ -68,19 +68,20 @@ class MixClasses:
         n = len(self.weight)
         for name in ("gpus", "milli", "cpu"):
             if len(getattr(self, name)) != n:
-                raise ValueError(f"MixClasses.{name}: {len(getattr(self, name))} for {n} classes")
+                raise ValueError(
+                    f"WorkloadClasses.{name}: {len(getattr(self, name))} for {n} classes")
         if n and ((self.milli < 1).any() or (self.milli > MILLI_PER_GPU).any()):
-            raise ValueError(f"MixClasses.milli: outside 1..1000: {self.milli.tolist()}")
+            raise ValueError(f"WorkloadClasses.milli: outside 1..1000: {self.milli.tolist()}")
         if n and (self.gpus < 1).any():
-            raise ValueError(f"MixClasses.gpus: below 1: {self.gpus.tolist()}")
+            raise ValueError(f"WorkloadClasses.gpus: below 1: {self.gpus.tolist()}")
 
     @staticmethod
-    def of(rows: list[tuple[int, int, int, float]]) -> MixClasses:
+    def of(rows: list[tuple[int, int, int, float]]) -> WorkloadClasses:
         """Classes from (gpus, milli per GPU, cpu milli, weight) rows; weights are normalised."""
         arr = np.array(rows, dtype=np.float64).reshape(-1, 4)
         w = arr[:, 3]
         total = w.sum()
-        return MixClasses(
+        return WorkloadClasses(
             gpus=arr[:, 0].astype(np.int64),
             milli=arr[:, 1].astype(np.int64),
             cpu=arr[:, 2].astype(np.int64),
@@ -98,7 +99,7 @@ def cpu_bucket(cpu_milli: int) -> int:
     return 0 if cpu_milli <= 1000 else math.ceil(math.log2(cpu_milli / 1000))
 
 
-class PodMix:
+class TypicalWorkload:
     """Decayed histogram of recent GPU requests by class, with a prior.
 
     Each observation weighs 1/decay times the previous one (so after n more requests an old one
@@ -131,19 +132,19 @@ class PodMix:
         coverage: float = 1.0,
     ) -> None:
         if not 0.0 < decay <= 1.0:
-            raise ValueError(f"PodMix.decay={decay!r}: must be in (0, 1]")
+            raise ValueError(f"TypicalWorkload.decay={decay!r}: must be in (0, 1]")
         if prior_weight < 0:
-            raise ValueError(f"PodMix.prior_weight={prior_weight!r}: must be >= 0")
+            raise ValueError(f"TypicalWorkload.prior_weight={prior_weight!r}: must be >= 0")
         if not (1 <= milli_grid <= MILLI_PER_GPU and MILLI_PER_GPU % milli_grid == 0):
-            raise ValueError(f"PodMix.milli_grid={milli_grid!r}: must divide 1000")
+            raise ValueError(f"TypicalWorkload.milli_grid={milli_grid!r}: must divide 1000")
         if max_classes < 1:
-            raise ValueError(f"PodMix.max_classes={max_classes!r}: must be >= 1")
+            raise ValueError(f"TypicalWorkload.max_classes={max_classes!r}: must be >= 1")
         if refresh_every < 1:
-            raise ValueError(f"PodMix.refresh_every={refresh_every!r}: must be >= 1")
+            raise ValueError(f"TypicalWorkload.refresh_every={refresh_every!r}: must be >= 1")
         if gpu_weight < 0:
-            raise ValueError(f"PodMix.gpu_weight={gpu_weight!r}: must be >= 0")
+            raise ValueError(f"TypicalWorkload.gpu_weight={gpu_weight!r}: must be >= 0")
         if not 0.0 < coverage <= 1.0:
-            raise ValueError(f"PodMix.coverage={coverage!r}: must be in (0, 1]")
+            raise ValueError(f"TypicalWorkload.coverage={coverage!r}: must be in (0, 1]")
         self.cpu_only = cpu_only
         self.exact_cpu = exact_cpu
         self.coverage = coverage
@@ -156,7 +157,7 @@ class PodMix:
         self._count: dict[ClassKey, float] = {}
         self._cpu_sum: dict[ClassKey, float] = {}
         self._inc = 1.0
-        self._cached: MixClasses | None = None
+        self._cached: WorkloadClasses | None = None
         self.version = 0
         total = float(sum(r[3] for r in prior))
         for gpus, milli, cpu, n in prior:
@@ -195,7 +196,7 @@ class PodMix:
         self._cpu_sum[key] = self._cpu_sum.get(key, 0.0) + self._inc * req.cpu_milli
         self.version += 1
 
-    def classes(self) -> MixClasses:
+    def classes(self) -> WorkloadClasses:
         """The heaviest classes as arrays, weights normalised to 1, in class-key order.
 
         Rebuilt once per `refresh_every` observations, not on each: over so few requests a
@@ -219,7 +220,7 @@ class PodMix:
                  w * (1.0 + self.gpu_weight * k[0] if k[1] == MILLI_PER_GPU else 1.0))
                 for k, w in items
             ]
-            self._cached = MixClasses.of(rows)
+            self._cached = WorkloadClasses.of(rows)
         return self._cached
 
     def snapshot_weights(self) -> dict[ClassKey, float]:

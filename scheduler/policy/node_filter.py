@@ -1,0 +1,65 @@
+"""The filter: which candidate nodes can take a pod now, and a failure code for the others."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from scheduler.contract.request import PodRequest
+from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
+from scheduler.policy.failure import UNRESOLVABLE, Failure
+from scheduler.policy.feasibility import candidate_indices
+from scheduler.policy.flat_tables import flat_tables
+from scheduler.policy.reasons import reason_text
+from scheduler.policy.shape_cache import cached_codes
+from scheduler.policy.snapshot import Snapshot
+
+
+@dataclass(eq=False)
+class FilterResult:
+    """Feasible node indices, and for the others a failure code; the sentences are built only
+    when `reasons` is read, from the snapshot as it is then (read them before allocating)."""
+
+    req: PodRequest
+    snap: Snapshot
+    config: PolicyConfig
+    candidates: np.ndarray
+    codes: np.ndarray
+    feasible: np.ndarray = field(init=False)
+    _reasons: dict[int, str] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.feasible = self.candidates[self.codes == Failure.OK]
+
+    @property
+    def reasons(self) -> dict[int, str]:
+        """A reason a person can act on, per infeasible node index."""
+        if self._reasons is None:
+            bad = np.flatnonzero(self.codes != Failure.OK)
+            self._reasons = {
+                int(self.candidates[j]): reason_text(
+                    self.req, self.snap, int(self.candidates[j]), Failure(int(self.codes[j])),
+                    self.config,
+                )
+                for j in bad
+            }
+        return self._reasons
+
+    @property
+    def unresolvable(self) -> frozenset[int]:
+        """Nodes that can never take this pod (wrong model, too small), whatever is released."""
+        mask = np.isin(self.codes, np.array(sorted(UNRESOLVABLE), dtype=self.codes.dtype))
+        return frozenset(int(i) for i in self.candidates[mask])
+
+
+def filter_nodes(
+    req: PodRequest,
+    snap: Snapshot,
+    candidates: np.ndarray | None = None,
+    config: PolicyConfig = DEFAULT_CONFIG,
+) -> FilterResult:
+    """Which candidate nodes (default: all) can take the pod now; codes for the others."""
+    idx = candidate_indices(snap, candidates)
+    codes, _ = cached_codes(req, snap, idx, config, flat_tables(snap))
+    return FilterResult(req, snap, config, idx, codes)

@@ -39,6 +39,7 @@ import numpy as np
 
 from scheduler.contract.assignment import Assignment
 from scheduler.policy.snapshot import Snapshot
+from topology.network import MISSING, common_level
 
 DEFAULT_COMM_FRACTION: tuple[tuple[int, float], ...] = ((1, 0.0), (2, 0.15), (4, 0.2), (8, 0.25))
 DEFAULT_COMM_FRACTION_LARGE = 0.35
@@ -128,16 +129,14 @@ def network_factor(snap: Snapshot, nodes: Sequence[int], level_factor: float) ->
     uniq = sorted(set(nodes))
     if len(uniq) < 2 or snap.level_ids.shape[1] == 0:
         return 1.0
-    ids = snap.level_ids[np.asarray(uniq)]
-    known = np.flatnonzero((ids >= 0).any(axis=0))
+    known = np.flatnonzero((snap.level_ids[np.asarray(uniq)] != MISSING).any(axis=0))
     if known.size == 0:
         # No network labels: all we know is that the job spans machines.
         return level_factor
     first = int(known[0])
-    for lv in known:
-        col = ids[:, lv]
-        if (col >= 0).all() and (col == col[0]).all():
-            return float(level_factor ** (int(lv) - first))
+    shared = common_level(snap.level_ids, uniq)
+    if shared is not None:
+        return float(level_factor ** (shared - first))
     return float(level_factor ** (int(known[-1]) - first + 1))
 
 

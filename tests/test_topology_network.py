@@ -11,13 +11,30 @@ from conftest import require_shared
 
 from topology.network import (
     LINGJUN_LEVEL_KEYS,
-    NetworkLevels,
+    common_level,
+    domain_ids,
     level_ids,
+    level_names,
     load_lingjun_topo,
-    lowest_common_level,
 )
 
 KEYS = ("accel", "block", "spine")
+
+
+def coded(labels: list[dict[str, str]], keys: tuple[str, ...] = KEYS) -> np.ndarray:
+    return level_ids([level_names(lbl, keys) for lbl in labels])
+
+
+def lowest_common_level(labels: list[dict[str, str]], keys: tuple[str, ...]) -> int | None:
+    return common_level(coded(labels, keys), np.arange(len(labels)))
+
+
+def groups(dom: np.ndarray) -> list[list[int]]:
+    """Node index groups of a domain_ids column, ordered by their first node."""
+    out: dict[int, list[int]] = {}
+    for i, d in enumerate(dom.tolist()):
+        out.setdefault(d, []).append(i)
+    return list(out.values())
 
 
 def _lingjun() -> dict[str, dict[str, str]]:
@@ -46,16 +63,27 @@ def test_level_ids_and_domains() -> None:
         {"accel": "x", "block": "b1"},
         {},
     ]
-    ids = level_ids(labels, KEYS)
+    ids = coded(labels)
     assert ids.dtype == np.int32 and ids.shape == (4, 3)
     assert ids.tolist() == [[0, 0, -1], [-1, 0, -1], [0, 1, -1], [-1, -1, -1]]
-    nl = NetworkLevels.from_labels(labels, KEYS)
-    assert [g.tolist() for g in nl.domains(0)] == [[0, 2], [1], [3]]
-    assert [g.tolist() for g in nl.domains(2)] == [[0], [1], [2], [3]]
-    assert nl.common_level([0, 2]) == 0
-    assert nl.common_level([0, 1]) == 1
-    assert nl.common_level([1, 3]) is None
-    assert nl.common_level([]) is None
+    assert groups(domain_ids(ids, 0)) == [[0, 2], [1], [3]]
+    assert groups(domain_ids(ids, 1)) == [[0, 1], [2], [3]]
+    assert groups(domain_ids(ids, 2)) == [[0], [1], [2], [3]]
+    assert groups(domain_ids(ids, None)) == [[0, 1, 2, 3]]
+    # Unlabelled nodes get ids above every real domain, never one another's.
+    assert domain_ids(ids, 0).tolist() == [0, 2, 0, 4]
+    assert common_level(ids, [0, 2]) == 0
+    assert common_level(ids, [0, 1]) == 1
+    assert common_level(ids, [1, 3]) is None
+    assert common_level(ids, []) is None
+
+
+def test_an_empty_label_or_a_short_tuple_is_no_domain() -> None:
+    assert level_names({"accel": "", "block": "b"}, KEYS) == ("", "b", "")
+    ids = level_ids([("", "b"), ("x",), ()])
+    assert ids.tolist() == [[-1, 0], [0, -1], [-1, -1]]
+    assert level_ids([]).shape == (0, 0)
+    assert domain_ids(level_ids([("",)]), 0).tolist() == [0]
 
 
 def test_lingjun_tree() -> None:
@@ -78,10 +106,10 @@ def test_lingjun_tree() -> None:
     other_psw = next(h for h in hosts if topo[h]["PSW"] != topo[a]["PSW"])
     assert lowest_common_level([topo[a], topo[same_psw]], LINGJUN_LEVEL_KEYS) == 1
     assert lowest_common_level([topo[a], topo[other_psw]], LINGJUN_LEVEL_KEYS) == 2
-    nl = NetworkLevels.from_labels([topo[h] for h in hosts], LINGJUN_LEVEL_KEYS)
-    assert nl.ids.shape == (847, 3)
-    assert [len(nl.domains(i)) for i in range(3)] == [119, 3, 1]
-    assert nl.common_level(np.arange(847)) == 2
+    ids = coded([topo[h] for h in hosts], LINGJUN_LEVEL_KEYS)
+    assert ids.shape == (847, 3)
+    assert [len(set(domain_ids(ids, i).tolist())) for i in range(3)] == [119, 3, 1]
+    assert common_level(ids, np.arange(847)) == 2
 
 
 def test_lingjun_names_need_qualifying() -> None:

@@ -6,14 +6,15 @@ and Kueue/KAI topology CRDs list levels. The keys are always an argument: this p
 know the scheduler's defaults.
 
 A node without a label for a level is in no domain at that level: it shares that level with
-nobody (in `level_ids` it gets -1, which never counts as equal to anything).
+nobody (in `level_ids` it gets -1, which never counts as equal to anything). These functions
+are the one definition of that rule: the policy's snapshot and gang planner and the
+simulator's speed model use them.
 """
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,85 +24,52 @@ LINGJUN_LEVEL_KEYS: tuple[str, ...] = ("ASW", "PSW", "DSW")
 MISSING = -1
 
 
-def lowest_common_level(
-    node_labels: Sequence[Mapping[str, str]], keys: Sequence[str]
-) -> int | None:
-    """Index in `keys` of the narrowest level whose label value all nodes share; None if none.
+def level_names(labels: Mapping[str, str], keys: Sequence[str]) -> tuple[str, ...]:
+    """One node's domain name per level (`keys` narrowest first); "" where it has no label."""
+    return tuple(labels.get(k, "") for k in keys)
 
-    A node missing the label of a level never shares that level. No nodes: None.
+
+def level_ids(levels_per_node: Sequence[Sequence[str]]) -> np.ndarray:
+    """int32 array (nodes, levels): each level's domain names coded 0.. in order of first use.
+
+    `levels_per_node[i]` is node i's names narrowest first (level_names); "" or a missing
+    entry is MISSING (-1), which callers treat as "shares with nobody", never as a domain of
+    its own. The width is the longest tuple.
     """
-    if not node_labels:
-        return None
-    for li, key in enumerate(keys):
-        first = node_labels[0].get(key)
-        if first is not None and all(lbl.get(key) == first for lbl in node_labels[1:]):
-            return li
-    return None
-
-
-def level_ids(labels_per_node: Sequence[Mapping[str, str]], keys: Sequence[str]) -> np.ndarray:
-    """int32 array (nodes, levels): each level's label values coded 0.. in order of first use.
-
-    A missing label is -1 (MISSING); callers must treat -1 as "shares with nobody", never as a
-    domain of its own (`NetworkLevels` does).
-    """
-    out = np.full((len(labels_per_node), len(keys)), MISSING, dtype=np.int32)
-    for li, key in enumerate(keys):
+    n_levels = max((len(names) for names in levels_per_node), default=0)
+    out = np.full((len(levels_per_node), n_levels), MISSING, dtype=np.int32)
+    for lv in range(n_levels):
         codes: dict[str, int] = {}
-        for ni, labels in enumerate(labels_per_node):
-            v = labels.get(key)
-            if v is not None:
-                out[ni, li] = codes.setdefault(v, len(codes))
+        for i, names in enumerate(levels_per_node):
+            name = names[lv] if lv < len(names) else ""
+            if name:
+                out[i, lv] = codes.setdefault(name, len(codes))
     return out
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class NetworkLevels:
-    """Integer-coded network domains of a list of nodes, for vectorized gang placement.
+def common_level(ids: np.ndarray, nodes: Sequence[int] | np.ndarray) -> int | None:
+    """Narrowest level (column of `ids`, a level_ids array) that all the given nodes (row
+    indices) share; None if none, or no nodes. A MISSING id never matches, not even another."""
+    idx = np.asarray(nodes, dtype=np.int64)
+    if idx.size == 0:
+        return None
+    sub = ids[idx]
+    same = np.all(sub == sub[0], axis=0) & (sub[0] != MISSING)
+    hit = np.flatnonzero(same)
+    return int(hit[0]) if hit.size else None
 
-    `ids[i, l]` is node i's domain at level l (keys narrowest first), -1 when unlabelled.
-    """
 
-    keys: tuple[str, ...]
-    ids: np.ndarray
-
-    @classmethod
-    def from_labels(
-        cls, labels_per_node: Sequence[Mapping[str, str]], keys: Sequence[str]
-    ) -> NetworkLevels:
-        """Code the labels of each node (same order as the nodes)."""
-        ids = level_ids(labels_per_node, keys)
-        ids.setflags(write=False)
-        return cls(tuple(keys), ids)
-
-    @property
-    def n_nodes(self) -> int:
-        """Number of nodes."""
-        return int(self.ids.shape[0])
-
-    def common_level(self, nodes: Sequence[int] | np.ndarray) -> int | None:
-        """Narrowest level that all the given nodes (indices) share; None if none."""
-        idx = np.asarray(nodes, dtype=np.int64)
-        if idx.size == 0:
-            return None
-        sub = self.ids[idx]
-        same = np.all(sub == sub[0], axis=0) & (sub[0] != MISSING)
-        hit = np.flatnonzero(same)
-        return int(hit[0]) if hit.size else None
-
-    def domains(self, level: int) -> list[np.ndarray]:
-        """The node index groups at a level; each unlabelled node is a group of its own."""
-        col = self.ids[:, level]
-        groups: list[np.ndarray] = []
-        labelled = col != MISSING
-        if labelled.any():
-            order = np.argsort(col, kind="stable")
-            order = order[labelled[order]]
-            vals = col[order]
-            cuts = np.flatnonzero(np.diff(vals)) + 1
-            groups.extend(np.split(order, cuts))
-        groups.extend(np.array([i]) for i in np.flatnonzero(~labelled))
-        return groups
+def domain_ids(ids: np.ndarray, level: int | None) -> np.ndarray:
+    """int64 domain id per node at a level (column of `ids`), where each MISSING node gets an
+    id of its own above all real ones; level None is the whole cluster as one domain (0)."""
+    n = ids.shape[0]
+    if level is None:
+        return np.zeros(n, dtype=np.int64)
+    dom = ids[:, level].astype(np.int64)
+    unknown = dom < 0
+    top = int(dom.max()) + 1 if n else 0
+    dom[unknown] = top + np.flatnonzero(unknown)
+    return dom
 
 
 def load_lingjun_topo(path: str | Path, *, qualify: bool = True) -> dict[str, dict[str, str]]:

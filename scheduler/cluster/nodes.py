@@ -26,6 +26,7 @@ from scheduler.contract.node import NodeSpec
 from scheduler.podcodec.quantity import QuantityError, parse_bytes_mib, parse_count, parse_cpu_milli
 from topology.annotation import TopologyJSONError, from_json
 from topology.model import GPU, NodeTopology
+from topology.network import level_names
 from topology.presets import UnknownPresetError, preset
 
 UNKNOWN_MODEL = "unknown"
@@ -164,5 +165,5 @@ def node_spec_from_k8s(
             f"the topology ({source}) has {topo.n} GPUs; the node is kept out of scheduling "
             f"until the device plugin reports all of them healthy",
         )
-    levels = tuple(labels.get(k, "") for k in level_keys)
+    levels = level_names(labels, level_keys)
     return NodeSpec(name=name, cpu_milli=cpu, memory_mib=memory, topology=topo, levels=levels)

@@ -28,6 +28,7 @@ from scheduler.policy.node_filter import filter_nodes
 from scheduler.policy.scoring import evaluate
 from scheduler.policy.snapshot import AllocationError, Snapshot
 from scheduler.policy.typical_workload import TypicalWorkload
+from topology.network import MISSING, domain_ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,18 +45,6 @@ class GangPlan:
     def nodes(self) -> tuple[str, ...]:
         """Distinct node names the gang uses, in member order."""
         return tuple(dict.fromkeys(a.node for a in self.assignments))
-
-
-def _domains(snap: Snapshot, level: int | None) -> np.ndarray:
-    """Domain id per node at a level; unknown (-1) nodes get an id of their own."""
-    n = snap.n_nodes
-    if level is None:
-        return np.zeros(n, dtype=np.int64)
-    dom = snap.level_ids[:, level].astype(np.int64)
-    unknown = dom < 0
-    top = int(dom.max()) + 1 if n else 0
-    dom[unknown] = top + np.flatnonzero(unknown)
-    return dom
 
 
 def _fits_capacity(
@@ -165,7 +154,7 @@ def plan_gang(
     copy_memo(snap, work)
     levels: list[int | None] = [*range(snap.level_ids.shape[1]), None]
     for level in levels:
-        dom = _domains(work, level)
+        dom = domain_ids(work.level_ids, level)
         best: tuple[list[Assignment | None], float, int] | None = None
         for d in _fits_capacity(work, dom, allowed, members)[: config.gang_domains_per_level]:
             got = _try_domain(work, members, order, np.flatnonzero((dom == d) & allowed),
@@ -175,7 +164,7 @@ def plan_gang(
         if best is not None:
             assignments = tuple(a for a in best[0] if a is not None)
             named = level is not None and int(snap.level_ids[
-                work.index[assignments[0].node], level]) >= 0
+                work.index[assignments[0].node], level]) != MISSING
             return GangPlan(assignments, level if named else None,
                             best[2] if named else None, best[1])
     total = sum(m.gpu_demand_milli for m in members) / MILLI_PER_GPU

@@ -15,6 +15,7 @@ from scheduler.contract.assignment import Assignment
 from scheduler.contract.node import NodeSpec
 from scheduler.contract.units import MILLI_PER_GPU
 from topology.model import NodeTopology
+from topology.network import level_ids
 from topology.tables import EXACT_MAX_GPUS, SubsetTables, build_tables
 
 
@@ -229,14 +230,6 @@ def build_snapshot(
     tix = topo_index if topo_index is not None else TopologyIndex()
     models = sorted({s.gpu_model for s in nodes if s.gpu_model})
     model_ids = {m: k for k, m in enumerate(models)}
-    n_levels = max((len(s.levels) for s in nodes), default=0)
-    level_ids = np.full((n, n_levels), -1, dtype=np.int32)
-    for lv in range(n_levels):
-        seen: dict[str, int] = {}
-        for i, s in enumerate(nodes):
-            name = s.levels[lv] if lv < len(s.levels) else ""
-            if name:
-                level_ids[i, lv] = seen.setdefault(name, len(seen))
     gpu_count = np.array([s.topology.n for s in nodes], dtype=np.int64)
     gpu_mem_total = np.zeros((n, g_max), dtype=np.int64)
     milli_free = np.zeros((n, g_max), dtype=np.int64)
@@ -262,7 +255,7 @@ def build_snapshot(
         topo_id=np.array([tix.add(s.topology) if s.topology.n else -1 for s in nodes],
                          dtype=np.int32),
         topo_index=tix,
-        level_ids=level_ids,
+        level_ids=level_ids([s.levels for s in nodes]),
         specs=list(nodes),
     )
     for a in placed:

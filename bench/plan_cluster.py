@@ -65,10 +65,6 @@ class ScalablePool:
             out.append(self.max)
         return out
 
-    def node_hour_cost(self) -> float:
-        """Cost of one node for one hour (node price plus its GPUs' price)."""
-        return self.cost_per_node_hour + self.cost_per_gpu_hour * self.gpus_per_node
-
 
 @dataclass(slots=True)
 class PlanCluster:

@@ -18,7 +18,6 @@ from scheduler.contract.request import GangRef, PodRequest, RequestError
 from scheduler.contract.units import MILLI_PER_GPU
 
 ALIBABA_COLUMNS = ("name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli")
-ALIBABA_TIME_COLUMNS = ("creation_time", "deletion_time", "scheduled_time")
 JOB_TRACE_HEADER = ("#job id", "arrival time (sec)", "topology", "shape", "size", "duration (sec)")
 # Lingjun rows give only the total size; the cluster's hosts have 8 GPUs, so a job of size S
 # runs as S // 8 pods of 8 GPUs plus one pod with the remainder.

@@ -24,7 +24,6 @@ _NUMA_LIST_RE = re.compile(r"^\d+([-,]\d+)+$")
 
 CPU_AFFINITY = "CPU Affinity"
 NUMA_AFFINITY = "NUMA Affinity"
-GPU_NUMA_ID = "GPU NUMA ID"
 # Multi-word column titles after the link columns, longest first so "GPU NUMA ID" is not
 # mistaken for a device called GPU.
 _AFFINITY_HEADERS: tuple[tuple[str, ...], ...] = (

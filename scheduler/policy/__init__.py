@@ -7,7 +7,6 @@ take and return (PodRequest, Assignment, NodeSpec) live in scheduler.contract.
 from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
 from scheduler.policy.failure import Failure
 from scheduler.policy.fragmentation import (
-    frag_delta_share_each_gpu,
     node_fragmentation,
     snapshot_fragmentation,
 )
@@ -37,7 +36,6 @@ __all__ = [
     "build_snapshot",
     "check_models",
     "filter_nodes",
-    "frag_delta_share_each_gpu",
     "node_fragmentation",
     "place",
     "plan_gang",

@@ -209,23 +209,3 @@ def frag_delta_share(
         after = after[idx]
     out: np.ndarray = after - st.before[idx]
     return out
-
-
-def frag_delta_share_each_gpu(
-    milli_free: np.ndarray, cpu_free: np.ndarray, milli: int, cpu: int, classes: WorkloadClasses
-) -> np.ndarray:
-    """FGD's exhaustive form: increase for putting the share on each GPU (rows x GPUs; +inf
-    where it does not fit). For baselines and tests; O(rows x GPUs x classes)."""
-    mf = np.asarray(milli_free, dtype=np.int64)
-    before = node_fragmentation(mf, cpu_free, classes)
-    n, g = mf.shape
-    out = np.full((n, g), np.inf)
-    for j in range(g):
-        ok = mf[:, j] >= milli
-        if not ok.any():
-            continue
-        after_mf = mf[ok].copy()
-        after_mf[:, j] -= milli
-        after = node_fragmentation(after_mf, np.asarray(cpu_free)[ok] - cpu, classes)
-        out[ok, j] = after - before[ok]
-    return out

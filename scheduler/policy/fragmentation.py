@@ -1,9 +1,9 @@
 """GPU fragmentation as the FGD paper defines it (Weng et al., USENIX ATC'23).
 
-For a node and a pod class p of the typical mix (p needs `gpus` GPUs with `milli` free each
+For a node and a pod class p of the typical workload (p needs `gpus` GPUs with `milli` free each
 and `cpu` CPU): if the node can host p, the free thousandths on GPUs with less than `milli`
 free are fragments for p; if it cannot (too few such GPUs, or too little CPU), all its free
-GPU capacity is. The node's fragmentation is the mix-weighted mean of that amount, in
+GPU capacity is. The node's fragmentation is the workload-weighted mean of that amount, in
 thousandths of a GPU (hkust-adsl/kubernetes-scheduler-simulator, pkg/utils/frag.go,
 NodeGpuShareFragAmountScore). FGD places a pod where this increases least.
 
@@ -83,7 +83,7 @@ def _frag(
 
 @dataclass(eq=False)
 class ClassStats:
-    """Per mix class and node (classes x nodes, so that per-node vectors broadcast along the
+    """Per workload class and node (classes x nodes, so that per-node vectors broadcast along the
     contiguous axis): `gslack` = GPUs with the class's share free minus the GPUs it needs,
     `cslack` = free CPU minus its CPU (the class fits iff both are >= 0), `below` the
     thousandths free on GPUs with less than its share; per node `total` free thousandths and

@@ -28,5 +28,5 @@ class PlacementPolicy(Protocol):
         ...
 
     def observe(self, req: PodRequest) -> None:
-        """Learn from a request that arrived (e.g. the typical pod mix); may do nothing."""
+        """Learn from a request that arrived (e.g. the typical workload); may do nothing."""
         ...

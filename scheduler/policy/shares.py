@@ -1,6 +1,6 @@
 """Which GPU of a node a fractional request takes.
 
-The GPU where the share leaves the least unusable remainder for the typical mix: putting m
+The GPU where the share leaves the least unusable remainder for the typical workload: putting m
 on a GPU with f free turns f into f - m, and a GPU with x free is a fragment (for FGD) for
 every class needing more than x, so its expected waste is phi(x) = x * P(class needs > x).
 The GPU minimising phi(f - m) - phi(f) wins; ties go to already-shared GPUs, then to the

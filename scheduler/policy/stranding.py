@@ -1,6 +1,6 @@
 """GPU capacity stranded by CPU: free GPU thousandths a node's remaining CPU cannot feed.
 
-The typical pod mix asks for kappa CPU milli per GPU thousandth (WorkloadClasses.cpu_per_milli,
+The typical workload asks for kappa CPU milli per GPU thousandth (WorkloadClasses.cpu_per_milli,
 its demand-weighted mean). A node with `total` thousandths free and `cpu` CPU milli free can
 feed at most cpu / kappa of them, so max(0, total - cpu / kappa) of its free GPU capacity is
 stranded for typical pods. FGD's measure sees that loss only class by class, once a class's

@@ -49,8 +49,8 @@ from scheduler.contract.assignment import Assignment
 from scheduler.contract.request import PodRequest
 from scheduler.contract.units import MAX_GANG
 from scheduler.extender.ports import CacheLike
-from scheduler.policy.fragmentation import copy_memo
 from scheduler.policy.gang_admission import gang_admission, gang_backoff_s, max_members
+from scheduler.policy.memo_copy import copy_memo
 from scheduler.policy.snapshot import AllocationError, Snapshot
 from scheduler.policy.typical_workload import TypicalWorkload
 

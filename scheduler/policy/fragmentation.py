@@ -125,16 +125,6 @@ class ClassStats:
         return self.gslack[:, idx], self.cslack[:, idx], self.below[:, idx], self.total[idx]
 
 
-def copy_memo(src: Snapshot, dst: Snapshot) -> None:
-    """Give a fresh copy of `src` its cached derived data, so planning on the copy does not
-    rebuild it (the tables are read-only and shared; the statistics are copied)."""
-    for key, value in src.memo.items():
-        if isinstance(value, ClassStats):
-            dst.memo[key] = value.copy()
-        elif key == "flat_tables":
-            dst.memo[key] = value
-
-
 def class_stats(snap: Snapshot, classes: WorkloadClasses) -> ClassStats:
     """The snapshot's cached statistics for `classes`, brought up to date."""
     st = snap.memo.get("frag_class_stats")

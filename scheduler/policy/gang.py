@@ -23,7 +23,7 @@ from scheduler.contract.request import PodRequest
 from scheduler.contract.units import MILLI_PER_GPU
 from scheduler.policy.choice import assignment_for
 from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
-from scheduler.policy.fragmentation import copy_memo
+from scheduler.policy.memo_copy import copy_memo
 from scheduler.policy.node_filter import filter_nodes
 from scheduler.policy.scoring import evaluate
 from scheduler.policy.snapshot import AllocationError, Snapshot

@@ -160,11 +160,6 @@ class Signer:
                 ok |= hmac.compare_digest(_mac(k, msg).encode(), mac.encode())
         return ok
 
-    def key_id_of(self, signature: str) -> str:
-        """The key id a signature names ("" for a bare signature)."""
-        kid, sep, _ = signature.rpartition(":") if isinstance(signature, str) else ("", "", "")
-        return kid if sep else ""
-
 
 def _mac(key: bytes, msg: bytes) -> str:
     return hmac.new(key, msg, hashlib.sha256).hexdigest()

@@ -33,7 +33,6 @@ import itertools
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +72,7 @@ from scheduler.podcodec.signing import Signer
 from scheduler.policy.choice import Choice, assignment_for
 from scheduler.policy.gpu_models import check_models
 from scheduler.policy.scoring import evaluate
+from scheduler.policy.shape_cache import cached_scores
 from scheduler.policy.snapshot import AllocationError, Snapshot
 
 log = logging.getLogger("gts.extender")
@@ -130,8 +130,7 @@ class ExtenderService:
         self._podgroups: dict[str, tuple[int | None, float]] = {}
         # Candidate lists -> snapshot indices; kube-scheduler sends the same list for pod
         # after pod. Read and written only under cache.lock.
-        self._indices: OrderedDict[tuple[str, ...], tuple[dict[str, int], np.ndarray]] = \
-            OrderedDict()
+        self._indices: list[_KnownList] = []
         self._podgroups_lock = threading.Lock()
 
     # ---- parsing -----------------------------------------------------------------------
@@ -241,8 +240,9 @@ class ExtenderService:
 
     def _start_cycle(self, req: PodRequest, ns: str, name: str, uid: str, sched: str,
                      names: Sequence[str], passed: Sequence[int]) -> bool:
-        approved = name_hashes(names)[np.asarray(passed, dtype=np.int64)] if passed else \
-            np.zeros(0, np.int64)
+        # Only the passing names are hashed: a request's names are new strings, so hashing
+        # them all would cost a hash per candidate.
+        approved = name_hashes([names[p] for p in passed])
         return self.cycles.start(Cycle(uid=uid, namespace=ns, name=name, req=req,
                                        scheduler_name=sched, started=self.clock(),
                                        approved=approved))
@@ -309,7 +309,9 @@ class ExtenderService:
             ok[np.asarray(fr.feasible, dtype=np.int64)] = True
             m = ok[cand.idx]
             idx, pos = cand.idx[m], cand.pos[m]
-            raw, choice = evaluate(req, snap, idx, self.cache.mix, self.config)
+            # The shape cache: the same scores and GPUs as evaluate(), recomputed only on
+            # the nodes that changed since this pod shape was last scored.
+            raw, choice = cached_scores(req, snap, idx, self.cache.mix, self.config)
             ext = extender_scores(np.asarray(raw, dtype=np.float64), idx, self.config)
         scores_by_pos = np.full(len(names), MIN_EXTENDER_PRIORITY, dtype=np.int64)
         scores_by_pos[pos] = np.clip(ext, MIN_EXTENDER_PRIORITY, MAX_EXTENDER_PRIORITY)
@@ -550,24 +552,8 @@ class _Candidates:
 
     @staticmethod
     def of(names: tuple[str, ...], snap: Snapshot, errors: Mapping[str, str],
-           memo: OrderedDict[tuple[str, ...], tuple[dict[str, int], np.ndarray]]
-           ) -> _Candidates:
-        hit = memo.get(names)
-        if hit is not None and hit[0] is snap.index:
-            raw = hit[1]
-            memo.move_to_end(names)
-        else:
-            get = snap.index.get
-            # map() over dict.get with a default stays in C: a third of a generator's time.
-            raw = np.fromiter(map(get, names, itertools.repeat(-1, len(names))),
-                              dtype=np.int64, count=len(names))
-            raw.setflags(write=False)
-            # Kept while the node set (index) is the same; a list longer than the cluster
-            # is not one kube-scheduler sends, and keeping it would let a caller pin memory.
-            if len(names) <= 2 * snap.n_nodes + 64:
-                memo[names] = (snap.index, raw)
-                while len(memo) > CANDIDATE_LISTS_KEPT:
-                    memo.popitem(last=False)
+           memo: list[_KnownList]) -> _Candidates:
+        raw = _known_indices(names, snap, memo)
         known = raw >= 0
         pos = np.flatnonzero(known)
         failed: dict[str, str] = {}
@@ -610,6 +596,39 @@ class _Candidates:
             else:
                 failed[n] = why
         return passed, failed, unres
+
+
+# A candidate list seen before (most recent last): (names, the snapshot's index it was mapped
+# with, the snapshot index of each name or -1).
+_KnownList = tuple[tuple[str, ...], Mapping[str, int], np.ndarray]
+
+
+def _known_indices(names: tuple[str, ...], snap: Snapshot, memo: list[_KnownList]
+                   ) -> np.ndarray:
+    """The snapshot index of each name (-1 where unknown), read-only.
+
+    The names of each request are new strings, so hashing them (a dict keyed by the list, or
+    a dict lookup per name) costs a hash per name; comparing with the lists seen before
+    costs a length check, or a memcmp per name when the list is the same (the usual case).
+    """
+    for j in range(len(memo) - 1, -1, -1):
+        seen, index, raw = memo[j]
+        if index is snap.index and len(seen) == len(names) and seen == names:
+            if j != len(memo) - 1:
+                memo.append(memo.pop(j))
+            return raw
+    get = snap.index.get
+    # map() over dict.get with a default stays in C: a third of a generator's time.
+    raw = np.fromiter(map(get, names, itertools.repeat(-1, len(names))),
+                      dtype=np.int64, count=len(names))
+    raw.setflags(write=False)
+    # Kept while the node set (index) is the same; a list longer than the cluster is not
+    # one kube-scheduler sends, and keeping it would let a caller pin memory.
+    if len(names) <= 2 * snap.n_nodes + 64:
+        memo.append((names, snap.index, raw))
+        if len(memo) > CANDIDATE_LISTS_KEPT:
+            del memo[0]
+    return raw
 
 
 def _scheduler_name(pod: Mapping[str, Any]) -> str:

@@ -180,7 +180,6 @@ class ExtenderService:
         names = args.names
         ns, name, uid = pod_identity(args.pod)
         pod_key = f"{ns}/{name}"
-        everyone = list(range(len(names)))
         try:
             req = self._request(args.pod)
         except RequestError as e:
@@ -192,6 +191,8 @@ class ExtenderService:
             # Nothing of ours to decide; remembered so that bind (ours) can answer it: a
             # zero-quantity request binds like a pod without GPUs, another scheduler's pod
             # is refused there.
+            # Built only here: a list as long as the cluster for every GPU pod otherwise.
+            everyone = list(range(len(names)))
             self._start_cycle(req, ns, name, uid, sched, names, everyone)
             why = "no_gpu_request" if sched == self.options.scheduler_name else "not_our_pod"
             self._decided("filter", pod_key, "passed", why, "")

@@ -27,7 +27,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from functools import cache
 from multiprocessing import get_context
 from pathlib import Path
@@ -40,6 +40,8 @@ from bench.metrics import at_arrived, interpolated_at
 from bench.workloads import load_workload
 from scheduler.contract.node import NodeSpec
 from scheduler.contract.request import PodRequest
+from scheduler.policy import TopologyPolicy
+from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
 
 TRACE_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "traces" / "alibaba-gpu-v2023"
 VARIANTS = ("default", "gpushare40", "gpushare80", "multigpu20", "multigpu40", "gpuspec10",
@@ -68,13 +70,17 @@ def _inputs(trace_dir: str, variant: str) -> tuple[list[NodeSpec], list[PodReque
     return nodes, pods
 
 
-def run_cell(trace_dir: str, variant: str, policy: str, seed: int) -> Cell:
-    """One fill replay of `policy` (or the LP bound when policy is "bound")."""
+def run_cell(trace_dir: str, variant: str, policy: str, seed: int,
+             overrides: tuple[tuple[str, float], ...] = ()) -> Cell:
+    """One fill replay of `policy` (or the LP bound when policy is "bound"); `overrides`
+    replace PolicyConfig weights of ours ("topology") only."""
     nodes, pods = _inputs(trace_dir, variant)
     if policy == "bound":
         un = tuple(fill_bound(nodes, pods, seed, x).unallocated_pct for x in READ_OFF)
     else:
-        r = replay_fill(make_policy(policy, seed), nodes, pods, seed=seed)
+        pol = (TopologyPolicy(replace(DEFAULT_CONFIG, **dict(overrides)))
+               if policy == "topology" and overrides else make_policy(policy, seed))
+        r = replay_fill(pol, nodes, pods, seed=seed)
         # The report's read-off: the artifact's, or interpolated where no pod's arrival
         # rounds to x (small clusters).
         un = tuple(100.0 - _finite(at_arrived(r.arrived_pct, r.allocated_pct, x),
@@ -87,7 +93,7 @@ def _finite(v: float, fallback: float) -> float:
     return v if math.isfinite(v) else fallback
 
 
-def _star(args: tuple[str, str, str, int]) -> Cell:
+def _star(args: tuple[str, str, str, int, tuple[tuple[str, float], ...]]) -> Cell:
     return run_cell(*args)
 
 
@@ -118,14 +124,16 @@ def run_table(
     variants: Sequence[str], policies: Sequence[str], seeds: Sequence[int],
     trace_dir: Path = TRACE_DIR, jobs: int = 1,
     progress: Callable[[Cell], None] | None = None, done: Sequence[Cell] = (),
+    overrides: tuple[tuple[str, float], ...] = (),
 ) -> list[Cell]:
     """Every (variant, policy or bound, seed) cell; `jobs` > 1 runs them in processes.
     Cells in `done` are reused, not run again."""
     have = {(c.variant, c.policy, c.seed): c for c in done}
-    out: list[Cell] = [have[(v, p, s)] for v in variants for p in (*policies, "bound")
-                       for s in seeds if (v, p, s) in have]
-    tasks = [(str(trace_dir), v, p, s) for v in variants for p in (*policies, "bound")
-             for s in seeds if (v, p, s) not in have]
+    # Seed-major: a run cut short (see --cells) leaves whole seeds over every variant, which
+    # make a table; variant-major would leave whole variants and none of the others.
+    keys = [(v, p, s) for s in seeds for v in variants for p in (*policies, "bound")]
+    out: list[Cell] = [have[k] for k in keys if k in have]
+    tasks = [(str(trace_dir), *k, overrides) for k in keys if k not in have]
     if jobs <= 1:
         for t in tasks:
             out.append(_star(t))
@@ -140,6 +148,24 @@ def run_table(
     return out
 
 
+def parse_overrides(items: Sequence[str]) -> tuple[tuple[str, float], ...]:
+    """NAME=VALUE pairs naming PolicyConfig weights, checked by PolicyConfig itself; a
+    ValueError names the bad item."""
+    weights = {f.name for f in fields(PolicyConfig) if f.type in ("float", float)}
+    out: list[tuple[str, float]] = []
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not eq or name not in weights:
+            raise ValueError(f"{item!r}: expected NAME=NUMBER with NAME one of "
+                             f"{', '.join(sorted(weights))}")
+        try:
+            out.append((name, float(value)))
+        except ValueError:
+            raise ValueError(f"{item!r}: {value!r} is not a number") from None
+    replace(DEFAULT_CONFIG, **dict(out))  # PolicyConfig's own range checks
+    return tuple(out)
+
+
 def gap_ratio(ours: float, fgd: float, bound: float) -> float:
     """(ours - bound) / (fgd - bound); nan when FGD is on the bound."""
     den = fgd - bound
@@ -151,7 +177,9 @@ def summarize(cells: Sequence[Cell], ours: str = "topology") -> dict[str, object
     by: dict[tuple[str, str], dict[int, tuple[float, ...]]] = {}
     for c in cells:
         by.setdefault((c.variant, c.policy), {})[c.seed] = c.unallocated
-    variants = list(dict.fromkeys(c.variant for c in cells))
+    # The table's row order is VARIANTS', whatever order the cells came in (resumed runs).
+    variants = sorted(dict.fromkeys(c.variant for c in cells),
+                      key=lambda v: VARIANTS.index(v) if v in VARIANTS else len(VARIANTS))
     policies = list(dict.fromkeys(c.policy for c in cells))
     doc: dict[str, object] = {}
     for v in variants:
@@ -204,7 +232,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="append each finished cell to this file (JSON lines) and reuse the "
                          "cells already in it: an interrupted run resumes. Keep one file per "
                          "code version: cells of an older policy are reused as they are")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="override a PolicyConfig weight of ours (topology), e.g. "
+                         "share_fit_weight=0.01; use its own --cells file")
     args = ap.parse_args(argv)
+    try:
+        overrides = parse_overrides(args.set)
+    except ValueError as e:
+        ap.error(f"--set: {e}")
     named = {"tuning": TUNING, "held-out": HELD_OUT, "all": VARIANTS}
     variants = list(named.get(args.variants, args.variants.split(",")))
     unknown = [v for v in variants if v not in VARIANTS]
@@ -232,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         cells = run_table(variants, policies, range(args.seeds), args.trace_dir, args.jobs,
-                          tick, done)
+                          tick, done, overrides)
     finally:
         if sink is not None:
             sink.close()
@@ -240,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(markdown(summary, policies))
     if args.json:
         args.json.write_text(json.dumps({
-            "summary": summary, "seeds": list(range(args.seeds)),
+            "summary": summary, "seeds": list(range(args.seeds)), "overrides": dict(overrides),
             "tuning": list(TUNING), "held_out": list(HELD_OUT),
             "cells": [{"variant": c.variant, "policy": c.policy, "seed": c.seed,
                        "unallocated_gpu_pct": dict(zip(map(str, READ_OFF), c.unallocated,

@@ -15,7 +15,9 @@ from bench.variants import (
     gap_ratio,
     main,
     markdown,
+    parse_overrides,
     run_cell,
+    run_table,
     summarize,
 )
 
@@ -61,15 +63,62 @@ def test_fgd_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     assert "fgd" in capsys.readouterr().err
 
 
-def test_one_cell_on_a_small_trace(tmp_path: Path) -> None:
+def _small_trace(tmp_path: Path) -> None:
     (tmp_path / "openb_node_list_gpu_node.csv").write_text(
         "sn,cpu_milli,memory_mib,gpu,model\n"
         + "".join(f"n{i},32000,131072,2,T4\n" for i in range(4)))
     rows = ["name,cpu_milli,memory_mib,num_gpu,gpu_milli"]
     rows += [f"p{i},4000,8192,1,{[810, 470, 1000, 320][i % 4]}" for i in range(16)]
     (tmp_path / "openb_pod_list_default.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_one_cell_on_a_small_trace(tmp_path: Path) -> None:
+    _small_trace(tmp_path)
     fgd = run_cell(str(tmp_path), "default", "fgd", 0)
     bound = run_cell(str(tmp_path), "default", "bound", 0)
     assert len(fgd.unallocated) == 2
     for b, f in zip(bound.unallocated, fgd.unallocated, strict=True):
         assert 0.0 <= b <= f + 1e-9
+
+
+def test_resumed_run_reuses_done_cells_and_runs_the_rest_seed_major(tmp_path: Path) -> None:
+    _small_trace(tmp_path)
+    # Seed 0's cells are "done" with values no replay gives: they must come back untouched.
+    done = [Cell("default", p, 0, (99.0, 99.0)) for p in ("fgd", "bound")]
+    ran: list[Cell] = []
+    cells = run_table(["default"], ["fgd"], range(3), tmp_path, progress=ran.append, done=done)
+    assert [(c.policy, c.seed) for c in ran] == [
+        ("fgd", 1), ("bound", 1), ("fgd", 2), ("bound", 2)]
+    assert [c for c in cells if c.seed == 0] == done
+    assert all(c.unallocated != (99.0, 99.0) for c in ran)
+
+
+def test_table_rows_follow_the_variant_list() -> None:
+    cells = [Cell(v, p, 0, (5.0, 5.0)) for v in ("cpu050", "default") for p in ("fgd", "bound")]
+    assert list(summarize(cells)) == ["default", "cpu050"]
+
+
+def test_overrides_name_policy_weights() -> None:
+    assert parse_overrides(["share_fit_weight=0.01", "frag_step=20"]) == (
+        ("share_fit_weight", 0.01), ("frag_step", 20.0))
+    with pytest.raises(ValueError, match="'nope=1'"):
+        parse_overrides(["nope=1"])
+    with pytest.raises(ValueError, match="'x' is not a number"):
+        parse_overrides(["strand_weight=x"])
+    with pytest.raises(ValueError, match="strand_weight"):
+        parse_overrides(["strand_weight=-1"])
+
+
+def test_bad_override_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--set", "best_node_only=1"])
+    assert "--set" in capsys.readouterr().err
+
+
+def test_override_changes_ours_only(tmp_path: Path) -> None:
+    _small_trace(tmp_path)
+    base = run_cell(str(tmp_path), "default", "fgd", 0)
+    assert run_cell(str(tmp_path), "default", "fgd", 0, (("frag_step", 0.0),)) == base
+    # min_quality is not a weight: a typo'd name must not slip through as a no-op.
+    with pytest.raises(ValueError):
+        parse_overrides(["min_qualty=0.5"])

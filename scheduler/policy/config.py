@@ -34,6 +34,9 @@ class PolicyConfig:
     premium_weight: float = PREMIUM_WEIGHT
     # GPU thousandths stranded by CPU (stranding.py), added to the FGD increase; tuned on variants.
     strand_weight: float = 1.0
+    # Shares: prefer the node whose chosen GPU the share leaves fullest (share_fit.py), below
+    # one frag_step so it orders only FGD's ties; off: its gains were inside the seed spread.
+    share_fit_weight: float = 0.0
     # Members of a gang prefer nodes that already hold one of them (shared NVLink domain);
     # below the topology term, above fragmentation ties.
     gang_affinity_weight: float = 0.5
@@ -48,7 +51,8 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         for name in ("topology_weight", "frag_weight", "value_weight", "pack_weight",
                      "gang_affinity_weight", "frag_step", "order_weight", "cpu_node_weight",
-                     "bandwidth_weight", "premium_weight", "strand_weight"):
+                     "bandwidth_weight", "premium_weight", "strand_weight",
+                     "share_fit_weight"):
             v = getattr(self, name)
             if not v >= 0:
                 raise ValueError(f"PolicyConfig.{name}={v!r}: must be >= 0")

@@ -15,6 +15,7 @@ from scheduler.policy.flat_tables import flat_tables
 from scheduler.policy.fragmentation import class_stats, frag_delta_share, frag_delta_whole
 from scheduler.policy.link_bandwidth import link_premium, log_bandwidth_ratio
 from scheduler.policy.node_order import node_ranks
+from scheduler.policy.share_fit import share_fill
 from scheduler.policy.shares import choose_share_gpu
 from scheduler.policy.snapshot import Snapshot
 from scheduler.policy.stranding import stranded_delta
@@ -73,6 +74,8 @@ def evaluate(
         if config.premium_weight:
             score -= config.premium_weight * link_premium(snap, idx, fm) * took_free
         choice = Choice(empty, gpu)
+        if config.share_fit_weight:
+            score += config.share_fit_weight * share_fill(free_before, req.gpu_milli)
     else:
         dfrag = frag_delta_whole(snap, idx, 0, req.cpu_milli, classes)
         loss = np.zeros(len(idx))

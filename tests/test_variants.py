@@ -57,9 +57,10 @@ def test_unknown_variant_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert "unknown nope" in capsys.readouterr().err
 
 
-def test_fgd_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+def test_fgd_is_required(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Its own trace dir: the check must not depend on ../shared being there.
     with pytest.raises(SystemExit):
-        main(["--policies", "topology"])
+        main(["--policies", "topology", "--trace-dir", str(tmp_path)])
     assert "fgd" in capsys.readouterr().err
 
 

@@ -26,7 +26,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, fields, replace
 from functools import cache
 from multiprocessing import get_context
@@ -141,7 +141,9 @@ def run_table(
                 progress(out[-1])
         return out
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-        for cell in pool.map(_star, tasks):
+        # As they finish, not in task order: a run cut short keeps every finished cell.
+        for fut in as_completed([pool.submit(_star, t) for t in tasks]):
+            cell = fut.result()
             out.append(cell)
             if progress is not None:
                 progress(cell)

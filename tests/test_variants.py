@@ -123,3 +123,10 @@ def test_override_changes_ours_only(tmp_path: Path) -> None:
     # min_quality is not a weight: a typo'd name must not slip through as a no-op.
     with pytest.raises(ValueError):
         parse_overrides(["min_qualty=0.5"])
+
+
+def test_processes_give_the_same_cells_as_one(tmp_path: Path) -> None:
+    _small_trace(tmp_path)
+    one = run_table(["default"], ["fgd"], range(2), tmp_path)
+    two = run_table(["default"], ["fgd"], range(2), tmp_path, jobs=2)
+    assert sorted(two, key=repr) == sorted(one, key=repr)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from scheduler.contract.assignment import Assignment
 from scheduler.contract.node import NodeSpec
 from scheduler.contract.request import PodRequest
-from scheduler.policy import PodMix, TopologyPolicy, build_snapshot
+from scheduler.policy import TypicalWorkload, TopologyPolicy, build_snapshot
 from scheduler.policy.config import PolicyConfig
 from scheduler.policy.share_fit import share_fill
 from topology.presets import preset
@@ -40,7 +40,7 @@ def test_share_fills_the_tighter_gap_when_fgd_ties(weight: float, node: str) -> 
     snap = build_snapshot(nodes)
     snap.allocate(Assignment("u1", "tight", (0,), gpu_milli=600))
     snap.allocate(Assignment("u2", "roomy", (0,), gpu_milli=300))
-    mix = PodMix(prior=((1, 1000, 0, 10),), prior_weight=100.0, cpu_only=False)
+    mix = TypicalWorkload(prior=((1, 1000, 0, 10),), prior_weight=100.0, cpu_only=False)
     pol = TopologyPolicy(PolicyConfig(share_fit_weight=weight), mix)
     a = pol.place(PodRequest("s", gpu_milli=300), snap)
     assert a is not None and a.node == node and a.gpus == (0,)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from scheduler.contract.assignment import Assignment
 from scheduler.contract.node import NodeSpec
 from scheduler.contract.request import PodRequest
-from scheduler.policy import TypicalWorkload, TopologyPolicy, build_snapshot
+from scheduler.policy import TopologyPolicy, TypicalWorkload, build_snapshot
 from scheduler.policy.config import PolicyConfig
 from scheduler.policy.share_fit import share_fill
 from topology.presets import preset

@@ -16,6 +16,7 @@ from scheduler.policy.fragmentation import class_stats, frag_delta_share, frag_d
 from scheduler.policy.link_bandwidth import link_premium, log_bandwidth_ratio
 from scheduler.policy.node_order import node_ranks
 from scheduler.policy.share_fit import share_fill
+from scheduler.policy.share_patterns import pattern_gain, pattern_table
 from scheduler.policy.shares import choose_share_gpu
 from scheduler.policy.snapshot import Snapshot
 from scheduler.policy.stranding import stranded_delta
@@ -64,8 +65,10 @@ def evaluate(
             score -= config.premium_weight * link_premium(snap, idx, fm)
         choice = Choice(sets, empty)
     elif req.is_share:
+        pattern = (pattern_table(classes), config.pattern_gpu_weight) \
+            if config.pattern_gpu_weight else None
         gpu, free_before = choose_share_gpu(
-            snap, idx, req.gpu_milli, req.gpu_memory_mib, classes, flat)
+            snap, idx, req.gpu_milli, req.gpu_memory_mib, classes, flat, pattern)
         dfrag = frag_delta_share(snap, idx, free_before, req.gpu_milli, req.cpu_milli, classes)
         bit = np.left_shift(np.int64(1), np.maximum(gpu, 0))
         took_free = (gpu >= 0) & ((fm & bit) != 0)
@@ -76,6 +79,9 @@ def evaluate(
         choice = Choice(empty, gpu)
         if config.share_fit_weight:
             score += config.share_fit_weight * share_fill(free_before, req.gpu_milli)
+        if config.pattern_weight:
+            score += config.pattern_weight * pattern_gain(
+                free_before, req.gpu_milli, pattern_table(classes))
     else:
         dfrag = frag_delta_whole(snap, idx, 0, req.cpu_milli, classes)
         loss = np.zeros(len(idx))

@@ -40,8 +40,6 @@ class PolicyConfig:
     # Shares: per GPU of LP-pattern value the placement gives up (share_patterns.py); off:
     # docs/tuning.md has its measurements.
     pattern_weight: float = 0.0
-    # The same value inside a node, added to the waste cost that picks the share's GPU.
-    pattern_gpu_weight: float = 0.0
     # Members of a gang prefer nodes that already hold one of them (shared NVLink domain);
     # below the topology term, above fragmentation ties.
     gang_affinity_weight: float = 0.5
@@ -57,8 +55,7 @@ class PolicyConfig:
         for name in ("topology_weight", "frag_weight", "value_weight", "pack_weight",
                      "gang_affinity_weight", "frag_step", "order_weight", "cpu_node_weight",
                      "bandwidth_weight", "premium_weight", "strand_weight",
-                     "share_fit_weight", "pattern_weight",
-                     "pattern_gpu_weight"):
+                     "share_fit_weight", "pattern_weight"):
             v = getattr(self, name)
             if not v >= 0:
                 raise ValueError(f"PolicyConfig.{name}={v!r}: must be >= 0")

@@ -65,10 +65,8 @@ def evaluate(
             score -= config.premium_weight * link_premium(snap, idx, fm)
         choice = Choice(sets, empty)
     elif req.is_share:
-        pattern = (pattern_table(classes), config.pattern_gpu_weight) \
-            if config.pattern_gpu_weight else None
         gpu, free_before = choose_share_gpu(
-            snap, idx, req.gpu_milli, req.gpu_memory_mib, classes, flat, pattern)
+            snap, idx, req.gpu_milli, req.gpu_memory_mib, classes, flat)
         dfrag = frag_delta_share(snap, idx, free_before, req.gpu_milli, req.cpu_milli, classes)
         bit = np.left_shift(np.int64(1), np.maximum(gpu, 0))
         took_free = (gpu >= 0) & ((fm & bit) != 0)

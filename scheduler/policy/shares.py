@@ -60,21 +60,12 @@ def choose_share_gpu(
     gpu_memory_mib: int,
     classes: WorkloadClasses,
     flat: FlatTables,
-    pattern: tuple[np.ndarray, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(GPU index per node of idx, -1 where none fits; thousandths free on it before).
-
-    `pattern` (share_patterns' table K in GPUs, a weight w) adds w * (K(f) - K(f - m)) GPUs to each
-    GPU's cost: the LP-pattern value the share gives up there."""
+    """(GPU index per node of idx, -1 where none fits; thousandths free on it before)."""
     n = len(idx)
     mf = snap.milli_free[idx]
     table, free_cost = share_costs(classes, milli)
     cost = table[mf]
-    if pattern is not None:
-        k, w = pattern
-        cost = cost + w * MILLI_PER_GPU * (k[mf] - k[np.maximum(mf - milli, 0)])
-        free_cost = free_cost + w * MILLI_PER_GPU * float(
-            k[MILLI_PER_GPU] - k[MILLI_PER_GPU - milli])
     if gpu_memory_mib:
         cost[snap.gpu_mem_free[idx] < gpu_memory_mib] = np.inf
     rows = np.arange(n)

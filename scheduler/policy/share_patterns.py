@@ -37,6 +37,9 @@ PRICE_TOL = 1e-9
 MAX_ROUNDS = 200
 # Demand shares are rounded to this before caching, so a slowly decaying histogram reuses tables.
 DEMAND_GRID = 1e-3
+# The classes' memo holds per-share tables keyed by thousandths (1..1000); the pattern table
+# rides along under a key no share has.
+MEMO_KEY = -1
 
 
 def share_demand(classes: WorkloadClasses) -> tuple[tuple[int, ...], tuple[float, ...]]:
@@ -119,7 +122,12 @@ def _pattern_table(sizes: tuple[int, ...], demand: tuple[float, ...]) -> np.ndar
 def pattern_table(classes: WorkloadClasses) -> np.ndarray:
     """K[r], r = 0..1000 free thousandths: the LP-priced value of the best share pattern that
     fits (read-only; shared between calls with the same rounded share distribution)."""
-    return _pattern_table(*share_demand(classes))
+    cached = classes.memo.get(MEMO_KEY)
+    if cached is None:
+        # Once per classes object (rebuilt every refresh_every requests), not per pod.
+        cached = (_pattern_table(*share_demand(classes)), 0.0)
+        classes.memo[MEMO_KEY] = cached
+    return cached[0]
 
 
 def pattern_gain(free_before: np.ndarray, milli: int, table: np.ndarray) -> np.ndarray:

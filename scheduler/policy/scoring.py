@@ -16,7 +16,7 @@ from scheduler.policy.fragmentation import class_stats, frag_delta_share, frag_d
 from scheduler.policy.link_bandwidth import link_premium, log_bandwidth_ratio
 from scheduler.policy.node_order import node_ranks
 from scheduler.policy.share_fit import share_fill
-from scheduler.policy.share_patterns import pattern_gain, pattern_table
+from scheduler.policy.share_patterns import pattern_gains
 from scheduler.policy.shares import choose_share_gpu
 from scheduler.policy.snapshot import Snapshot
 from scheduler.policy.stranding import stranded_delta
@@ -78,8 +78,7 @@ def evaluate(
         if config.share_fit_weight:
             score += config.share_fit_weight * share_fill(free_before, req.gpu_milli)
         if config.pattern_weight:
-            score += config.pattern_weight * pattern_gain(
-                free_before, req.gpu_milli, pattern_table(classes))
+            score += config.pattern_weight * pattern_gains(classes, free_before, req.gpu_milli)
     else:
         dfrag = frag_delta_whole(snap, idx, 0, req.cpu_milli, classes)
         loss = np.zeros(len(idx))

@@ -37,9 +37,6 @@ PRICE_TOL = 1e-9
 MAX_ROUNDS = 200
 # Demand shares are rounded to this before caching, so a slowly decaying histogram reuses tables.
 DEMAND_GRID = 1e-3
-# The classes' memo holds per-share tables keyed by thousandths (1..1000); the pattern table
-# rides along under a key no share has.
-MEMO_KEY = -1
 
 
 def share_demand(classes: WorkloadClasses) -> tuple[tuple[int, ...], tuple[float, ...]]:
@@ -122,19 +119,32 @@ def _pattern_table(sizes: tuple[int, ...], demand: tuple[float, ...]) -> np.ndar
 def pattern_table(classes: WorkloadClasses) -> np.ndarray:
     """K[r], r = 0..1000 free thousandths: the LP-priced value of the best share pattern that
     fits (read-only; shared between calls with the same rounded share distribution)."""
-    cached = classes.memo.get(MEMO_KEY)
-    if cached is None:
-        # Once per classes object (rebuilt every refresh_every requests), not per pod.
-        cached = (_pattern_table(*share_demand(classes)), 0.0)
-        classes.memo[MEMO_KEY] = cached
-    return cached[0]
+    return _pattern_table(*share_demand(classes))
 
 
 def pattern_gain(free_before: np.ndarray, milli: int, table: np.ndarray) -> np.ndarray:
     """K(f - m) - K(f) per node for a share of `milli` on a GPU with f free (<= 0; 0 where the
     placement follows an optimal pattern and the share's price is 0). Nodes whose f is below
     m (no GPU fits) get 0: they are never chosen anyway."""
-    f = np.clip(np.asarray(free_before, np.int64), 0, MILLI_PER_GPU)
-    left = np.clip(f - milli, 0, MILLI_PER_GPU)
-    out: np.ndarray = np.where(f >= milli, table[left] - table[f], 0.0)
+    out: np.ndarray = gain_row(table, milli)[np.clip(free_before, 0, MILLI_PER_GPU)]
+    return out
+
+
+def gain_row(table: np.ndarray, milli: int) -> np.ndarray:
+    """pattern_gain for every f = 0..1000 at once."""
+    f = np.arange(MILLI_PER_GPU + 1)
+    left = np.maximum(f - milli, 0)
+    out: np.ndarray = np.where(f >= milli, table[left] - table, 0.0)
+    return out
+
+
+def pattern_gains(classes: WorkloadClasses, free_before: np.ndarray, milli: int) -> np.ndarray:
+    """pattern_gain with the typical workload's table: the scorer's entry. The row for each
+    share size is built once per classes object (rebuilt every refresh_every requests) and
+    kept on its memo under -milli (the share tables use 1..1000), so a pod costs one lookup."""
+    row = classes.memo.get(-milli)
+    if row is None:
+        row = (gain_row(pattern_table(classes), milli), 0.0)
+        classes.memo[-milli] = row
+    out: np.ndarray = row[0][free_before]
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import cache
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -22,6 +23,7 @@ from scheduler.policy import (
     snapshot_fragmentation,
 )
 from scheduler.policy.node_order import node_order
+from scheduler.policy.share_patterns import SIZE_MIX, lp_prices, share_demand
 from scheduler.policy.shares import TIE_SCALE
 
 TIE = TIE_SCALE
@@ -40,6 +42,18 @@ def frag_loop(free: list[int], cpu: int, classes: WorkloadClasses) -> float:
 
 def waste(x: int, classes: WorkloadClasses) -> float:
     return x * sum(w for m, w in zip(classes.milli, classes.weight, strict=True) if m > x)
+
+
+@cache
+def pattern_values(sizes: tuple[int, ...], demand: tuple[float, ...]) -> tuple[float, ...]:
+    """K[r]: the best priced share pattern within r thousandths, by a plain knapsack loop."""
+    y = [(1 - SIZE_MIX) * p + SIZE_MIX * s / 1000
+         for p, s in zip(lp_prices(sizes, demand).tolist(), sizes, strict=True)] if sizes else []
+    best = [0.0] * 1001
+    for r in range(1, 1001):
+        best[r] = max([best[r - 1]] + [best[r - s] + p
+                                       for s, p in zip(sizes, y, strict=True) if s <= r])
+    return tuple(best)
 
 
 def best_ring(snap: Snapshot, k: int) -> float:
@@ -105,6 +119,8 @@ def score_loop(req: PodRequest, snap: Snapshot, node: int, classes: WorkloadClas
         if free[best] == 1000:
             score -= cfg.premium_weight * premium(snap, node)
         after[best] -= req.gpu_milli
+        k = pattern_values(*share_demand(classes))
+        score += cfg.pattern_weight * (k[after[best]] - k[free[best]])
     dfrag = frag_loop(after, cpu - req.cpu_milli, classes) - frag_loop(free, cpu, classes)
     # CPU stranding: free thousandths beyond what the free CPU feeds at the mix's CPU per
     # thousandth (GPU classes, weighted by demand).

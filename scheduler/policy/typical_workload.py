@@ -54,7 +54,8 @@ class WorkloadClasses:
     # CPU milli per GPU thousandth of the GPU classes, weighted by their demand (0 without
     # any): what a typical pod needs of a node's CPU to use its free GPU (policy.stranding).
     cpu_per_milli: float = field(init=False, repr=False)
-    # Derived per-share lookup tables (scheduler.policy.shares), built on first use.
+    # Derived per-share lookup tables, built on first use: scheduler.policy.shares under the
+    # share's thousandths, scheduler.policy.share_patterns under minus them.
     memo: dict[int, tuple[np.ndarray, float]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

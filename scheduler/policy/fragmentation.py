@@ -103,7 +103,7 @@ class ClassStats:
         """Recompute the columns of nodes that changed since the last refresh."""
         if snap.generation == self.generation:
             return
-        rows = np.flatnonzero(snap.node_version != self.versions)
+        rows = snap.changed_rows(self.generation, self.versions)
         if rows.size:
             (self.gslack[:, rows], self.cslack[:, rows], self.below[:, rows], self.total[rows],
              self.before[rows]) = _class_rows(snap.milli_free[rows], snap.cpu_free[rows],

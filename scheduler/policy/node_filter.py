@@ -15,6 +15,11 @@ from scheduler.policy.reasons import reason_text
 from scheduler.policy.shape_cache import cached_codes
 from scheduler.policy.snapshot import Snapshot
 
+_OK = int(Failure.OK)
+# The unresolvable codes are one range, so membership is two comparisons (not np.isin).
+_UNRESOLVABLE_LOW, _UNRESOLVABLE_HIGH = min(UNRESOLVABLE), max(UNRESOLVABLE)
+assert len(UNRESOLVABLE) == _UNRESOLVABLE_HIGH - _UNRESOLVABLE_LOW + 1
+
 
 @dataclass(eq=False)
 class FilterResult:
@@ -30,13 +35,13 @@ class FilterResult:
     _reasons: dict[int, str] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.feasible = self.candidates[self.codes == Failure.OK]
+        self.feasible = self.candidates[self.codes == _OK]
 
     @property
     def reasons(self) -> dict[int, str]:
         """A reason a person can act on, per infeasible node index."""
         if self._reasons is None:
-            bad = np.flatnonzero(self.codes != Failure.OK)
+            bad = np.flatnonzero(self.codes != _OK)
             self._reasons = {
                 int(self.candidates[j]): reason_text(
                     self.req, self.snap, int(self.candidates[j]), Failure(int(self.codes[j])),
@@ -49,7 +54,7 @@ class FilterResult:
     @property
     def unresolvable(self) -> frozenset[int]:
         """Nodes that can never take this pod (wrong model, too small), whatever is released."""
-        mask = np.isin(self.codes, np.array(sorted(UNRESOLVABLE), dtype=self.codes.dtype))
+        mask = (self.codes >= _UNRESOLVABLE_LOW) & (self.codes <= _UNRESOLVABLE_HIGH)
         return frozenset(int(i) for i in self.candidates[mask])
 
 
@@ -61,5 +66,6 @@ def filter_nodes(
 ) -> FilterResult:
     """Which candidate nodes (default: all) can take the pod now; codes for the others."""
     idx = candidate_indices(snap, candidates)
-    codes, _ = cached_codes(req, snap, idx, config, flat_tables(snap))
+    codes = cached_codes(req, snap, None if candidates is None else idx, config,
+                         flat_tables(snap))
     return FilterResult(req, snap, config, idx, codes)

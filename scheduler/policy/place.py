@@ -11,7 +11,7 @@ from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
 from scheduler.policy.feasibility import candidate_indices
 from scheduler.policy.flat_tables import flat_tables
 from scheduler.policy.scoring import evaluate
-from scheduler.policy.shape_cache import cached_codes, cached_scores
+from scheduler.policy.shape_cache import cached_codes, cached_lookup, cached_scores
 from scheduler.policy.snapshot import Snapshot
 from scheduler.policy.typical_workload import TypicalWorkload
 
@@ -30,15 +30,15 @@ def place(
     index among equals), with the table lookup done once.
     """
     idx = candidate_indices(snap, candidates)
-    codes, lookup = cached_codes(req, snap, idx, config, flat_tables(snap))
-    ok = codes == 0
-    if not ok.any():
+    flat = flat_tables(snap)
+    codes = cached_codes(req, snap, None if candidates is None else idx, config, flat)
+    feasible = idx[codes == 0]
+    if not feasible.size:
         return None
-    feasible = idx[ok]
     if prefer is None:
         score, choice = cached_scores(req, snap, feasible, workload, config)
     else:
-        sub = (lookup[0][ok], lookup[1][ok]) if lookup is not None else None
+        sub = cached_lookup(req, snap, feasible, config, flat)
         score, choice = evaluate(req, snap, feasible, workload, config, prefer, sub)
     j = int(np.argmax(score))
     return assignment_for(req, snap, int(feasible[j]), choice, j)

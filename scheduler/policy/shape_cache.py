@@ -54,17 +54,18 @@ def shape_rows(snap: Snapshot, key: Hashable, owner: object, compute: Compute) -
         rows = np.arange(snap.n_nodes, dtype=np.int64)
         e = ShapeRows(owner, snap.generation, snap.node_version.copy(),
                       tuple(np.array(a) for a in compute(rows)))
-        memo[key] = e
-        while len(memo) > MAX_SHAPES:
-            memo.popitem(last=False)
     elif e.generation != snap.generation:
-        rows = np.flatnonzero(snap.node_version != e.versions)
+        rows = snap.changed_rows(e.generation, e.versions)
         if rows.size:
             for dst, src in zip(e.arrays, compute(rows), strict=True):
                 dst[rows] = src
             e.versions[rows] = snap.node_version[rows]
         e.generation = snap.generation
+    # (Re)inserted after compute, which may itself have filled (and trimmed) the memo.
+    memo[key] = e
     memo.move_to_end(key)
+    while len(memo) > MAX_SHAPES:
+        memo.popitem(last=False)
     return e
 
 
@@ -74,20 +75,35 @@ def shape_key(req: PodRequest) -> tuple[object, ...]:
             req.allowed_models)
 
 
-def cached_codes(
-    req: PodRequest, snap: Snapshot, idx: np.ndarray, config: PolicyConfig, flat: FlatTables
-) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
-    """failure_codes of nodes idx from the snapshot's per-shape rows."""
+def _codes_rows(
+    req: PodRequest, snap: Snapshot, config: PolicyConfig, flat: FlatTables
+) -> ShapeRows:
+    """The per-shape rows of failure_codes: (codes,) or (codes, sets, quality)."""
     def compute(rows: np.ndarray) -> tuple[np.ndarray, ...]:
         codes, lookup = failure_codes(req, snap, rows, config, flat)
         if lookup is None:
             return (codes,)
         return codes, lookup[0], lookup[1]
 
-    e = shape_rows(snap, ("codes", shape_key(req), config), flat, compute)
-    if len(e.arrays) == 1:
-        return e.arrays[0][idx], None
-    return e.arrays[0][idx], (e.arrays[1][idx], e.arrays[2][idx])
+    return shape_rows(snap, ("codes", shape_key(req), config), flat, compute)
+
+
+def cached_codes(
+    req: PodRequest, snap: Snapshot, idx: np.ndarray | None, config: PolicyConfig,
+    flat: FlatTables,
+) -> np.ndarray:
+    """failure_codes of nodes idx (None: every node) from the snapshot's per-shape rows."""
+    codes = _codes_rows(req, snap, config, flat).arrays[0]
+    return codes.copy() if idx is None else codes[idx]
+
+
+def cached_lookup(
+    req: PodRequest, snap: Snapshot, idx: np.ndarray, config: PolicyConfig, flat: FlatTables
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """whole_set_lookup of nodes idx (None for requests without whole GPUs), as
+    failure_codes found it, from the snapshot's per-shape rows."""
+    e = _codes_rows(req, snap, config, flat)
+    return (e.arrays[1][idx], e.arrays[2][idx]) if len(e.arrays) > 1 else None
 
 
 def cached_scores(
@@ -101,13 +117,15 @@ def cached_scores(
     def compute(rows: np.ndarray) -> tuple[np.ndarray, ...]:
         # Only the rows where the shape fits: feasibility is a function of the node's state,
         # so a row left out here is recomputed when its node changes (its version moves).
-        codes, lookup = failure_codes(req, snap, rows, config, flat)
-        ok = codes == 0
+        # The codes (and whole-set lookup) are the filter's rows, brought up to date.
+        ce = _codes_rows(req, snap, config, flat)
+        ok = ce.arrays[0][rows] == 0
         score = np.full(len(rows), np.nan)
         sets = np.zeros(len(rows), np.int64)
         share_gpu = np.full(len(rows), -1, np.int64)
         if ok.any():
-            sub = (lookup[0][ok], lookup[1][ok]) if lookup is not None else None
+            sub = (ce.arrays[1][rows[ok]], ce.arrays[2][rows[ok]]) if len(ce.arrays) > 1 \
+                else None
             s, choice = evaluate(req, snap, rows[ok], workload, config, None, sub)
             score[ok], sets[ok], share_gpu[ok] = s, choice.sets, choice.share_gpu
         return score, sets, share_gpu

@@ -78,10 +78,17 @@ class Snapshot:
     node_version: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False,
                                      compare=False)
     generation: int = field(default=0, repr=False, compare=False)
+    # The node each change touched, in order: change_log[k] is the node of generation
+    # log_start + k + 1. A cache valid at generation g then revisits only the nodes logged
+    # since g instead of comparing every node's version (the log is trimmed, so old g fall
+    # back to the comparison).
+    change_log: list[int] = field(default_factory=list, init=False, repr=False, compare=False)
+    log_start: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.node_version.shape != (len(self.names),):
             self.node_version = np.zeros(len(self.names), dtype=np.int64)
+        self.log_start = self.generation
 
     @property
     def n_nodes(self) -> int:
@@ -101,6 +108,14 @@ class Snapshot:
     def topology_of(self, node: int) -> NodeTopology:
         """The node's GPU topology (empty for a CPU-only node)."""
         return self.specs[node].topology
+
+    def changed_rows(self, generation: int, versions: np.ndarray) -> np.ndarray:
+        """Sorted indices of the nodes changed since a cache was valid at `generation` with
+        per-node `versions` (a copy of node_version then)."""
+        k = generation - self.log_start
+        if k >= 0 and len(self.change_log) - k <= max(8, self.n_nodes >> 5):
+            return np.array(sorted(set(self.change_log[k:])), dtype=np.int64)
+        return np.flatnonzero(self.node_version != versions)
 
     def allocate(self, a: Assignment) -> None:
         """Record that pod a.pod holds a's resources; raises AllocationError on any overcommit."""
@@ -143,6 +158,11 @@ class Snapshot:
     def _apply(self, i: int, gpus: list[int], a: Assignment, sign: int) -> None:
         self.node_version[i] += 1
         self.generation += 1
+        self.change_log.append(i)
+        if len(self.change_log) > max(1024, self.n_nodes):
+            half = len(self.change_log) // 2
+            del self.change_log[:half]
+            self.log_start += half
         self.cpu_free[i] += sign * a.cpu_milli
         self.mem_free[i] += sign * a.memory_mib
         for g in gpus:

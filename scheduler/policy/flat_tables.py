@@ -24,11 +24,16 @@ class FlatTables:
     value_base: np.ndarray
     value: np.ndarray
     n_topologies: int
+    # Every topology has tables (CPU nodes aside, whose free mask is 0 and so read entry 0
+    # anyway): the lookups need not mask out topologies without tables.
+    all_exact: bool
 
     def positions(self, topo: np.ndarray, free_mask: np.ndarray, k: int) -> np.ndarray:
         """Flat positions of (F, k) for each node; k is clipped to each topology's size."""
         kk = np.minimum(k, self.n[topo])
-        pos = self.set_base[topo] + free_mask * (self.n[topo] + 1) + kk
+        pos: np.ndarray = self.set_base[topo] + free_mask * (self.n[topo] + 1) + kk
+        if self.all_exact:
+            return pos
         # Topologies without tables (and CPU nodes) read the one-entry empty table at 0.
         out: np.ndarray = np.where(self.exact[topo], pos, 0)
         return out
@@ -89,6 +94,7 @@ def flat_tables(snap: Snapshot) -> FlatTables:
         value_base=np.array(value_base, np.int64),
         value=np.concatenate(values),
         n_topologies=len(tix.topologies),
+        all_exact=all(exact[:-1]),
     )
     snap.memo["flat_tables"] = ft
     return ft

@@ -77,7 +77,8 @@ def _frag(
     # below_p): one product and one vector-matrix product over classes x nodes.
     w = classes.weight32
     fits = gfit & cfit
-    out: np.ndarray = (total * w.sum() - w @ (fits * (total[None, :] - below))).astype(np.float64)
+    out: np.ndarray = (total * classes.weight32_sum
+                       - w @ (fits * (total[None, :] - below))).astype(np.float64)
     return out
 
 
@@ -194,7 +195,7 @@ def frag_delta_share(
     usable += shrunk * np.float32(milli)
     fits = (gs >= lost) & (cs >= cpu)
     w = classes.weight32
-    after = (t1 * w.sum() - w @ (fits * usable)).astype(np.float64)
+    after = (t1 * classes.weight32_sum - w @ (fits * usable)).astype(np.float64)
     if sub is None:
         after = after[idx]
     out: np.ndarray = after - st.before[idx]

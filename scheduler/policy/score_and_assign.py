@@ -11,9 +11,11 @@ from scheduler.contract.assignment import Assignment
 from scheduler.contract.request import PodRequest
 from scheduler.policy.choice import Choice, assignment_for
 from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
-from scheduler.policy.node_filter import filter_nodes
+from scheduler.policy.failure import Failure
+from scheduler.policy.flat_tables import flat_tables
+from scheduler.policy.reasons import reason_text
 from scheduler.policy.scoring import evaluate
-from scheduler.policy.shape_cache import cached_scores
+from scheduler.policy.shape_cache import cached_codes, cached_scores
 from scheduler.policy.snapshot import AllocationError, Snapshot
 from scheduler.policy.typical_workload import TypicalWorkload
 
@@ -69,9 +71,10 @@ def assign(
     """
     if not 0 <= node < snap.n_nodes:
         raise AllocationError(f"node index {node} outside 0..{snap.n_nodes - 1}")
-    fr = filter_nodes(req, snap, np.array([node]), config)
-    if not fr.feasible.size:
-        raise AllocationError(f"node {snap.names[node]!r}: {fr.reasons[node]}")
+    code = int(cached_codes(req, snap, np.array([node]), config, flat_tables(snap))[0])
+    if code:
+        raise AllocationError(f"node {snap.names[node]!r}: "
+                              f"{reason_text(req, snap, node, Failure(code), config)}")
     last = snap.memo.get(LAST_SCORED)
     if isinstance(last, _Scored) and last.matches(req, snap, workload, config):
         j = np.flatnonzero(last.idx == node)

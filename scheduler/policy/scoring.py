@@ -68,12 +68,15 @@ def evaluate(
         gpu, free_before = choose_share_gpu(
             snap, idx, req.gpu_milli, req.gpu_memory_mib, classes, flat)
         dfrag = frag_delta_share(snap, idx, free_before, req.gpu_milli, req.cpu_milli, classes)
-        bit = np.left_shift(np.int64(1), np.maximum(gpu, 0))
-        took_free = (gpu >= 0) & ((fm & bit) != 0)
-        loss = np.where(took_free, flat.value_of(topo, fm) - flat.value_of(topo, fm & ~bit),
-                        0.0) if config.value_weight else empty
-        if config.premium_weight:
-            score -= config.premium_weight * link_premium(snap, idx, fm) * took_free
+        loss = empty
+        if config.value_weight or config.premium_weight:
+            bit = np.left_shift(np.int64(1), np.maximum(gpu, 0))
+            took_free = (gpu >= 0) & ((fm & bit) != 0)
+            if config.value_weight:
+                loss = np.where(took_free, flat.value_of(topo, fm)
+                                - flat.value_of(topo, fm & ~bit), 0.0)
+            if config.premium_weight:
+                score -= config.premium_weight * link_premium(snap, idx, fm) * took_free
         choice = Choice(empty, gpu)
         if config.share_fit_weight:
             score += config.share_fit_weight * share_fill(free_before, req.gpu_milli)

@@ -54,19 +54,30 @@ def shape_rows(snap: Snapshot, key: Hashable, owner: object, compute: Compute) -
         rows = np.arange(snap.n_nodes, dtype=np.int64)
         e = ShapeRows(owner, snap.generation, snap.node_version.copy(),
                       tuple(np.array(a) for a in compute(rows)))
-    elif e.generation != snap.generation:
+        _keep(memo, key, e)
+        return e
+    if e.generation != snap.generation:
         rows = snap.changed_rows(e.generation, e.versions)
         if rows.size:
             for dst, src in zip(e.arrays, compute(rows), strict=True):
                 dst[rows] = src
             e.versions[rows] = snap.node_version[rows]
+            e.generation = snap.generation
+            _keep(memo, key, e)
+            return e
         e.generation = snap.generation
-    # (Re)inserted after compute, which may itself have filled (and trimmed) the memo.
-    memo[key] = e
     memo.move_to_end(key)
+    return e
+
+
+def _keep(memo: OrderedDict[Hashable, ShapeRows], key: Hashable, e: ShapeRows) -> None:
+    # (Re)inserted after compute, which may itself have added (and dropped) entries.
+    try:
+        memo.move_to_end(key)
+    except KeyError:
+        memo[key] = e
     while len(memo) > MAX_SHAPES:
         memo.popitem(last=False)
-    return e
 
 
 def shape_key(req: PodRequest) -> tuple[object, ...]:

@@ -79,10 +79,11 @@ def choose_share_gpu(
     topo = snap.topo_id[idx]
     fm = snap.free_mask[idx]
     one = flat.best_set[flat.positions(topo, fm, 1)]
-    one = np.where(flat.exact[topo], one, fm & -fm)  # no tables: lowest free GPU
-    free_gpu = np.zeros(n, np.int64)
+    if not flat.all_exact:
+        one = np.where(flat.exact[topo], one, fm & -fm)  # no tables: lowest free GPU
     has = one > 0
-    free_gpu[has] = np.log2(one[has]).astype(np.int64)
+    # `one` is a single bit where set: its index is the count of the bits below it.
+    free_gpu = np.where(has, np.bitwise_count(one - 1), 0).astype(np.int64)
     free_ok = has
     if gpu_memory_mib and n:
         free_ok = has & (snap.gpu_mem_total[idx, free_gpu] >= gpu_memory_mib)

@@ -51,6 +51,8 @@ class WorkloadClasses:
     weight: np.ndarray
     weight32: np.ndarray = field(init=False, repr=False)
     milli16: np.ndarray = field(init=False, repr=False)
+    # weight32.sum(), which every fragmentation evaluation needs (summed once here).
+    weight32_sum: np.float32 = field(init=False, repr=False)
     # CPU milli per GPU thousandth of the GPU classes, weighted by their demand (0 without
     # any): what a typical pod needs of a node's CPU to use its free GPU (policy.stranding).
     cpu_per_milli: float = field(init=False, repr=False)
@@ -61,6 +63,7 @@ class WorkloadClasses:
     def __post_init__(self) -> None:
         object.__setattr__(self, "weight32", np.asarray(self.weight, dtype=np.float32))
         object.__setattr__(self, "milli16", np.asarray(self.milli, dtype=np.int16))
+        object.__setattr__(self, "weight32_sum", self.weight32.sum())
         object.__setattr__(self, "memo", {})
         gpu = np.asarray(self.gpus) < CPU_ONLY_GPUS
         demand = float((np.asarray(self.gpus) * self.milli * self.weight)[gpu].sum())

@@ -21,6 +21,8 @@ def whole_set_lookup(
     pos = flat.positions(topo, fm, k)
     sets = flat.best_set[pos]
     q = flat.best_quality[pos]
+    if flat.all_exact:
+        return sets, q
     noex = ~flat.exact[topo] & (snap.gpu_count[idx] > 0)
     if noex.any():
         enough = np.bitwise_count(fm[noex]) >= k

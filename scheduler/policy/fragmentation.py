@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scheduler.contract.units import MILLI_PER_GPU
-from scheduler.policy.snapshot import Snapshot
+from scheduler.policy.snapshot import Snapshot, row_selector
 from scheduler.policy.typical_workload import WorkloadClasses
 
 
@@ -106,10 +106,11 @@ class ClassStats:
             return
         rows = snap.changed_rows(self.generation, self.versions)
         if rows.size:
-            (self.gslack[:, rows], self.cslack[:, rows], self.below[:, rows], self.total[rows],
-             self.before[rows]) = _class_rows(snap.milli_free[rows], snap.cpu_free[rows],
-                                              self.classes)
-            self.versions[rows] = snap.node_version[rows]
+            sel = row_selector(rows)
+            (self.gslack[:, sel], self.cslack[:, sel], self.below[:, sel], self.total[sel],
+             self.before[sel]) = _class_rows(snap.milli_free[sel], snap.cpu_free[sel],
+                                             self.classes)
+            self.versions[sel] = snap.node_version[sel]
         self.generation = snap.generation
 
     def copy(self) -> ClassStats:

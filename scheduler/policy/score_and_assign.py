@@ -36,7 +36,8 @@ class _Scored:
                 config: PolicyConfig) -> bool:
         return (self.generation == snap.generation and self.workload is workload
                 and self.workload_version == (workload.version if workload is not None else -1)
-                and self.config == config and self.req == req)
+                and (self.config is config or self.config == config)
+                and (self.req is req or self.req == req))
 
 
 def score_nodes(
@@ -77,9 +78,9 @@ def assign(
                               f"{reason_text(req, snap, node, Failure(code), config)}")
     last = snap.memo.get(LAST_SCORED)
     if isinstance(last, _Scored) and last.matches(req, snap, workload, config):
-        j = np.flatnonzero(last.idx == node)
-        if j.size:
-            return assignment_for(req, snap, node, last.choice, int(j[0]))
+        j = int(np.argmax(last.idx == node))  # the first match, if any
+        if last.idx.size and last.idx[j] == node:
+            return assignment_for(req, snap, node, last.choice, j)
     idx = np.array([node], dtype=np.int64)
     _, choice = evaluate(req, snap, idx, workload, config)
     return assignment_for(req, snap, node, choice, 0)

@@ -23,7 +23,7 @@ from scheduler.policy.config import PolicyConfig
 from scheduler.policy.feasibility import failure_codes
 from scheduler.policy.flat_tables import FlatTables, flat_tables
 from scheduler.policy.scoring import evaluate, prior_classes
-from scheduler.policy.snapshot import Snapshot
+from scheduler.policy.snapshot import Snapshot, row_selector
 from scheduler.policy.typical_workload import TypicalWorkload
 
 MEMO_KEY = "shape_rows"
@@ -59,9 +59,10 @@ def shape_rows(snap: Snapshot, key: Hashable, owner: object, compute: Compute) -
     if e.generation != snap.generation:
         rows = snap.changed_rows(e.generation, e.versions)
         if rows.size:
+            sel = row_selector(rows)
             for dst, src in zip(e.arrays, compute(rows), strict=True):
-                dst[rows] = src
-            e.versions[rows] = snap.node_version[rows]
+                dst[sel] = src
+            e.versions[sel] = snap.node_version[sel]
             e.generation = snap.generation
             _keep(memo, key, e)
             return e

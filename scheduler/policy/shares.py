@@ -71,7 +71,7 @@ def choose_share_gpu(
     rows = np.arange(n)
     if mf.shape[1]:
         best_shared = cost.argmin(axis=1)
-        best_cost = cost[rows, best_shared]
+        best_cost = cost.min(axis=1)
     else:
         best_shared = np.zeros(n, np.int64)
         best_cost = np.full(n, np.inf)

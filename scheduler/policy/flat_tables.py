@@ -30,8 +30,8 @@ class FlatTables:
 
     def positions(self, topo: np.ndarray, free_mask: np.ndarray, k: int) -> np.ndarray:
         """Flat positions of (F, k) for each node; k is clipped to each topology's size."""
-        kk = np.minimum(k, self.n[topo])
-        pos: np.ndarray = self.set_base[topo] + free_mask * (self.n[topo] + 1) + kk
+        n = self.n[topo]
+        pos: np.ndarray = self.set_base[topo] + free_mask * (n + 1) + np.minimum(k, n)
         if self.all_exact:
             return pos
         # Topologies without tables (and CPU nodes) read the one-entry empty table at 0.

@@ -121,10 +121,12 @@ class ClassStats:
 
     def cols(self, idx: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                      np.ndarray]:
-        """(gslack, cslack, below, total) of nodes idx (None: all nodes, no copy)."""
+        """(gslack, cslack, below, total) of nodes idx (None: all nodes, no copy; read them
+        only)."""
         if idx is None:
             return self.gslack, self.cslack, self.below, self.total
-        return self.gslack[:, idx], self.cslack[:, idx], self.below[:, idx], self.total[idx]
+        sel = row_selector(idx)  # read-only views for one node
+        return self.gslack[:, sel], self.cslack[:, sel], self.below[:, sel], self.total[sel]
 
 
 def class_stats(snap: Snapshot, classes: WorkloadClasses) -> ClassStats:

@@ -132,6 +132,10 @@ def cached_scores(
         # The codes (and whole-set lookup) are the filter's rows, brought up to date.
         ce = _codes_rows(req, snap, config, flat)
         ok = ce.arrays[0][rows] == 0
+        if ok.all():  # the usual case: the changed nodes still fit
+            sub = (ce.arrays[1][rows], ce.arrays[2][rows]) if len(ce.arrays) > 1 else None
+            s, choice = evaluate(req, snap, rows, workload, config, None, sub)
+            return s, choice.sets, choice.share_gpu
         score = np.full(len(rows), np.nan)
         sets = np.zeros(len(rows), np.int64)
         share_gpu = np.full(len(rows), -1, np.int64)

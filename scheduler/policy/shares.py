@@ -83,7 +83,7 @@ def choose_share_gpu(
         one = np.where(flat.exact[topo], one, fm & -fm)  # no tables: lowest free GPU
     has = one > 0
     # `one` is a single bit where set: its index is the count of the bits below it.
-    free_gpu = np.where(has, np.bitwise_count(one - 1), 0).astype(np.int64)
+    free_gpu = (np.bitwise_count(one - 1) * has).astype(np.int64)
     free_ok = has
     if gpu_memory_mib and n:
         free_ok = has & (snap.gpu_mem_total[idx, free_gpu] >= gpu_memory_mib)

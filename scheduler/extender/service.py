@@ -193,7 +193,7 @@ class ExtenderService:
             # is refused there.
             # Built only here: a list as long as the cluster for every GPU pod otherwise.
             everyone = list(range(len(names)))
-            self._start_cycle(req, ns, name, uid, sched, names, everyone)
+            self._start_cycle(req, ns, name, uid, sched, list(names))
             why = "no_gpu_request" if sched == self.options.scheduler_name else "not_our_pod"
             self._decided("filter", pod_key, "passed", why, "")
             return filter_reply(args, everyone, {}, {})
@@ -227,7 +227,8 @@ class ExtenderService:
                 chosen = feasible[[int(np.argmax(scores))]]
             passed, failed, unres = cand.split(chosen, feasible, fr.reasons, fr.unresolvable,
                                                snap)
-            if self._start_cycle(req, ns, name, uid, sched, names, passed) and \
+            passed_names = [names[p] for p in passed]
+            if self._start_cycle(req, ns, name, uid, sched, passed_names) and \
                     self.options.record_only:
                 # Static mode has no pod watch; otherwise the cache counts each pod as it
                 # appears, so a restart rebuilds the same mix from the pods.
@@ -237,13 +238,13 @@ class ExtenderService:
         self._decided("filter", pod_key, outcome, reason,
                       "" if passed else _summary(failed, unres), passed=len(passed),
                       candidates=len(names))
-        return filter_reply(args, passed, failed, unres)
+        return filter_reply(args, passed, failed, unres, passed_names=passed_names)
 
     def _start_cycle(self, req: PodRequest, ns: str, name: str, uid: str, sched: str,
-                     names: Sequence[str], passed: Sequence[int]) -> bool:
+                     passed_names: Sequence[str]) -> bool:
         # Only the passing names are hashed: a request's names are new strings, so hashing
         # them all would cost a hash per candidate.
-        approved = name_hashes([names[p] for p in passed])
+        approved = name_hashes(passed_names)
         return self.cycles.start(Cycle(uid=uid, namespace=ns, name=name, req=req,
                                        scheduler_name=sched, started=self.clock(),
                                        approved=approved))
@@ -258,7 +259,8 @@ class ExtenderService:
             self._decided("filter", pod_key, "rejected", "gang_unplaceable", slot)
             return filter_reply(args, [], dict.fromkeys(names, slot), {})
         passed = [i for i, n in enumerate(names) if n == slot.node]
-        self._start_cycle(req, ns, name, uid, self.options.scheduler_name, names, passed[:1])
+        self._start_cycle(req, ns, name, uid, self.options.scheduler_name,
+                          [names[p] for p in passed[:1]])
         other = (f"gang {req.gang.key} reserved node {slot.node} (GPUs "
                  f"{','.join(map(str, slot.gpus))}) for this member")
         if not passed:

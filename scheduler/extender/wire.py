@@ -13,6 +13,7 @@ filter reply when nodeCacheCapable is false.
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -199,8 +200,10 @@ def filter_reply(
     failed: Mapping[str, str],
     unresolvable: Mapping[str, str],
     error: str = "",
+    passed_names: list[str] | None = None,
 ) -> JSONDict:
-    """ExtenderFilterResult: `passed` are positions in args.names, in the mode of the request.
+    """ExtenderFilterResult: `passed` are positions in args.names, in the mode of the request
+    (`passed_names`, if given, are their names).
 
     Names go back as NodeNames (nodeCacheCapable) or the Node objects unchanged in a NodeList.
     A node listed in both maps is reported only as unresolvable, as kube-scheduler would.
@@ -210,7 +213,8 @@ def filter_reply(
         out["Nodes"] = {"metadata": {}, "items": [args.nodes[i] for i in passed]}
     else:
         names = args.names
-        out["NodeNames"] = [names[i] for i in passed]
+        out["NodeNames"] = passed_names if passed_names is not None else \
+            [names[i] for i in passed]
     out["FailedNodes"] = {k: v for k, v in failed.items() if k not in unresolvable}
     out["FailedAndUnresolvableNodes"] = dict(unresolvable)
     out["Error"] = error
@@ -235,12 +239,46 @@ class HostPriorities:
 
     def encode(self) -> bytes:
         """The reply as JSON text, equal to encode_json(self.as_list())."""
+        fast = self._encode_plain()
+        if fast is not None:
+            return fast
         scores = self.scores.tolist() if isinstance(self.scores, np.ndarray) else self.scores
         try:
             return orjson.dumps([{"Host": h, "Score": int(s)}
                                  for h, s in zip(self.hosts, scores, strict=True)])
         except orjson.JSONEncodeError:  # a lone surrogate in a host name: see encode_json
             return encode_json(self.as_list())
+
+
+    def _encode_plain(self) -> bytes | None:
+        """encode() without a dict per host, for integer scores and names that JSON writes
+        without an escape (Kubernetes node names always): the names encoded as one list,
+        cut at its separators and interleaved with the scores. None when that does not apply.
+        """
+        hosts = list(self.hosts)
+        scores = np.asarray(self.scores)
+        if not hosts or scores.shape != (len(hosts),) or scores.dtype.kind not in "iu":
+            return None
+        try:
+            names = orjson.dumps(hosts)
+        except orjson.JSONEncodeError:
+            return None
+        # No backslash means no escape, so no quote inside a name: every '","' in the list
+        # is a separator.
+        if b"\\" in names:
+            return None
+        parts = names[2:-2].split(b'","')
+        if len(parts) != len(hosts):
+            return None
+        if scores.min() >= 0 and scores.max() < len(_SCORE_TAILS):
+            tails = _SCORE_TAILS[scores].tolist()
+        else:
+            tails = [b'","Score":%d' % s for s in scores.tolist()]
+        return b'[{"Host":"' + b'},{"Host":"'.join(map(operator.add, parts, tails)) + b"}]"
+
+
+# What follows a host name in a HostPriority, per extender score 0..10.
+_SCORE_TAILS = np.array([b'","Score":%d' % s for s in range(11)], dtype=object)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.deploy_chart import manifest_docs
+from deploy_chart import manifest_docs
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -263,8 +262,7 @@ def test_kube_scheduler_starts_with_the_shipped_configuration(installed: Api,
     import base64
 
     import yaml
-
-    from tests.deploy_chart import render
+    from deploy_chart import render
 
     pytest.importorskip("helm_python", reason="helm-python-sdk (the dev extra) renders the "
                         "chart's generated client certificate")

@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-
-from tests.deploy_chart import (
+from deploy_chart import (
     CHART,
     MANIFESTS,
     NAMESPACE,
@@ -24,7 +23,7 @@ from tests.deploy_chart import (
     normalize,
     render,
 )
-from tests.test_extender_deploy import check
+from test_extender_deploy import check
 
 helm_python = pytest.importorskip(
     "helm_python", reason="helm-python-sdk (the dev extra) renders the chart without helm")
@@ -75,7 +74,7 @@ def test_chart_renders_lints_and_validates(name: str) -> None:
             validate(d, v)
     keys = [key(d) for d in docs]
     assert len(keys) == len(set(keys)), "an object rendered twice"
-    from tests.deploy_chart import MANIFEST_VALUES, merge
+    from deploy_chart import MANIFEST_VALUES, merge
 
     report = helm_python.lint(CHART, merge(MANIFEST_VALUES, values), strict=True,
                               kube_version=f"v{OLDEST}.0")
@@ -175,7 +174,7 @@ def test_generated_certificates_make_a_mutual_tls_handshake(tmp_path: Path) -> N
 def test_notes_warn_when_the_namespace_is_not_restricted() -> None:
     """`--create-namespace` makes a namespace without Pod Security labels; the install notes
     say how to label it (offline, `lookup` finds no namespace: the warning shows)."""
-    from tests.deploy_chart import MANIFEST_VALUES
+    from deploy_chart import MANIFEST_VALUES
 
     chart = helm_python.Chart.load(CHART)
     out = chart.render(MANIFEST_VALUES, name="gts", namespace="team-gpu", is_install=True)

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 import yaml
+from deploy_chart import CHART, manifest_docs, render
 
 from scheduler.extender.config import ServeConfig
 from scheduler.extender.runtime import static_extender
-from tests.deploy_chart import CHART, manifest_docs, render
 
 DASHBOARD = CHART / "files" / "gts-dashboard.json"
 ALERTS = CHART / "files" / "gts-alerts.yaml"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.deploy_chart import manifest_docs
-from tests.test_extender_deploy import NODE_AGENT_RULES, flatten
+from deploy_chart import manifest_docs
+from test_extender_deploy import NODE_AGENT_RULES, flatten
 
 ROOT = Path(__file__).resolve().parents[1]
 Rule = tuple[str, str, str]

@@ -71,9 +71,10 @@ def test_plugin_refuses_to_start_on_a_bad_toolkit_config(
 def test_plugin_refuses_to_start_without_nvml(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
+    from test_nodeagent_cli import two_gpus
+
     from scheduler.nodeagent import cli as agent_cli
     from scheduler.nodeagent import discovery
-    from tests.test_nodeagent_cli import two_gpus
 
     def no_nvml() -> object:
         raise discovery.DiscoveryError("NVML library not found (libnvidia-ml.so.1)")

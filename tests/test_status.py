@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubeapi_double import KubeAPIDouble
 from kubernetes import client as k8s
 
 from scheduler import cli
@@ -29,7 +30,6 @@ from scheduler.extender.config import ServeConfig
 from scheduler.extender.runtime import static_extender
 from scheduler.status import cli as status_cli
 from scheduler.status.probe import ProbeError, probe
-from tests.kubeapi_double import KubeAPIDouble
 
 CLUSTER = str(Path(__file__).resolve().parents[1] / "deploy" / "examples" / "cluster.yaml")
 EXTENDER_REASON = "node gpu-1: needs 4 GPUs connected by NVLink, 2 free on this node"

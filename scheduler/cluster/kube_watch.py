@@ -77,6 +77,8 @@ class KubeSource:
                                       "events": 0, "bad_events": 0}
         self._listed: set[str] = set()
         self._watches: dict[str, Any] = {}
+        # Kinds whose watch the server has answered: events from then on are not missed.
+        self._open: set[str] = set()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         # Last resourceVersion seen per kind ("nodes", "pods"); absent = list first.
@@ -109,16 +111,22 @@ class KubeSource:
             t.join(timeout_s)
 
     def wait_synced(self, timeout_s: float) -> bool:
-        """Block until both lists are in the cache (or the timeout passes)."""
+        """Block until both lists are in the cache and the node and pod watches are open (or
+        the timeout passes)."""
         end = timeout_s
         step = 0.02
         while end > 0:
-            if self.cache.synced:
+            if self._synced():
                 return True
             if self.stop_event.wait(step):
                 break
             end -= step
-        return self.cache.synced
+        return self._synced()
+
+    def _synced(self) -> bool:
+        with self._lock:
+            watching = self._open >= {"nodes", "pods"}
+        return watching and self.cache.synced
 
     # ---- one resource --------------------------------------------------------------------
 
@@ -207,8 +215,17 @@ class KubeSource:
         # The server ends the watch after timeout_seconds (jittered like client-go's reflector);
         # the read timeout only catches a connection that died silently.
         server_timeout = int(self.watch_timeout_s * (1 + self.rng.random()))
+        list_func = self._list_func(kind)
+
+        def open_watch(**kw: Any):  # type: ignore[no-untyped-def]
+            # Unannotated like the list functions; returns once the server answered the watch.
+            resp = list_func(**kw)
+            with self._lock:
+                self._open.add(kind)
+            return resp
+
         try:
-            for ev in w.stream(self._list_func(kind), resource_version=rv,
+            for ev in w.stream(open_watch, resource_version=rv,
                                allow_watch_bookmarks=True, timeout_seconds=server_timeout,
                                _request_timeout=(10, server_timeout + 30)):
                 if self.stop_event.is_set():
@@ -231,6 +248,7 @@ class KubeSource:
         finally:
             with self._lock:
                 self._watches.pop(kind, None)
+                self._open.discard(kind)
 
     def _run(self, kind: str) -> None:
         delay = self.backoff_initial_s

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import json
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,11 @@ from scheduler.constants import (
     TOPOLOGY_PRESET_LABEL,
 )
 from scheduler.contract.assignment import Assignment
-from scheduler.podcodec.assignment import assignment_annotations, cleared_assignment_annotations
+from scheduler.podcodec.assignment import (
+    assignment_annotations,
+    assignment_from_pod,
+    cleared_assignment_annotations,
+)
 from scheduler.podcodec.signing import Signer
 from scheduler.policy.snapshot import AllocationError, Snapshot, build_snapshot
 from scheduler.policy.typical_workload import TypicalWorkload
@@ -340,11 +346,12 @@ def test_share_holdings() -> None:
 
 # ---- restart property ---------------------------------------------------------------------
 
-NODE_POOL = {
-    "n0": lambda: node_obj("n0", 8, preset="dgx-h100", model="H100", mem_mib=81920),
-    "n1": lambda: node_obj("n1", 4, model="T4"),
-    "n2": lambda: node_obj("n2", 2, model="A10", mem_mib=24576),
-    "n3": lambda: node_obj("n3", 0),
+NODE_POOL: dict[str, Callable[[int], dict[str, Any]]] = {
+    "n0": lambda v: node_obj("n0", 8, preset="dgx-h100", model="H100", mem_mib=81920),
+    # Variant 1 of a node has fewer GPUs: an update that shrinks it drops what no longer fits.
+    "n1": lambda v: node_obj("n1", 4 - 2 * v, model="T4"),
+    "n2": lambda v: node_obj("n2", 2 - v, model="A10", mem_mib=24576),
+    "n3": lambda v: node_obj("n3", 0),
 }
 
 
@@ -358,8 +365,10 @@ class World:
         self.pods: dict[str, dict[str, Any]] = {}
         self.queue: list[tuple[str, str, dict[str, Any]]] = []
         self.n = 0
-        self.nodes = {name: NODE_POOL[name]() for name in ("n0", "n1")}
+        self.nodes = {name: NODE_POOL[name](0) for name in ("n0", "n1")}
         self.cache.replace_all(list(self.nodes.values()), [])
+        self.model = Model(self.clock)
+        self.model.relist(list(self.nodes.values()), [])
         # True while the live mix should equal a rebuilt one: no pod it counted has left since
         # the last list (a restart cannot count pods the API no longer has).
         self.mix_exact = True
@@ -372,15 +381,23 @@ class World:
             if kind == "node":
                 if type_ == "DELETED":
                     self.cache.delete_node(obj["metadata"]["name"])
+                    self.model.gpus.pop(obj["metadata"]["name"], None)
                 else:
                     self.cache.upsert_node(obj)
+                    self.model.node(obj)
             elif type_ == "DELETED":
                 self.cache.delete_pod(obj)
+                self.model.deleted(f"ns/{obj['metadata']['name']}")
                 self.mix_exact = False
             else:
                 self.cache.upsert_pod(obj)
+                self.model.pod(obj, self.model.claims.get(f"ns/{obj['metadata']['name']}"))
                 self.mix_exact &= obj["status"]["phase"] not in ("Succeeded", "Failed")
         del self.queue[:count]
+
+    def assume(self, a: Assignment) -> None:
+        self.cache.assume(a)
+        self.model.assume(a)
 
     def put_pod(self, p: dict[str, Any]) -> None:
         key = f"ns/{p['metadata']['name']}"
@@ -427,7 +444,7 @@ class World:
         pending = sorted(k for k, p in self.pods.items() if not p["spec"].get("nodeName"))
         if op == "add_node":
             name = data.draw(st.sampled_from(sorted(NODE_POOL)), label="node")
-            obj = NODE_POOL[name]()
+            obj = NODE_POOL[name](data.draw(st.integers(0, 1), label="variant"))
             self.emit("node", "MODIFIED" if name in self.nodes else "ADDED", obj)
             self.nodes[name] = obj
         elif op == "remove_node" and self.nodes:
@@ -451,7 +468,7 @@ class World:
             if a is not None:
                 a = Assignment(pod=key, node=a.node, gpus=a.gpus, gpu_milli=a.gpu_milli,
                                cpu_milli=a.cpu_milli, memory_mib=a.memory_mib)
-                self.cache.assume(a)
+                self.assume(a)
         elif op == "annotate" and pending:
             if key is None or key not in pending:
                 key = data.draw(st.sampled_from(pending), label="pod")
@@ -469,6 +486,7 @@ class World:
                 self.put_pod(q)
                 if data.draw(st.booleans(), label="confirm"):
                     self.cache.confirm(key)
+                    self.model.confirm(key)
         elif op == "finish" and self.pods:
             key = data.draw(st.sampled_from(sorted(self.pods)), label="pod")
             q = copy.deepcopy(self.pods[key])
@@ -485,10 +503,12 @@ class World:
         elif op == "expire":
             self.clock.advance(data.draw(st.sampled_from([1.0, TTL / 2, TTL])))
             self.cache.expire()
+            self.model.expire()
             self.clear_stale()
         elif op == "forget" and pending:
             key = data.draw(st.sampled_from(pending), label="pod")
             self.cache.forget(key)
+            self.model.forget(key)
             self.clear_stale()
         elif op == "foreign" and self.nodes:
             self.n += 1
@@ -499,6 +519,7 @@ class World:
         elif op == "relist":
             self.deliver(len(self.queue))
             self.cache.replace_all(list(self.nodes.values()), list(self.pods.values()))
+            self.model.relist(list(self.nodes.values()), list(self.pods.values()))
             self.mix_exact = True
 
     def clear_stale(self) -> None:
@@ -515,6 +536,10 @@ class World:
         self.deliver(len(self.queue))
         fresh = ClusterCache(assume_ttl_s=TTL, clock=self.clock, signer=SIGNER)
         fresh.replace_all(list(self.nodes.values()), list(self.pods.values()))
+        model = Model(self.clock)
+        model.relist(list(self.nodes.values()), list(self.pods.values()))
+        model.check(fresh)
+        self.model.check(self.cache)
         check_invariants(self.cache)
         check_invariants(fresh)
         if self.mix_exact:
@@ -528,6 +553,152 @@ class World:
             assert set(fresh.snapshot.holdings) <= set(self.cache.snapshot.holdings) | {
                 k for k in fresh.snapshot.holdings if k not in lost}
             assert not lost & set(fresh.snapshot.holdings)
+
+
+# ---- independent oracle -------------------------------------------------------------------
+
+@dataclass
+class Claim:
+    """Our assignment held for a pod the API does not show bound with it (yet)."""
+
+    a: Assignment
+    deadline: float | None
+    seen: bool  # its annotation was seen in the API (released into `stale`, not just dropped)
+
+
+class Model:
+    """What the cache must hold, written from the rules in cache.py's docstring alone.
+
+    It shares no code with the cache's placement: per node, per GPU, the milli used is summed
+    straight from the pods' assignments (annotated pods by key, then in-memory assumptions by
+    key, then other schedulers' pods on the lowest wholly free GPUs), a holding that does not
+    fit is not counted. Fed the same calls as the cache: delivered events, assume, confirm,
+    forget, expire, re-list.
+    """
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.gpus: dict[str, int] = {}  # node -> GPU count, as delivered
+        self.pods: dict[str, dict[str, Any]] = {}  # key -> object, as delivered
+        self.claims: dict[str, Claim] = {}
+        self.stale: dict[str, Assignment] = {}
+
+    def node(self, obj: dict[str, Any]) -> None:
+        self.gpus[obj["metadata"]["name"]] = int(
+            obj["status"]["allocatable"].get(GPU_RESOURCE, 0))
+
+    def pod(self, obj: dict[str, Any], old: Claim | None) -> None:
+        key = f"ns/{obj['metadata']['name']}"
+        self.pods[key] = obj
+        self.claims.pop(key, None)
+        if obj["status"]["phase"] in ("Succeeded", "Failed"):
+            self.stale.pop(key, None)
+            return
+        a = assignment_from_pod(obj)
+        bound = obj["spec"].get("nodeName", "")
+        if a is not None and bound and a.node != bound:
+            a = None
+        if a is not None and bound:
+            self.stale.pop(key, None)  # held from the object itself
+        elif a is not None:
+            if self.stale.get(key) == a:  # released: ignored until removed
+                if old is not None and not old.seen:
+                    self.claims[key] = old  # a newer assumption of ours
+                return
+            self.stale.pop(key, None)
+            deadline = (old.deadline if old is not None and old.a == a
+                        else self.clock() + TTL)
+            self.claims[key] = Claim(a, deadline, seen=True)
+        else:
+            self.stale.pop(key, None)
+            if old is not None and not old.seen and bound in ("", old.a.node):
+                self.claims[key] = old
+
+    def deleted(self, key: str) -> None:
+        self.pods.pop(key, None)
+        self.claims.pop(key, None)
+        self.stale.pop(key, None)
+
+    def assume(self, a: Assignment) -> None:
+        self.claims[a.pod] = Claim(a, self.clock() + TTL, seen=False)
+
+    def confirm(self, key: str) -> None:
+        if key in self.claims:
+            self.claims[key].deadline = None
+
+    def forget(self, key: str) -> None:
+        c = self.claims.get(key)
+        if c is not None and not (c.seen and c.deadline is None):  # confirmed and annotated
+            self.release(key)
+
+    def release(self, key: str) -> None:
+        c = self.claims.pop(key)
+        if c.seen:
+            self.stale[key] = c.a
+
+    def expire(self) -> None:
+        for key in [k for k, c in self.claims.items()
+                    if c.deadline is not None and c.deadline <= self.clock()]:
+            self.release(key)
+
+    def relist(self, nodes: list[dict[str, Any]], pods: list[dict[str, Any]]) -> None:
+        self.gpus = {}
+        for n in nodes:
+            self.node(n)
+        old, self.claims, self.pods = self.claims, {}, {}
+        self.stale = {k: a for k, a in self.stale.items()
+                      if k in {f"ns/{p['metadata']['name']}" for p in pods}}
+        for p in pods:
+            self.pod(p, old.get(f"ns/{p['metadata']['name']}"))
+
+    def used(self) -> tuple[dict[str, list[int]], dict[str, tuple[str, tuple[int, ...]]]]:
+        """(node -> milli used per GPU, holding key -> (node, GPUs) of what is counted)."""
+        ranked: list[tuple[int, str, str, Assignment | int]] = []
+        for key, obj in self.pods.items():
+            bound = obj["spec"].get("nodeName", "")
+            if not bound or obj["status"]["phase"] in ("Succeeded", "Failed"):
+                continue
+            a = assignment_from_pod(obj)
+            if a is not None and a.node == bound:
+                ranked.append((0, key, bound, a))
+            elif key not in self.claims:
+                want = int(obj["spec"]["containers"][0]["resources"]["requests"].get(
+                    GPU_RESOURCE, 0))
+                if want:
+                    ranked.append((2, key, bound, want))
+        ranked += [(0 if c.seen else 1, k, c.a.node, c.a) for k, c in self.claims.items()]
+        used = {n: [0] * g for n, g in self.gpus.items()}
+        ours: dict[str, tuple[str, tuple[int, ...]]] = {}
+        for _, key, node, what in sorted(ranked, key=lambda t: (t[0], t[1])):
+            if node not in used:
+                continue
+            u = used[node]
+            if isinstance(what, Assignment):
+                if all(g < len(u) and u[g] + what.gpu_milli <= 1000 for g in what.gpus):
+                    for g in what.gpus:
+                        u[g] += what.gpu_milli
+                    ours[key] = (node, what.gpus)
+            else:  # lowest wholly free GPUs; short of them, the fullest-free shared ones
+                free = [g for g in range(len(u)) if u[g] == 0][:what]
+                partly = sorted((g for g in range(len(u)) if 0 < u[g] < 1000),
+                                key=lambda g: (u[g], g))[: what - len(free)]
+                ours[key] = (node, tuple(free))
+                ours.update({f"{key}#gpu{g}": (node, (g,)) for g in partly})
+                for g in free + partly:
+                    u[g] = 1000
+        return used, ours
+
+    def check(self, cache: ClusterCache) -> None:
+        """The cache's snapshot holds exactly what the model says, GPU by GPU."""
+        used, ours = self.used()
+        with cache.lock:
+            snap = cache.snapshot
+            assert snap.names == sorted(used)
+            for i, name in enumerate(snap.names):
+                assert int(snap.gpu_count[i]) == len(used[name]), name
+                got = [1000 - int(m) for m in snap.milli_free[i, : len(used[name])]]
+                assert got == used[name], (name, got, used[name])
+            assert {k: (a.node, a.gpus) for k, a in snap.holdings.items()} == ours
 
 
 def same_mix(a: TypicalWorkload, b: TypicalWorkload) -> bool:
@@ -573,6 +744,7 @@ def test_restart_rebuilds_the_same_cache(data: st.DataObject) -> None:
     steps = data.draw(st.integers(1, 50), label="steps")
     for _ in range(steps):
         world.step(data)
+        world.model.check(world.cache)
         if data.draw(st.integers(0, 9), label="restart?") == 0:
             world.restart_matches()
     world.restart_matches()
@@ -599,6 +771,24 @@ def test_restart_with_every_kind_of_holding() -> None:
     assert world.mix_exact and world.cache.mix.version == 4  # b, u, m, f; each counted once
     assert world.cache.in_memory_keys() == ["ns/m"]
     assert set(world.cache.snapshot.holdings) == {"ns/b", "ns/u", "ns/m", "ns/f"}
+
+
+def test_holding_that_moves_to_an_earlier_node_is_held_there() -> None:
+    """Found by the model: p1 assumed on n0 and annotated, forgotten before the annotation was
+    seen, re-assumed on n1; the late annotation moves its holding back to n0. Placing it on n0
+    before releasing it on n1 failed, so it was held nowhere and GPU 0 of n0 looked free."""
+    world = World()
+    world.put_pod(pod_obj("p1", gpus=1))
+    world.deliver(len(world.queue))
+    world.assume(whole("p1", "n0", (0,)))
+    world.put_pod(annotated(world.pods["ns/p1"], whole("p1", "n0", (0,))))
+    assert world.cache.forget("ns/p1")
+    world.model.forget("ns/p1")
+    world.assume(whole("p1", "n1", (1,)))
+    world.deliver(len(world.queue))
+    world.model.check(world.cache)
+    assert world.cache.snapshot.holdings["ns/p1"].node == "n0"
+    world.restart_matches()
 
 
 # ---- fuzzing with mutated real objects ----------------------------------------------------

@@ -565,7 +565,8 @@ class ClusterCache:
         if new is not None:
             self._pods[key] = new
             self._by_node.setdefault(new.node, set()).add(key)
-        for n in sorted({h.node for h in (old, new) if h is not None}):
+        # The old node first: a holding that moves must leave it before it can be placed again.
+        for n in dict.fromkeys(h.node for h in (old, new) if h is not None):
             self._resync(n)
 
     def _sorted_specs(self) -> list[NodeSpec]:

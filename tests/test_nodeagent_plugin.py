@@ -274,13 +274,41 @@ def test_registration_retries_until_kubelet_is_up(tmp_path: Path) -> None:
         kserver.stop(0)
 
 
-def test_run_loop_stops_cleanly(agent: Agent) -> None:
+def until(predicate: Any, timeout_s: float = 10.0) -> bool:
+    """Poll `predicate` until it holds (True) or the timeout passes (False)."""
+    end = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_run_loop_serves_until_stopped_then_closes_everything(agent: Agent) -> None:
+    stream = agent.stub("gts-gpu.sock").ListAndWatch(pb.Empty(), timeout=10)
+    assert len(next(stream).devices) == 8
     stop = threading.Event()
     t = threading.Thread(target=agent.runner.run, args=(stop,))
     t.start()
+    # While it runs, the loop does its work: a kubelet restart is met with a new registration.
+    agent.kubelet_server.stop(0)
+    agent.kubelet_server, second = serve_kubelet(agent.dir)
+    assert until(lambda: agent.runner.registrations == 2)
+    assert sorted(r.resource_name for r in second.requests) == sorted(
+        [GPU_RESOURCE, GPU_MILLI_RESOURCE])
     stop.set()
     t.join(timeout=10)
     assert not t.is_alive()
+    # Stopped: the open ListAndWatch stream ended (it did not run into its 10 s deadline) and
+    # the plugin socket answers no more.
+    try:
+        list(stream)
+        code = grpc.StatusCode.OK
+    except grpc.RpcError as e:
+        code = e.code()
+    assert code != grpc.StatusCode.DEADLINE_EXCEEDED
+    with pytest.raises(grpc.RpcError):
+        agent.stub("gts-gpu.sock").GetDevicePluginOptions(pb.Empty(), timeout=1)
 
 
 def preferred(stub: Any, available: list[str], size: int, must: Sequence[str] = ()) -> list[str]:

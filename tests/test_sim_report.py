@@ -131,7 +131,6 @@ def _tiny_trace(shared: Path, tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_cli_smoke(shared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("bench.baselines", exc_type=ImportError)
     n, p = _tiny_trace(shared, tmp_path)
     out = tmp_path / "out"
     rc = main(["--cluster", str(n), "--workload", str(p), "--mode", "both",
@@ -153,7 +152,6 @@ def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert "bad.csv:2: column 'memory_mib'" in err
     assert main(["--seeds", "0", "--quiet"]) == 2
-    pytest.importorskip("bench.baselines", exc_type=ImportError)
     assert main(["--policies", "nope", "--quiet", "--out", str(tmp_path / "o")]) == 2
     assert "unknown policy 'nope'" in capsys.readouterr().err
 

@@ -21,7 +21,7 @@ from topology.quality import (
     set_quality,
     tables_for,
 )
-from topology.tables import build_tables
+from topology.tables import SubsetTables, build_tables
 
 
 def _uniform(n: int, link: str, model: str = "NVIDIA B200") -> NodeTopology:
@@ -71,15 +71,29 @@ def test_tables_cache_shares_equal_topologies() -> None:
 
 
 def test_tables_cache_threads() -> None:
+    """Four threads asking at once each get the tables of the topology (two may build them:
+    equal results), and the cache then holds one entry that later calls share."""
     cache = TablesCache()
     topo = preset("pcie-8gpu-2socket")
-    got: list[object] = []
-    threads = [threading.Thread(target=lambda: got.append(cache.get(topo))) for _ in range(4)]
+    got: list[SubsetTables] = []
+    start = threading.Barrier(4)
+
+    def ask() -> None:
+        start.wait()
+        got.append(cache.get(topo))
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert len(got) == 4 and len(cache) == 1
+    want = build_tables(topo)  # the oracle: built here, without the cache
+    for tables in got:
+        assert (tables.key, tables.n) == (want.key, want.n)
+        for f in ("bandwidth", "best_set", "best_quality", "set_quality", "value", "ring"):
+            assert np.array_equal(getattr(tables, f), getattr(want, f)), f
+    assert cache.get(topo) is cache.get(topo) and cache.get(topo) in got
 
 
 def test_masks() -> None:

@@ -19,7 +19,7 @@ from scheduler.nodeagent.discovery import (
     normalize_bus_id,
     parse_gpu_query,
 )
-from topology.presets import DGX1_NVLINKS
+from topology.presets import DGX1_NVLINKS, preset
 
 GPU, IBMNPU, SWITCH = 0, 1, 2
 INTERNAL, SINGLE, MULTIPLE, HOSTBRIDGE, NODE, SYSTEM = 0, 10, 20, 30, 40, 50
@@ -182,10 +182,9 @@ def test_dgx1_link_matrix_from_nvlink_state_and_remote_pci() -> None:
     assert [g.numa_node for g in topo.gpus] == [0, 0, 0, 0, 1, 1, 1, 1]
 
 
-def test_dgx1_matches_the_preset_when_topology_presets_exist() -> None:
-    presets = pytest.importorskip("topology.presets")
+def test_dgx1_matches_the_preset() -> None:
     nvml = FakeNvml("Tesla V100-SXM2-32GB", DGX1_BUSES, _dgx1_links(), _dgx1_ancestor)
-    assert discover_nvml(nvml, read=lambda p: None).links == presets.preset("dgx1-v100").links
+    assert discover_nvml(nvml, read=lambda p: None).links == preset("dgx1-v100").links
 
 
 def test_a_link_that_is_down_is_not_counted() -> None:
@@ -296,7 +295,6 @@ Legend:
 
 
 def test_smi_fallback_merges_query_gpu_into_topo_m() -> None:
-    pytest.importorskip("topology.smi", reason="topology.smi (parse_topo_m) not written yet")
     outputs = {tuple(QUERY_GPU_ARGS): QUERY, tuple(TOPO_ARGS): TOPO}
     topo = discover_smi(lambda argv: outputs[tuple(argv)])
     assert _rows(topo) == [["X", "NV18"], ["NV18", "X"]]
@@ -309,7 +307,6 @@ def test_smi_fallback_merges_query_gpu_into_topo_m() -> None:
 
 
 def test_auto_falls_back_to_nvidia_smi_when_pynvml_is_missing() -> None:
-    pytest.importorskip("topology.smi", reason="topology.smi (parse_topo_m) not written yet")
     outputs = {tuple(QUERY_GPU_ARGS): QUERY, tuple(TOPO_ARGS): TOPO}
 
     def no_module(name: str) -> Any:

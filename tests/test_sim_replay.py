@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench import baselines
 from bench.baselines.typical_pods import typical_pods_of
 from bench.clusters import load_cluster
 from bench.dynamic_replay import replay_dynamic
@@ -304,7 +305,6 @@ def test_dynamic_quality_slows_jobs_down() -> None:
 
 
 def test_real_policies_through_the_loops() -> None:
-    baselines = pytest.importorskip("bench.baselines", exc_type=ImportError)
     nodes = _nodes(4)
     wl = generate_workload(2, 200, capacity_gpus=32, load=1.2)
     for name in ("topology", "default", "fgd", "random"):

@@ -207,6 +207,12 @@ class ExtenderClient:
         self.conn.close()
 
 
+def address(e: Any) -> tuple[str, int]:
+    """(host, port) an extender's HTTP server listens on."""
+    host, port = e.server.server_address[:2]
+    return str(host), int(port)
+
+
 def wait_for(cond: Any, what: str = "condition not reached", timeout_s: float = 20.0,
              step_s: float = 0.005) -> None:
     """Poll `cond` until it is true; AssertionError(`what`) after `timeout_s` (bind threads)."""

@@ -557,7 +557,7 @@ class KubeAPIDouble:
             if pod is None:
                 self._status(h, 404, "NotFound", f'pods "{name}" not found')
                 return
-            if is_json_patch:
+            if isinstance(body, list):  # a JSON patch (the type was checked above)
                 try:
                     new = json_patch(pod, body)
                 except ValueError as e:

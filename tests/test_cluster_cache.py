@@ -410,7 +410,7 @@ class World:
 
     def free_choice(self, data: st.DataObject, gpus: int, milli: int) -> Assignment | None:
         snap = self.cache.snapshot
-        options = []
+        options: list[tuple[str, tuple[int, ...]]] = []
         for i, name in enumerate(snap.names):
             free = [g for g in range(int(snap.gpu_count[i])) if snap.milli_free[i, g] == 1000]
             if milli:
@@ -831,7 +831,8 @@ def mutate(obj: Any, data: st.DataObject) -> Any:
 
 
 def real_objects(shared: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    nodes, pods = [], []
+    nodes: list[dict[str, Any]] = []
+    pods: list[dict[str, Any]] = []
     for f in sorted((shared / "fixtures" / "extender").glob("*/all/*.request.json")):
         body = json.loads(f.read_text())
         nodes += (body.get("Nodes") or {}).get("items") or []
@@ -862,7 +863,7 @@ def test_mutated_objects_never_crash_or_corrupt(shared: Path, data: st.DataObjec
     for _ in range(data.draw(st.integers(1, 4), label="rounds")):
         if data.draw(st.booleans(), label="node?"):
             obj = mutate(data.draw(st.sampled_from(nodes), label="node"), data)
-            fn = cache.upsert_node
+            fn: Callable[[dict[str, Any]], str | None] = cache.upsert_node
         else:
             obj = mutate(data.draw(st.sampled_from(pods), label="pod"), data)
             fn = (cache.delete_pod if data.draw(st.integers(0, 4), label="del") == 0

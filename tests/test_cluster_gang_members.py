@@ -62,7 +62,7 @@ def test_identity_is_podgroup_uid_else_name_and_oldest_creation_time() -> None:
     c.upsert_pod(member("b", created="2026-01-01T00:00:01Z"))
     v = c.gang_view("default/g")
     assert v is not None and v.identity == "default/g@2026-01-01T00:00:01Z"
-    pg = {"metadata": {"name": "g", "namespace": "default", "uid": "u-1"},
+    pg: dict[str, Any] = {"metadata": {"name": "g", "namespace": "default", "uid": "u-1"},
           "spec": {"minMember": 5}}
     c.upsert_podgroup(pg)
     v = c.gang_view("default/g")

@@ -26,7 +26,7 @@ from topology.presets import preset
 
 def fixture_nodes(shared: Path) -> list[dict[str, Any]]:
     """Every Node object in the captured extender requests (ncc-false carries NodeLists)."""
-    out = []
+    out: list[dict[str, Any]] = []
     for f in sorted((shared / "fixtures" / "extender").glob("*/all/*.request.json")):
         body = json.loads(f.read_text())
         out.extend((body.get("Nodes") or {}).get("items") or [])

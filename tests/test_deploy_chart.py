@@ -119,7 +119,7 @@ def test_chart_and_manifests_describe_the_same_objects() -> None:
 
 
 def test_chart_refuses_what_would_not_work() -> None:
-    errors = {
+    errors: dict[str, dict[str, Any]] = {
         "image.registry is empty": {"image": {"registry": ""}},
         "version skew policy": {"kubeScheduler": {"image": {"tag": "v1.20.0"}}},
         "must exceed gangTimeout": {"extender": {"httpTimeoutSeconds": 30}},

@@ -28,7 +28,8 @@ REQUIRED_ALERTS = {"GTSExtenderDown", "GTSGangsTimingOut", "GTSCacheNotSynced"}
 def exported() -> set[str]:
     """Every series name `gts serve` exports, from the registry of a real (static) extender."""
     # metrics-port (contracts.md, i8a) off where it exists: only the registry is read here.
-    extra = {"metrics_port": 0} if "metrics_port" in ServeConfig.__dataclass_fields__ else {}
+    extra: dict[str, Any] = (
+        {"metrics_port": 0} if "metrics_port" in ServeConfig.__dataclass_fields__ else {})
     ext = static_extender(ServeConfig(cluster=str(CLUSTER), port=0, **extra))
     try:
         names: set[str] = set()

@@ -204,7 +204,7 @@ def test_the_pod_is_parsed_once_per_cycle(monkeypatch: pytest.MonkeyPatch) -> No
     import scheduler.extender.service as service
 
     calls = []
-    real = service.pod_request_from_k8s
+    real = service.pod_request_from_k8s  # type: ignore[attr-defined]  # patched where used
 
     def counting(pod: object, **kw: Any) -> PodRequest:
         calls.append(1)

@@ -206,7 +206,7 @@ def test_plan_is_rechecked_when_the_cluster_changed_meanwhile(
         # While the gang was planned off-lock, a single pod took GPUs the plan counted on.
         taken = Assignment(pod="default/single", node="n1", gpus=(0, 1, 2, 3, 4, 5),
                            cpu_milli=1000)
-        svc.cache.assume(taken)  # type: ignore[attr-defined]
+        svc.cache.assume(taken)
         return plan
 
     monkeypatch.setattr(policy_pkg, "plan_gang", racing)
@@ -249,7 +249,7 @@ def test_reused_gang_name_without_podgroup_is_a_new_gang() -> None:
 def test_reused_podgroup_is_known_by_its_uid() -> None:
     app, svc, binder = make()
     cache = svc.cache
-    pg = {"metadata": {"name": "job", "namespace": "default", "uid": "pg-1"},
+    pg: dict[str, Any] = {"metadata": {"name": "job", "namespace": "default", "uid": "pg-1"},
           "spec": {"minMember": 2}}
     cache.upsert_podgroup(pg)  # type: ignore[attr-defined]
     a = [pod_obj(f"a{i}", gpus=2, gang="job") for i in range(2)]
@@ -312,7 +312,7 @@ def test_deleted_member_with_no_replacement_releases_the_gang() -> None:
 def test_unplaceable_gang_reason_ignores_nodes_kube_scheduler_excluded() -> None:
     app, svc, _ = make()
     # n1's GPUs are all taken; n2 and n3 are free but kube-scheduler's filters excluded them.
-    svc.cache.assume(Assignment(pod="default/big", node="n1",  # type: ignore[attr-defined]
+    svc.cache.assume(Assignment(pod="default/big", node="n1",
                                 gpus=tuple(range(8)), cpu_milli=1000))
     pods = [pod_obj(f"w{i}", gpus=1, gang="g", min_member=2) for i in range(2)]
     exist(svc, *pods)

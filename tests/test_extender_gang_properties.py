@@ -109,7 +109,7 @@ def test_gang_bound_whole_or_not_at_all_and_holds_nothing_while_incomplete(
                                                  "PodUID": m["uid"], "Node": steered[key]})
                 binds.append(fut)
                 in_bind[key] = fut
-                wait_for(lambda f=fut, gk=gk, b=before: f.done() or  # type: ignore[misc]
+                wait_for(lambda f=fut, gk=gk, b=before: f.done() or
                          (svc.gangs.status(gk) or (0, 0, 0, 0))[2] > b,
                          "bind neither returned nor waited", timeout_s=4.0, step_s=0.002)
                 steered.pop(key)

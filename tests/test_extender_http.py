@@ -17,6 +17,7 @@ from extender_fakes import (
     KEY,
     ExtenderClient,
     FakeBinder,
+    address,
     check_invariants,
     gpu_owners,
     pod_obj,
@@ -100,11 +101,11 @@ def test_bad_requests_get_4xx_and_the_server_keeps_serving(ext: Extender) -> Non
     assert st == 200 and b"gts_extender_requests_total" in body
     c.close()
     # A lying Content-Length closes that connection only.
-    with socket.create_connection(ext.server.server_address[:2], timeout=10) as s:
+    with socket.create_connection(address(ext), timeout=10) as s:
         s.sendall(b"POST /filter HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n")
         assert s.recv(100).startswith(b"HTTP/1.1 400")
     # A chunked body (curl -T -) is read too.
-    with socket.create_connection(ext.server.server_address[:2], timeout=10) as s:
+    with socket.create_connection(address(ext), timeout=10) as s:
         body = b'{"PodName":"x","PodNamespace":"d","Node":"a"}'
         s.sendall(b"POST /bind HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                   + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
@@ -159,10 +160,10 @@ def test_tls_with_a_self_signed_certificate(tmp_path: Path) -> None:
     try:
         assert e.url.startswith("https://")
         # A client that does not speak TLS (or hangs mid-handshake) harms only itself.
-        with socket.create_connection(e.server.server_address[:2], timeout=10) as s:
+        with socket.create_connection(address(e), timeout=10) as s:
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             assert not s.recv(100).startswith(b"HTTP/1.1 200")
-        idle = socket.create_connection(e.server.server_address[:2], timeout=10)
+        idle = socket.create_connection(address(e), timeout=10)
         ctx = ssl.create_default_context(cafile=str(cert))
         c = ExtenderClient(e.url, context=ctx)
         node, err = c.schedule(pod_obj("secure", gpus=2), NAMES)
@@ -194,7 +195,7 @@ def test_two_servers_in_one_process_keep_separate_metrics() -> None:
 
 
 def test_http_client_sees_a_well_formed_reply_to_every_verb(ext: Extender) -> None:
-    conn = http.client.HTTPConnection(*ext.server.server_address[:2], timeout=10)
+    conn = http.client.HTTPConnection(*address(ext), timeout=10)
     for path, body in [("/filter", b'{"Pod":{"metadata":{"name":"p"}},"NodeNames":["a"]}'),
                        ("/prioritize", b'{"Pod":{"metadata":{"name":"p"}},"NodeNames":["a"]}'),
                        ("/bind", b'{"PodName":"p","PodNamespace":"d","PodUID":"","Node":"a"}')]:

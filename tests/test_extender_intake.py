@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from extender_fakes import KEY, ExtenderClient, FakeBinder, pod_obj, spec, static_cache
+from extender_fakes import KEY, ExtenderClient, FakeBinder, address, pod_obj, spec, static_cache
 
 from scheduler.constants import ALLOWED_MODELS_ANNOTATION
 from scheduler.extender.metrics import ExtenderMetrics
@@ -63,7 +63,7 @@ def wait_closed(s: socket.socket, timeout: float = 10.0) -> bytes:
 
 
 def raw(e: Extender, data: bytes) -> socket.socket:
-    s = socket.create_connection(e.server.server_address[:2], timeout=10)
+    s = socket.create_connection(address(e), timeout=10)
     s.sendall(data)
     return s
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -30,9 +31,9 @@ from scheduler.extender.wire import (
 MODES = ("ncc-true", "ncc-false")
 
 
-def _fixtures(shared: Path, mode: str) -> list[tuple[str, dict, object]]:
+def _fixtures(shared: Path, mode: str) -> list[tuple[str, dict[str, Any], Any]]:
     """(verb, request, response) of every call captured in one mode, in order."""
-    out = []
+    out: list[tuple[str, dict[str, Any], Any]] = []
     for req in sorted((shared / "fixtures/extender" / mode / "all").glob("*.request.json")):
         verb = req.name.split("-")[1]
         resp = req.with_name(req.name.replace(".request.", ".response."))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +27,10 @@ from scheduler.nodeagent.plugin import (
     PluginRunner,
     PluginServer,
     container_response,
+    pb,
+    pb_grpc,
     socket_target,
 )
-from scheduler.nodeagent.proto import deviceplugin_pb2 as pb
-from scheduler.nodeagent.proto import deviceplugin_pb2_grpc as pb_grpc
 from scheduler.podcodec.assignment import assignment_annotations, assignment_signature_ok
 from scheduler.podcodec.signing import Signer
 from topology.model import GPU, NodeTopology
@@ -426,7 +426,12 @@ def test_two_concurrent_allocates_get_their_own_gpus(agent: Agent) -> None:
     stub = agent.stub("gts-gpu.sock")
     # A slow pod list widens the window in which both calls look at the same pods.
     real = agent.whole._pods
-    agent.whole._pods = lambda: (time.sleep(0.05), real())[1]
+
+    def slow_pods() -> Sequence[Mapping[str, Any]]:
+        time.sleep(0.05)
+        return real()
+
+    agent.whole._pods = slow_pods
     for round_ in range(3):
         a, b = (0, 3), (5, 6)
         agent.pods[:] = [pod(f"a{round_}", gpus=a), pod(f"b{round_}", gpus=b)]

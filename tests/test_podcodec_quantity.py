@@ -107,8 +107,10 @@ def test_count() -> None:
 @given(st.integers(min_value=0, max_value=10**9),
        st.sampled_from(["", "k", "M", "G", "Ki", "Mi", "Gi", "m"]))
 def test_integer_with_suffix_is_exact(n: int, suffix: str) -> None:
-    scale = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "Ki": 1 << 10, "Mi": 1 << 20,
-             "Gi": 1 << 30, "m": Fraction(1, 1000)}[suffix]
+    scales: dict[str, int | Fraction] = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9,
+                                         "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30,
+                                         "m": Fraction(1, 1000)}
+    scale = scales[suffix]
     assert parse_quantity(f"{n}{suffix}") == n * scale
 
 

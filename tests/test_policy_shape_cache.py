@@ -12,6 +12,7 @@ from test_policy_properties import TOPOLOGIES, make_snapshot, requests
 from scheduler.policy import DEFAULT_CONFIG, TypicalWorkload, filter_nodes, place, score_nodes
 from scheduler.policy.feasibility import failure_codes
 from scheduler.policy.flat_tables import flat_tables
+from scheduler.policy.request import PodRequest
 from scheduler.policy.scoring import evaluate
 from scheduler.policy.shape_cache import MAX_SHAPES, MEMO_KEY
 
@@ -22,7 +23,9 @@ NODE = st.tuples(st.integers(0, len(TOPOLOGIES) - 1), st.sampled_from([8000, 640
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=st.lists(NODE, min_size=1, max_size=12), stream=st.lists(requests(), max_size=25),
        probe=requests())
-def test_cached_rows_equal_a_fresh_computation(spec, stream, probe) -> None:
+def test_cached_rows_equal_a_fresh_computation(spec: list[tuple[int, int, str]],
+                                               stream: list[PodRequest],
+                                               probe: PodRequest) -> None:
     snap = make_snapshot(spec)
     mix = TypicalWorkload()
     for i, req in enumerate([probe, *stream]):

@@ -41,7 +41,7 @@ def frag_loop(free: list[int], cpu: int, classes: WorkloadClasses) -> float:
 
 
 def waste(x: int, classes: WorkloadClasses) -> float:
-    return x * sum(w for m, w in zip(classes.milli, classes.weight, strict=True) if m > x)
+    return x * float(sum(w for m, w in zip(classes.milli, classes.weight, strict=True) if m > x))
 
 
 @cache

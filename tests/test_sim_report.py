@@ -6,6 +6,7 @@ import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -101,7 +102,7 @@ def test_paper_check_table_from_real_results(tmp_path: Path) -> None:
     run.dynamic = {}
     run.cluster.update({"gpu_nodes": 1213, "gpus": 6212})
     run.workload["source"] = "openb_pod_list_default.csv"
-    doc = results_json(run)
+    doc: dict[str, Any] = results_json(run)
     rows = {r["policy"]: r for r in doc["paper_check"]["rows"]}
     assert rows["random"]["100"]["paper"] == 13.75 and rows["fgd"]["130"]["paper"] == 4.60
     ours = doc["policies"]["random"]["fill"]["unallocated_gpu_pct"]["100"]

@@ -104,7 +104,7 @@ def test_jct_gain_band_is_seed_paired() -> None:
     assumed = {"topology": [r(90), r(80)], "default": [r(100), r(100)]}
     ends = {"low": {"topology": [r(99), r(95)], "default": [r(100), r(100)]},
             "high": {"topology": [r(70), r(60)], "default": [r(100), r(100)]}}
-    g = jct_gain_band(assumed, ends)  # type: ignore[arg-type]
+    g = jct_gain_band(assumed, ends)
     assert g["low"]["median"] == pytest.approx(3.0)
     assert g["assumed"] == pytest.approx({"median": 15.0, "min": 10.0, "max": 20.0, "n": 2})
     assert g["high"]["max"] == pytest.approx(40.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -156,7 +157,7 @@ def test_generator_is_deterministic_per_seed() -> None:
     for j in a.jobs:
         if j.is_gang:
             assert all(p.gang is not None and p.gang.min_member == len(j.pods) for p in j.pods)
-    s = a.summary()
+    s: dict[str, Any] = a.summary()
     assert s["share_pods"] > 0 and s["cpu_only_pods"] > 0 and s["multi_gpu_pods"] > 0
 
 

@@ -7,7 +7,7 @@ message (from test_control_plane.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,7 +20,7 @@ from bench.controlplane import (
     create_gpu_node,
     start_control_plane,
 )
-from e2e.e2e_kit import Api, signer_for, unique
+from e2e.e2e_kit import Api, MakeNodes, signer_for, unique
 from scheduler.constants import POD_GROUP_API
 from scheduler.podcodec.signing import Signer
 from topology.model import NodeTopology
@@ -66,7 +66,7 @@ def ns(api: Api, control_plane: ControlPlane) -> Iterator[str]:
     """A fresh namespace; its pods and PodGroups are deleted afterwards (no controller-manager
     runs, so the namespace itself would stay Terminating: it is left, empty)."""
     name = unique("e2e")
-    api.core.create_namespace({"metadata": {"name": name}})
+    api.core.create_namespace({"metadata": {"name": name}})  # type: ignore[arg-type]
     yield name
     api.core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
     group, version, plural = POD_GROUP_API
@@ -75,7 +75,7 @@ def ns(api: Api, control_plane: ControlPlane) -> Iterator[str]:
 
 
 @pytest.fixture
-def make_nodes(api: Api) -> Iterator[Callable[..., list[str]]]:
+def make_nodes(api: Api) -> Iterator[MakeNodes]:
     """`make_nodes(count, topo)`: fake GPU nodes for this test; deleted after it."""
     made: list[str] = []
 

@@ -35,6 +35,8 @@ from topology.presets import preset
 
 WAIT_S = 90.0  # upper bound for anything to happen; tests never assert on elapsed time
 HEARTBEAT_S = 3.0
+# The make_nodes fixture: make(count, topo, prefix="gpu", **node_fields) -> node names.
+MakeNodes = Callable[..., list[str]]
 _seq = itertools.count()
 
 
@@ -124,7 +126,8 @@ def pod_body(name: str, *, gpus: int = 0, milli: int = 0, gpu_memory_mib: int = 
 def create_pods(core: client.CoreV1Api, ns: str, bodies: Iterable[Mapping[str, Any]]) -> None:
     """Create each pod in `ns`."""
     for b in bodies:
-        drain(core.create_namespaced_pod(ns, b, _preload_content=False))
+        # The client takes a plain dict as well as a V1Pod (it serialises either).
+        drain(core.create_namespaced_pod(ns, b, _preload_content=False))  # type: ignore[arg-type]
 
 
 def delete_pods(core: client.CoreV1Api, ns: str, names: Iterable[str]) -> None:

@@ -5,6 +5,8 @@ This module also carries the suite's one skip message when the binaries are miss
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from kubernetes import client, config
 
@@ -23,19 +25,20 @@ except ControlPlaneUnavailable as e:
     pytest.skip(f"end-to-end suite skipped: {e}", allow_module_level=True)
 
 
-def _client(cp: ControlPlane, identity: str) -> client.ApiClient:
-    return config.new_client_from_config(str(cp.kubeconfigs[identity]))
+def _client(cp: ControlPlane, identity: str) -> Any:
+    return config.new_client_from_config(str(cp.kubeconfigs[identity]))  # type: ignore[no-untyped-call]
 
 
 @pytest.mark.parametrize("sa", [EXTENDER_SA, SCHEDULER_SA])
 def test_components_run_as_deploy_service_accounts(control_plane: ControlPlane, sa: str) -> None:
-    review = client.AuthenticationV1Api(_client(control_plane, sa)).create_self_subject_review(
+    auth: Any = client.AuthenticationV1Api(_client(control_plane, sa))  # takes plain dicts
+    review = auth.create_self_subject_review(
         {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
     assert review.status.user_info.username == f"system:serviceaccount:{NAMESPACE}:{sa}"
 
 
 def test_extender_has_only_what_deploy_rbac_grants(control_plane: ControlPlane) -> None:
-    authz = client.AuthorizationV1Api(_client(control_plane, EXTENDER_SA))
+    authz: Any = client.AuthorizationV1Api(_client(control_plane, EXTENDER_SA))  # plain dicts
 
     def allowed(verb: str, resource: str, sub: str = "") -> bool:
         r = authz.create_self_subject_access_review({"spec": {"resourceAttributes": {

@@ -7,6 +7,8 @@ from __future__ import annotations
 from bench.controlplane import ControlPlane
 from e2e.e2e_kit import (
     Api,
+    MakeNodes,
+    Placed,
     create_podgroup,
     create_pods,
     dgx1,
@@ -22,12 +24,12 @@ from scheduler.podcodec.signing import Signer
 from topology.quality import set_quality
 
 
-def _ours(placed: dict, ns: str) -> dict:
+def _ours(placed: dict[str, Placed], ns: str) -> dict[str, Placed]:
     return {p.name: p for k, p in placed.items() if k.startswith(f"{ns}/")}
 
 
 def test_gang_with_every_member_is_bound_whole_and_packed(
-        api: Api, ns: str, make_nodes, signer: Signer) -> None:
+        api: Api, ns: str, make_nodes: MakeNodes, signer: Signer) -> None:
     topo = dgx1()
     nodes = make_nodes(3, topo, prefix="gang")
     members = [f"m{i}" for i in range(4)]
@@ -44,7 +46,8 @@ def test_gang_with_every_member_is_bound_whole_and_packed(
 
 
 def test_gang_short_of_min_member_is_never_bound_and_holds_nothing(
-        api: Api, ns: str, make_nodes, signer: Signer, control_plane: ControlPlane) -> None:
+        api: Api, ns: str, make_nodes: MakeNodes, signer: Signer,
+        control_plane: ControlPlane) -> None:
     (node,) = make_nodes(1, dgx1(), prefix="short")
     create_podgroup(api.custom, ns, "short", 4)
     members = ["m0", "m1"]
@@ -64,7 +67,7 @@ def test_gang_short_of_min_member_is_never_bound_and_holds_nothing(
 
 
 def test_podgroup_created_after_its_pods(
-        api: Api, ns: str, make_nodes, signer: Signer) -> None:
+        api: Api, ns: str, make_nodes: MakeNodes, signer: Signer) -> None:
     nodes = make_nodes(2, dgx1(), prefix="late")
     members = [f"m{i}" for i in range(3)]
     # No PodGroup and no min-member annotation yet: the size is unknown, nobody is bound.

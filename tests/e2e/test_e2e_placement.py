@@ -8,6 +8,7 @@ from collections import defaultdict
 
 from e2e.e2e_kit import (
     Api,
+    MakeNodes,
     create_pods,
     delete_pods,
     dgx1,
@@ -26,7 +27,7 @@ from topology.quality import set_quality
 
 
 def test_whole_gpus_of_every_size_and_shares_get_nvlinked_sets(
-        api: Api, ns: str, make_nodes, signer: Signer) -> None:
+        api: Api, ns: str, make_nodes: MakeNodes, signer: Signer) -> None:
     topo = dgx1()
     nodes = make_nodes(4, topo, prefix="dgx1")
     sizes = {"w8": 8, "w4a": 4, "w4b": 4, "w2a": 2, "w2b": 2, "w1a": 1, "w1b": 1}
@@ -50,16 +51,16 @@ def test_whole_gpus_of_every_size_and_shares_get_nvlinked_sets(
                 assert topo.links[a][b].startswith("NV"), (name, gpus, topo.links[a][b])
     held: dict[tuple[str, int], int] = defaultdict(int)
     for name, m in shares.items():
-        a = placed[name].assignment
-        assert a.gpu_milli == m and len(a.gpus) == 1
-        held[(a.node, a.gpus[0])] += m
+        share = placed[name].assignment
+        assert share.gpu_milli == m and len(share.gpus) == 1
+        held[(share.node, share.gpus[0])] += m
     # Shares never land on a GPU that a whole-GPU pod holds.
     whole = {(p.node, g) for n, p in placed.items() if n in sizes for g in p.assignment.gpus}
     assert not whole & set(held)
 
 
 def test_pod_that_fits_nowhere_gets_the_reason_in_its_events(
-        api: Api, ns: str, make_nodes, signer: Signer) -> None:
+        api: Api, ns: str, make_nodes: MakeNodes, signer: Signer) -> None:
     make_nodes(2, dgx1(), prefix="small")
     # A share asking for more GPU memory than any GPU has: only the extender judges shares
     # (ignoredByScheduler), so the reason that reaches the pod's events is ours.
@@ -72,7 +73,8 @@ def test_pod_that_fits_nowhere_gets_the_reason_in_its_events(
     verify_cluster(api, signer)
 
 
-def test_deleted_pods_gpus_are_reused(api: Api, ns: str, make_nodes, signer: Signer) -> None:
+def test_deleted_pods_gpus_are_reused(api: Api, ns: str, make_nodes: MakeNodes,
+                                      signer: Signer) -> None:
     (node,) = make_nodes(1, dgx1(), prefix="reuse")
     first = [f"a{i}" for i in range(8)]
     create_pods(api.core, ns, [pod_body(n, gpus=1) for n in first])
@@ -92,7 +94,7 @@ def test_deleted_pods_gpus_are_reused(api: Api, ns: str, make_nodes, signer: Sig
 
 
 def test_default_scheduler_pods_on_the_same_nodes(
-        api: Api, ns: str, make_nodes, signer: Signer) -> None:
+        api: Api, ns: str, make_nodes: MakeNodes, signer: Signer) -> None:
     (node,) = make_nodes(1, dgx1(), prefix="mixed")
     create_pods(api.core, ns, [pod_body("theirs", gpus=4, scheduler="default-scheduler")])
     theirs = wait_bound(api, ns, ["theirs"])["theirs"]

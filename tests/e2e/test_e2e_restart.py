@@ -6,6 +6,7 @@ from __future__ import annotations
 from bench.controlplane import ControlPlane
 from e2e.e2e_kit import (
     Api,
+    MakeNodes,
     create_pods,
     dgx1,
     metric,
@@ -19,7 +20,8 @@ from scheduler.podcodec.signing import Signer
 
 
 def test_extender_killed_and_restarted_mid_burst(
-        api: Api, ns: str, make_nodes, signer: Signer, control_plane: ControlPlane) -> None:
+        api: Api, ns: str, make_nodes: MakeNodes, signer: Signer,
+        control_plane: ControlPlane) -> None:
     nodes = make_nodes(4, dgx1(), prefix="crash")
     first = [f"a{i}" for i in range(16)]
     create_pods(api.core, ns, [pod_body(n, gpus=1) for n in first])

@@ -532,7 +532,9 @@ class World:
                     q["metadata"]["annotations"].pop(k, None)
                 self.put_pod(q)
 
-    def restart_matches(self) -> None:
+    def restart_matches(self, adopt: bool = False) -> None:
+        """Restart: a cache listed afresh matches the live one; with `adopt` the world goes on
+        with it (the extender restarted), its model rebuilt from the API objects alone."""
         self.deliver(len(self.queue))
         fresh = ClusterCache(assume_ttl_s=TTL, clock=self.clock, signer=SIGNER)
         fresh.replace_all(list(self.nodes.values()), list(self.pods.values()))
@@ -553,6 +555,8 @@ class World:
             assert set(fresh.snapshot.holdings) <= set(self.cache.snapshot.holdings) | {
                 k for k in fresh.snapshot.holdings if k not in lost}
             assert not lost & set(fresh.snapshot.holdings)
+        if adopt:
+            self.cache, self.model, self.mix_exact = fresh, model, True
 
 
 # ---- independent oracle -------------------------------------------------------------------
@@ -746,7 +750,7 @@ def test_restart_rebuilds_the_same_cache(data: st.DataObject) -> None:
         world.step(data)
         world.model.check(world.cache)
         if data.draw(st.integers(0, 9), label="restart?") == 0:
-            world.restart_matches()
+            world.restart_matches(adopt=data.draw(st.booleans(), label="adopt"))
     world.restart_matches()
 
 
@@ -761,7 +765,7 @@ def test_restart_with_every_kind_of_holding() -> None:
     world.deliver(len(world.queue))
     ab, au, am = whole("b", "n0", (0, 1)), whole("u", "n0", (2,)), whole("m", "n1", (3,))
     for a in (ab, au, am):
-        world.cache.assume(a)
+        world.assume(a)
     world.put_pod(annotated(world.pods["ns/b"], ab))
     world.put_pod(annotated(world.pods["ns/u"], au))
     q = copy.deepcopy(world.pods["ns/b"])

@@ -195,7 +195,7 @@ def test_bind_takes_the_gpus_the_score_assumed_and_signs_them() -> None:
     check_invariants(svc.cache.snapshot)
 
 
-def best_linked(svc: ExtenderService, held: policy.Assignment) -> bool:
+def best_linked(svc: ExtenderService, held: Assignment) -> bool:
     """Oracle by brute force over the node's topology: no other set of as many GPUs free
     before the pod came has a better slowest link between two of its GPUs."""
     snap = svc.cache.snapshot
@@ -215,7 +215,7 @@ def test_bind_on_a_pcie_node_takes_the_best_linked_free_gpus() -> None:
     """pcie-8gpu-2socket: pairs (0,1) (2,3) (4,5) (6,7) share a switch, 0-3 and 4-7 a socket."""
     app, svc, _binder = make([spec("b", "pcie-8gpu-2socket")])
     with svc.cache.lock:
-        svc.cache.assume(policy.Assignment("default/x", "b", gpus=(0,)))
+        svc.cache.assume(Assignment("default/x", "b", gpus=(0,)))
     node, err = schedule(app, pod_obj("four", gpus=4), ["b"])
     assert (node, err) == ("b", "")
     assert svc.cache.snapshot.holdings["default/four"].gpus == (4, 5, 6, 7)  # the whole socket

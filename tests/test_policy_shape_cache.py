@@ -9,10 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_policy_properties import TOPOLOGIES, make_snapshot, requests
 
+from scheduler.contract.request import PodRequest
 from scheduler.policy import DEFAULT_CONFIG, TypicalWorkload, filter_nodes, place, score_nodes
 from scheduler.policy.feasibility import failure_codes
 from scheduler.policy.flat_tables import flat_tables
-from scheduler.policy.request import PodRequest
 from scheduler.policy.scoring import evaluate
 from scheduler.policy.shape_cache import MAX_SHAPES, MEMO_KEY
 

@@ -293,7 +293,7 @@ def test_run_loop_serves_until_stopped_then_closes_everything(agent: Agent) -> N
     # While it runs, the loop does its work: a kubelet restart is met with a new registration.
     agent.kubelet_server.stop(0)
     agent.kubelet_server, second = serve_kubelet(agent.dir)
-    assert until(lambda: agent.runner.registrations == 2)
+    assert until(lambda: agent.runner.registrations == 2, timeout_s=30)  # a try may time out
     assert sorted(r.resource_name for r in second.requests) == sorted(
         [GPU_RESOURCE, GPU_MILLI_RESOURCE])
     stop.set()

@@ -66,8 +66,8 @@ def test_every_fixture_request_parses_and_its_reply_shape_round_trips(
                 assert json.loads(encode_json(ours)) == resp
             else:
                 scores = check_prioritize_reply(resp, req)
-                ours = HostPriorities(list(scores), list(scores.values()))
-                assert ours.as_list() == resp and json.loads(ours.encode()) == resp
+                hp = HostPriorities(list(scores), list(scores.values()))
+                assert hp.as_list() == resp and json.loads(hp.encode()) == resp
         elif verb == "bind":
             b = parse_binding_args(req)
             assert b == BindingArgs(req["PodName"], req["PodNamespace"], req["PodUID"],

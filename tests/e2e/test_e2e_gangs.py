@@ -35,7 +35,10 @@ def test_gang_with_every_member_is_bound_whole_and_packed(
     members = [f"m{i}" for i in range(4)]
     create_podgroup(api.custom, ns, "train", 4)
     create_pods(api.core, ns, [pod_body(n, gpus=2, gang="train") for n in members])
-    wait_bound(api, ns, members)
+    # Under load (or as the first test on a cold scheduler) the members may not all arrive
+    # within gang-timeout; the gang then backs off, and kube-scheduler retries on the next
+    # cluster event: kubelets' node status updates, made here.
+    wait_bound(api, ns, members, heartbeat=nodes)
     placed = _ours(verify_cluster(api, signer), ns)
     assert set(placed) == set(members)
     # 4 x 2 GPUs fit one DGX-1: the gang is packed there, each member on an NVLinked pair.

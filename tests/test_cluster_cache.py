@@ -430,7 +430,7 @@ class World:
         op = data.draw(st.sampled_from([
             "add_node", "remove_node", "create", "create", "create", "schedule", "place",
             "place", "place", "annotate", "bind", "finish", "delete", "expire", "forget",
-            "foreign", "deliver", "deliver", "relist"]), label="op")
+            "foreign", "deliver", "deliver", "relist", "clear"]), label="op")
         if op == "place":
             # The extender's whole bind path, stopping at a random point.
             for sub in ("create", "schedule", "annotate", "bind"):
@@ -480,7 +480,8 @@ class World:
                 key = data.draw(st.sampled_from(pending), label="pod")
             p = self.pods[key]
             node = p["metadata"]["annotations"].get("gts.dev/node")
-            if node:  # the extender binds only after the annotation was written
+            released = {k for k, _, _ in self.cache.stale_annotations()}
+            if node and key not in released:  # the extender binds what it holds, annotated
                 q = copy.deepcopy(p)
                 q["spec"]["nodeName"] = node
                 self.put_pod(q)
@@ -504,18 +505,22 @@ class World:
             self.clock.advance(data.draw(st.sampled_from([1.0, TTL / 2, TTL])))
             self.cache.expire()
             self.model.expire()
-            self.clear_stale()
+            if data.draw(st.booleans(), label="clear now"):
+                self.clear_stale()
         elif op == "forget" and pending:
             key = data.draw(st.sampled_from(pending), label="pod")
             self.cache.forget(key)
             self.model.forget(key)
-            self.clear_stale()
+            if data.draw(st.booleans(), label="clear now"):
+                self.clear_stale()
         elif op == "foreign" and self.nodes:
             self.n += 1
             node = data.draw(st.sampled_from(sorted(self.nodes)), label="node")
             self.put_pod(pod_obj(f"f{self.n}", gpus=data.draw(st.integers(1, 2)), node=node))
         elif op == "deliver":
             self.deliver(data.draw(st.integers(1, 4), label="count"))
+        elif op == "clear":  # the service removes released annotations a little later
+            self.clear_stale()
         elif op == "relist":
             self.deliver(len(self.queue))
             self.cache.replace_all(list(self.nodes.values()), list(self.pods.values()))
@@ -535,6 +540,7 @@ class World:
     def restart_matches(self, adopt: bool = False) -> None:
         """Restart: a cache listed afresh matches the live one; with `adopt` the world goes on
         with it (the extender restarted), its model rebuilt from the API objects alone."""
+        self.clear_stale()  # what the service does before it goes down, or the new one does
         self.deliver(len(self.queue))
         fresh = ClusterCache(assume_ttl_s=TTL, clock=self.clock, signer=SIGNER)
         fresh.replace_all(list(self.nodes.values()), list(self.pods.values()))

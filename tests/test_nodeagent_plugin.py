@@ -135,8 +135,7 @@ class FakeKubelet(pb_grpc.RegistrationServicer):  # type: ignore[misc]
 
 def serve_kubelet(socket_dir: Path) -> tuple[grpc.Server, FakeKubelet]:
     path = socket_dir / KUBELET_SOCKET
-    if path.exists():
-        path.unlink()
+    path.unlink(missing_ok=True)
     kubelet = FakeKubelet()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     pb_grpc.add_RegistrationServicer_to_server(kubelet, server)
@@ -162,6 +161,16 @@ class Agent:
         ch = grpc.insecure_channel(socket_target(str(self.dir / endpoint)))
         self.channels.append(ch)
         return pb_grpc.DevicePluginStub(ch)
+
+    def restart_kubelet(self) -> FakeKubelet:
+        """A new kubelet on a new kubelet.sock, once the old one is gone.
+
+        gRPC removes a unix socket's file when its server has shut down, and stop() only starts
+        that: without the wait, the old server could remove the new kubelet.sock.
+        """
+        self.kubelet_server.stop(0).wait()
+        self.kubelet_server, kubelet = serve_kubelet(self.dir)
+        return kubelet
 
 
 @pytest.fixture
@@ -190,7 +199,7 @@ def agent(tmp_path: Path) -> Iterator[Agent]:
     for s in runner.servers:
         s.service.stop()
         s.stop(0)
-    a.kubelet_server.stop(0)
+    a.kubelet_server.stop(0).wait()
 
 
 def allocate(stub: Any, *device_lists: list[str]) -> Any:
@@ -239,7 +248,7 @@ def test_reregisters_when_kubelet_restarts(agent: Agent) -> None:
     agent.runner.step()  # nothing changed: no new registration
     assert agent.runner.registrations == 1 and len(agent.kubelet.requests) == 2
     # kubelet restart: it removes the plugin sockets and re-creates kubelet.sock
-    agent.kubelet_server.stop(0)
+    agent.kubelet_server.stop(0).wait()
     for name in ("gts-gpu.sock", "gts-gpu-milli.sock"):
         (agent.dir / name).unlink()
     agent.kubelet_server, new_kubelet = serve_kubelet(agent.dir)
@@ -252,10 +261,25 @@ def test_reregisters_when_kubelet_restarts(agent: Agent) -> None:
     opts = agent.stub("gts-gpu.sock").GetDevicePluginOptions(pb.Empty(), timeout=5)
     assert opts.get_preferred_allocation_available
     # kubelet.sock re-created alone also triggers it
-    agent.kubelet_server.stop(0)
-    agent.kubelet_server, third = serve_kubelet(agent.dir)
+    third = agent.restart_kubelet()
     agent.runner.step()
     assert agent.runner.registrations == 3 and len(third.requests) == 2
+
+
+def test_kubelet_socket_that_vanished_and_came_back_alike_is_registered_again(
+        agent: Agent, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A new kubelet.sock may look like the old one to stat() (a reused inode, a ctime from a
+    # coarse clock); once a poll saw it gone, the next one is registered regardless.
+    st = (agent.dir / KUBELET_SOCKET).stat()
+    same = (st.st_dev, st.st_ino, st.st_ctime_ns)  # what the runner registered against
+    seen: list[tuple[int, int, int] | None] = [None, same, same]
+    monkeypatch.setattr("scheduler.nodeagent.plugin._identity", lambda path: seen.pop(0))
+    agent.runner.step()
+    assert agent.runner.registrations == 1  # gone: nothing to register with
+    agent.runner.step()
+    assert agent.runner.registrations == 2 and len(agent.kubelet.requests) == 4
+    agent.runner.step()
+    assert agent.runner.registrations == 2
 
 
 def test_registration_retries_until_kubelet_is_up(tmp_path: Path) -> None:
@@ -271,7 +295,7 @@ def test_registration_retries_until_kubelet_is_up(tmp_path: Path) -> None:
         assert runner.registrations == 1 and kubelet.requests[0].endpoint == "gts-gpu.sock"
     finally:
         server.stop(0)
-        kserver.stop(0)
+        kserver.stop(0).wait()
 
 
 def until(predicate: Any, timeout_s: float = 10.0) -> bool:
@@ -288,15 +312,16 @@ def test_run_loop_serves_until_stopped_then_closes_everything(agent: Agent) -> N
     stream = agent.stub("gts-gpu.sock").ListAndWatch(pb.Empty(), timeout=10)
     assert len(next(stream).devices) == 8
     stop = threading.Event()
-    t = threading.Thread(target=agent.runner.run, args=(stop,))
+    t = threading.Thread(target=agent.runner.run, args=(stop,), daemon=True)
     t.start()
-    # While it runs, the loop does its work: a kubelet restart is met with a new registration.
-    agent.kubelet_server.stop(0)
-    agent.kubelet_server, second = serve_kubelet(agent.dir)
-    assert until(lambda: agent.runner.registrations == 2, timeout_s=30)  # a try may time out
-    assert sorted(r.resource_name for r in second.requests) == sorted(
-        [GPU_RESOURCE, GPU_MILLI_RESOURCE])
-    stop.set()
+    try:
+        # While it runs, the loop does its work: a kubelet restart is met with a new registration.
+        second = agent.restart_kubelet()
+        assert until(lambda: agent.runner.registrations == 2)
+        assert sorted(r.resource_name for r in second.requests) == sorted(
+            [GPU_RESOURCE, GPU_MILLI_RESOURCE])
+    finally:
+        stop.set()  # a failed check must not leave the loop running (pytest would never exit)
     t.join(timeout=10)
     assert not t.is_alive()
     # Stopped: the open ListAndWatch stream ended (it did not run into its 10 s deadline) and

@@ -25,6 +25,7 @@ watches both and restarts and re-registers the servers when either changes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -313,7 +314,7 @@ class PluginServer:
     def start(self) -> None:
         """(Re)create the socket and serve on it."""
         self.stop()
-        if os.path.exists(self.path):
+        with contextlib.suppress(FileNotFoundError):  # kubelet may remove it at any moment
             os.unlink(self.path)
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
         pb_grpc.add_DevicePluginServicer_to_server(self.service, server)
@@ -381,6 +382,10 @@ class PluginRunner:
     def step(self) -> None:
         """One round: (re)start and (re)register if kubelet or a socket changed; check health."""
         ident = _identity(self.kubelet_socket)
+        if ident is None:
+            # kubelet.sock is gone: the next one is a new kubelet even if it gets the same
+            # identity (a filesystem may reuse the inode, a coarse clock the ctime).
+            self._registered_as = None
         lost = any(not os.path.exists(s.path) for s in self.servers)
         if ident is not None and (ident != self._registered_as or lost):
             try:
@@ -391,7 +396,7 @@ class PluginRunner:
                 self.registrations += 1
                 log.info("registered %s with kubelet", [s.service.resource for s in self.servers])
             except (grpc.RpcError, grpc.FutureTimeoutError, OSError) as e:
-                log.warning("registration with kubelet failed (will retry): %s", e)
+                log.warning("registration with kubelet failed (will retry): %r", e)
         if self.health is not None and self.clock() >= self._next_health:
             self._next_health = self.clock() + self.health_every_s
             bad = self.health()

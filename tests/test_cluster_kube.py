@@ -199,8 +199,16 @@ def test_bookmarks_and_server_timeouts_advance_the_version(api: KubeAPIDouble) -
     try:
         api.put_pod(pod_obj("other-kind-change", gpus=0))  # moves the global version
         rv = str(api.rv)
-        api.bookmark()
-        assert api.wait_for(lambda: src.resource_version.get("nodes") == rv)
+
+        def bookmarked() -> bool:
+            # A bookmark reaches the watches open when it is sent, and these end every second:
+            # one sent while the node watch reconnects is missed. The apiserver sends them
+            # periodically; so does this test, until the node watch's version moved to rv
+            # (no node changed since the list: only a BOOKMARK can move it).
+            api.bookmark()
+            return src.resource_version.get("nodes") == rv
+
+        assert api.wait_for(bookmarked)
         watches = api.watch_count
         # timeoutSeconds ends the stream cleanly; the source watches again from its version.
         assert api.wait_for(lambda: api.watch_count >= watches + 2, timeout_s=6)

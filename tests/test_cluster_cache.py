@@ -159,14 +159,21 @@ def test_assumption_expires_after_ttl() -> None:
     check_invariants(cache)
 
 
+def assumed_then_annotated(cache: ClusterCache, gpu: int) -> tuple[Assignment, dict[str, Any]]:
+    """Pod p assumed on one GPU of node a (4 GPUs), then its annotate patch back through the
+    watch; the assignment and the pod object."""
+    cache.replace_all([node_obj("a", 4)], [])
+    a = whole("p", "a", (gpu,))
+    cache.assume(a)
+    p = annotated(pod_obj("p", gpus=1), a)
+    cache.upsert_pod(p)
+    return a, p
+
+
 def test_annotated_unbound_pod_expires_and_stale_annotation_is_ignored() -> None:
     clock = FakeClock()
     cache = new_cache(clock)
-    cache.replace_all([node_obj("a", 4)], [])
-    a = whole("p", "a", (2,))
-    cache.assume(a)
-    p = annotated(pod_obj("p", gpus=1), a)
-    cache.upsert_pod(p)  # the annotate patch came back through the watch
+    a, p = assumed_then_annotated(cache, 2)
     assert cache.in_memory_keys() == []  # now it would survive a restart
     clock.advance(TTL)
     assert cache.expire() == ["ns/p"]
@@ -185,13 +192,8 @@ def test_annotated_unbound_pod_expires_and_stale_annotation_is_ignored() -> None
 
 
 def test_stale_entry_cleared_when_annotation_removed() -> None:
-    clock = FakeClock()
-    cache = new_cache(clock)
-    cache.replace_all([node_obj("a", 4)], [])
-    a = whole("p", "a", (2,))
-    cache.assume(a)
-    p = annotated(pod_obj("p", gpus=1), a)
-    cache.upsert_pod(p)
+    cache = new_cache(FakeClock())
+    _, p = assumed_then_annotated(cache, 2)
     assert cache.forget("ns/p")
     assert [k for k, _, _ in cache.stale_annotations()] == ["ns/p"]
     q = copy.deepcopy(p)
@@ -204,11 +206,7 @@ def test_retry_after_rollback_is_not_displaced_by_the_stale_annotation() -> None
     """kube-scheduler retries a pod whose bind failed: the new assumption must hold even while
     the old annotation is still on the pod (its removal is not seen yet)."""
     cache = new_cache()
-    cache.replace_all([node_obj("a", 4)], [])
-    old = whole("p", "a", (0,))
-    cache.assume(old)
-    p = annotated(pod_obj("p", gpus=1), old)
-    cache.upsert_pod(p)
+    _, p = assumed_then_annotated(cache, 0)
     assert cache.forget("ns/p")  # the bind failed: roll back
     new = whole("p", "a", (3,))
     cache.assume(new)

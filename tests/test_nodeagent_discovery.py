@@ -6,6 +6,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 import pytest
+from dgx1_topo_matrix import DGX1_TOPO_ROWS
 
 from scheduler.nodeagent.discovery import (
     NVML_MISSING,
@@ -123,19 +124,9 @@ class FakeNvml:
 
 
 DGX1_BUSES = [f"00000000:{b}:00.0" for b in ("06", "07", "0A", "0B", "85", "86", "89", "8A")]
-# DGX-1 V100 hybrid cube-mesh (DGX-1 System Architecture white paper, fig. 4), as nvidia-smi
-# prints it: pair -> number of bonded NVLinks (the preset's pairs, one source of truth).
+# DGX-1 V100 hybrid cube-mesh: pair -> number of bonded NVLinks (the preset's pairs, one
+# source of truth).
 DGX1_NV = {pair: int(link[2:]) for pair, link in DGX1_NVLINKS.items()}
-DGX1_EXPECTED = [
-    "X   NV1 NV1 NV2 NV2 SYS SYS SYS",
-    "NV1 X   NV2 NV1 SYS NV2 SYS SYS",
-    "NV1 NV2 X   NV2 SYS SYS NV1 SYS",
-    "NV2 NV1 NV2 X   SYS SYS SYS NV1",
-    "NV2 SYS SYS SYS X   NV1 NV1 NV2",
-    "SYS NV2 SYS SYS NV1 X   NV2 NV1",
-    "SYS SYS NV1 SYS NV1 NV2 X   NV2",
-    "SYS SYS SYS NV1 NV2 NV1 NV2 X",
-]
 
 
 def _dgx1_links(down: Collection[tuple[int, int]] = ()) -> dict[int, list[tuple[str, int, bool]]]:
@@ -168,7 +159,7 @@ def test_dgx1_link_matrix_from_nvlink_state_and_remote_pci() -> None:
     sysfs["/sys/bus/pci/devices/0000:06:00.0/local_cpulist"] = "0-19,40-59"
     nvml = FakeNvml("Tesla V100-SXM2-32GB", DGX1_BUSES, _dgx1_links(), _dgx1_ancestor)
     topo = discover_nvml(nvml, read=sysfs.get)
-    assert _rows(topo) == _expected(DGX1_EXPECTED)
+    assert _rows(topo) == _expected(DGX1_TOPO_ROWS)
     assert nvml.calls == ["init", "shutdown"]
     # PCIe levels are asked only where there is no NVLink.
     assert all((i, j) not in DGX1_NV for i, j in nvml.ancestor_pairs)

@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 import pytest
+from dgx1_topo_matrix import DGX1_TOPO_ROWS
 
 from scheduler.constants import GPU_MEMORY_RESOURCE, GPU_MILLI_RESOURCE, GPU_RESOURCE
 from scheduler.contract.assignment import Assignment
@@ -38,17 +39,6 @@ from topology.model import GPU, NodeTopology
 NODE = "gpu-node-1"
 KEY = b"k" * 32
 OTHER_KEY = b"x" * 32
-# DGX-1 V100 hybrid cube-mesh, as nvidia-smi prints it.
-DGX1 = [
-    "X   NV1 NV1 NV2 NV2 SYS SYS SYS",
-    "NV1 X   NV2 NV1 SYS NV2 SYS SYS",
-    "NV1 NV2 X   NV2 SYS SYS NV1 SYS",
-    "NV2 NV1 NV2 X   SYS SYS SYS NV1",
-    "NV2 SYS SYS SYS X   NV1 NV1 NV2",
-    "SYS NV2 SYS SYS NV1 X   NV2 NV1",
-    "SYS SYS NV1 SYS NV1 NV2 X   NV2",
-    "SYS SYS SYS NV1 NV2 NV1 NV2 X",
-]
 
 
 def uuid(i: int) -> str:
@@ -61,7 +51,7 @@ def dgx1() -> NodeTopology:
             numa_node=i // 4)
         for i in range(8)
     )  # fmt: skip
-    return NodeTopology(gpus=gpus, links=tuple(tuple(r.split()) for r in DGX1))
+    return NodeTopology(gpus=gpus, links=tuple(tuple(r.split()) for r in DGX1_TOPO_ROWS))
 
 
 def pod(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from dgx1_topo_matrix import DGX1_TOPO_ROWS
 
 from topology.annotation import from_json, to_json
 from topology.presets import PRESETS, UnknownPresetError, preset, preset_names
@@ -55,18 +56,7 @@ def test_required_presets_and_hardware() -> None:
 
 def test_dgx1_v100_is_the_hybrid_cube_mesh() -> None:
     topo = preset("dgx1-v100")
-    # Rows as nvidia-smi topo -m prints them on a DGX-1 with V100.
-    expected = [
-        "X   NV1 NV1 NV2 NV2 SYS SYS SYS",
-        "NV1 X   NV2 NV1 SYS NV2 SYS SYS",
-        "NV1 NV2 X   NV2 SYS SYS NV1 SYS",
-        "NV2 NV1 NV2 X   SYS SYS SYS NV1",
-        "NV2 SYS SYS SYS X   NV1 NV1 NV2",
-        "SYS NV2 SYS SYS NV1 X   NV2 NV1",
-        "SYS SYS NV1 SYS NV1 NV2 X   NV2",
-        "SYS SYS SYS NV1 NV2 NV1 NV2 X  ",
-    ]
-    assert [list(r) for r in topo.links] == [r.split() for r in expected]
+    assert [list(r) for r in topo.links] == [r.split() for r in DGX1_TOPO_ROWS]
     # Each V100 uses all six NVLinks; both quads are fully NVLinked.
     for i in range(8):
         assert sum(int(lk[2:]) for lk in topo.links[i] if lk.startswith("NV")) == 6

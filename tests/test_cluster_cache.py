@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hand_clock import HandClock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -36,19 +37,6 @@ from scheduler.policy.typical_workload import TypicalWorkload
 
 SIGNER = Signer(b"test-key-0123456789abcdef")
 TTL = 30.0
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, dt: float) -> None:
-        self.t += dt
 
 
 def node_obj(name: str, gpus: int, *, preset: str | None = None, model: str = "T4",
@@ -106,8 +94,8 @@ def check_invariants(cache: ClusterCache) -> None:
         assert (snap.cpu_free >= 0).all() and (snap.mem_free >= 0).all()
 
 
-def new_cache(clock: FakeClock | None = None) -> ClusterCache:
-    return ClusterCache(assume_ttl_s=TTL, clock=clock or FakeClock(), signer=SIGNER)
+def new_cache(clock: HandClock | None = None) -> ClusterCache:
+    return ClusterCache(assume_ttl_s=TTL, clock=clock or HandClock(), signer=SIGNER)
 
 
 # ---- basics -------------------------------------------------------------------------------
@@ -142,7 +130,7 @@ def test_assume_confirm_forget() -> None:
 
 
 def test_assumption_expires_after_ttl() -> None:
-    clock = FakeClock()
+    clock = HandClock()
     cache = new_cache(clock)
     cache.replace_all([node_obj("a", 8)], [])
     cache.assume(whole("p", "a", (0,)))
@@ -171,7 +159,7 @@ def assumed_then_annotated(cache: ClusterCache, gpu: int) -> tuple[Assignment, d
 
 
 def test_annotated_unbound_pod_expires_and_stale_annotation_is_ignored() -> None:
-    clock = FakeClock()
+    clock = HandClock()
     cache = new_cache(clock)
     a, p = assumed_then_annotated(cache, 2)
     assert cache.in_memory_keys() == []  # now it would survive a restart
@@ -192,7 +180,7 @@ def test_annotated_unbound_pod_expires_and_stale_annotation_is_ignored() -> None
 
 
 def test_stale_entry_cleared_when_annotation_removed() -> None:
-    cache = new_cache(FakeClock())
+    cache = new_cache(HandClock())
     _, p = assumed_then_annotated(cache, 2)
     assert cache.forget("ns/p")
     assert [k for k, _, _ in cache.stale_annotations()] == ["ns/p"]
@@ -219,7 +207,7 @@ def test_retry_after_rollback_is_not_displaced_by_the_stale_annotation() -> None
 
 
 def test_watch_confirms_bound_pod_and_releases_on_finish_or_delete() -> None:
-    clock = FakeClock()
+    clock = HandClock()
     cache = new_cache(clock)
     cache.replace_all([node_obj("a", 4)], [])
     a = whole("p", "a", (1, 3))
@@ -357,7 +345,7 @@ class World:
     """A model apiserver (objects plus a lagging watch queue) and the cache it feeds."""
 
     def __init__(self) -> None:
-        self.clock = FakeClock()
+        self.clock = HandClock()
         self.cache = new_cache(self.clock)
         self.nodes: dict[str, dict[str, Any]] = {}
         self.pods: dict[str, dict[str, Any]] = {}
@@ -584,7 +572,7 @@ class Model:
     forget, expire, re-list.
     """
 
-    def __init__(self, clock: FakeClock) -> None:
+    def __init__(self, clock: HandClock) -> None:
         self.clock = clock
         self.gpus: dict[str, int] = {}  # node -> GPU count, as delivered
         self.pods: dict[str, dict[str, Any]] = {}  # key -> object, as delivered
@@ -723,22 +711,22 @@ def test_mix_is_rebuilt_from_the_pods_in_creation_order() -> None:
         p["metadata"]["creationTimestamp"] = f"2025-01-01T00:00:0{i // 2}Z"  # ties by key
     caches = []
     for order in (pods, pods[::-1], pods[3:] + pods[:3]):
-        c = new_cache(FakeClock())
+        c = new_cache(HandClock())
         c.replace_all([node_obj("n0", 8)], copy.deepcopy(order))
         caches.append(c)
     assert all(same_mix(c.mix, caches[0].mix) for c in caches)
     assert caches[0].mix.version == 8
     # The watch, seeing them in creation order, builds the same mix; updates count nothing.
-    live = new_cache(FakeClock())
+    live = new_cache(HandClock())
     live.replace_all([node_obj("n0", 8)], [])
     order = sorted(pods, key=lambda p: (p["metadata"]["creationTimestamp"],
                                         f"ns/{p['metadata']['name']}"))
     for p in order + order:
         live.upsert_pod(p)
     assert same_mix(live.mix, caches[0].mix)
-    assert not same_mix(live.mix, new_cache(FakeClock()).mix)
+    assert not same_mix(live.mix, new_cache(HandClock()).mix)
     # In another order within a creation second, a restart can only guess (it sorts by key).
-    c = new_cache(FakeClock())
+    c = new_cache(HandClock())
     c.replace_all([node_obj("n0", 8)], [])
     for p in pods[::-1]:
         c.upsert_pod(p)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hand_clock import HandClock
 from kubeapi_double import KubeAPIDouble
 from kubernetes import client as k8s
 
@@ -22,14 +23,6 @@ from scheduler.podcodec.assignment import assignment_annotations
 from scheduler.podcodec.signing import Signer
 
 SIGNER = Signer(b"test-key-0123456789abcdef")
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def node_obj(name: str, gpus: int = 4) -> dict[str, Any]:
@@ -256,7 +249,7 @@ def test_restart_from_the_api_equals_the_running_cache(api: KubeAPIDouble) -> No
 def test_expiry_clears_stale_annotations(api: KubeAPIDouble) -> None:
     api.put_node(node_obj("a"))
     api.put_pod(pod_obj("p", gpus=1))
-    clock = FakeClock()
+    clock = HandClock()
     cache = ClusterCache(signer=SIGNER, clock=clock, assume_ttl_s=5)
     binder = KubeBinder(api_client(api))
     src = start_source(api, cache)

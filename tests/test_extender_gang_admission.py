@@ -12,53 +12,20 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from extender_fakes import KEY, FakeBinder, check_invariants, pod_obj, spec, static_cache, wait_for
+from extender_fakes import check_invariants, pod_obj, spec, wait_for
+from gang_extender import NODES, appear, gang_extender
+from hand_clock import HandClock
 
 import scheduler.policy as policy_pkg
 from scheduler.cluster.events import RecordedEvents
 from scheduler.contract.assignment import Assignment
 from scheduler.extender.server import ExtenderApp
-from scheduler.extender.service import ExtenderService, ServiceOptions
-from scheduler.podcodec.signing import Signer
-
-NODES = ["n1", "n2", "n3"]
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def make(timeout: float = 20.0, clock: Any = None, nodes: list[Any] | None = None,
-         binder: FakeBinder | None = None, events: RecordedEvents | None = None,
-         record_only: bool = False) -> tuple[ExtenderApp, ExtenderService, FakeBinder]:
-    cache = static_cache(nodes or [spec(n) for n in NODES], assume_ttl_s=timeout + 60)
-    if clock is not None:
-        cache.clock = clock
-    binder = binder or FakeBinder()
-    kw: dict[str, Any] = {"clock": clock} if clock else {}
-    if events is not None:
-        kw["events"] = events
-    svc = ExtenderService(cache, binder, Signer(KEY),
-                          ServiceOptions(gang_timeout_s=timeout, gang_bind_grace_s=2.0,
-                                         record_only=record_only), **kw)
-    return ExtenderApp(svc, svc.metrics, ready=lambda: True), svc, binder
+from scheduler.extender.service import ExtenderService
 
 
 def created(p: dict[str, Any], ts: str) -> dict[str, Any]:
     p["metadata"]["creationTimestamp"] = ts
     return p
-
-
-def exist(svc: ExtenderService, *pods: dict[str, Any]) -> None:
-    """The pods appear in the cluster (what the pod watch does)."""
-    for p in pods:
-        svc.cache.upsert_pod(p)  # type: ignore[attr-defined]
 
 
 def gone(svc: ExtenderService, *pods: dict[str, Any]) -> None:
@@ -105,10 +72,10 @@ def held(svc: ExtenderService) -> dict[str, Assignment]:
 
 
 def test_incomplete_gang_never_reserves_at_any_time() -> None:
-    clock = Clock()
-    app, svc, _ = make(timeout=5.0, clock=clock)
+    clock = HandClock()
+    app, svc, _ = gang_extender(timeout=5.0, clock=clock)
     members = [pod_obj(f"w{i}", gpus=4, gang="five", min_member=5) for i in range(3)]
-    exist(svc, *members)
+    appear(svc, *members)
     for step in range(75):  # 75 one-second samples, as the report measured
         for p in members:
             why = reason(app, p)
@@ -121,11 +88,11 @@ def test_incomplete_gang_never_reserves_at_any_time() -> None:
 
 
 def test_gang_that_timed_out_backs_off_growing_and_capped() -> None:
-    clock = Clock()
-    app, svc, _ = make(timeout=5.0, clock=clock)
+    clock = HandClock()
+    app, svc, _ = gang_extender(timeout=5.0, clock=clock)
     svc.gangs.backoff_max_s = 12.0
     pods = [pod_obj(f"w{i}", gpus=2, gang="slow", min_member=2) for i in range(2)]
-    exist(svc, *pods)
+    appear(svc, *pods)
     assert len(passed(app, pods[0])) == 1  # reserved; the other member never filters
     for backoff in (5.0, 10.0, 12.0):  # doubling from the timeout, capped at 12 s
         assert len(held(svc)) == 2
@@ -145,18 +112,18 @@ def test_gang_that_timed_out_backs_off_growing_and_capped() -> None:
 
 def test_a_lone_pod_claiming_a_big_gang_reserves_nothing() -> None:
     nodes = [spec(f"n{i}") for i in range(8)]  # 64 GPUs
-    app, svc, _ = make(nodes=nodes)
+    app, svc, _ = gang_extender(nodes=nodes)
     p = pod_obj("fake", gpus=2, gang="big", min_member=32)
-    exist(svc, p)
+    appear(svc, p)
     why = reason(app, p, [f"n{i}" for i in range(8)])
     assert "waiting for 31 more members" in why
     assert held(svc) == {} and svc.gangs.reserved_gpus() == 0
 
 
 def test_min_member_beyond_what_the_cluster_could_hold_is_refused_with_the_reason() -> None:
-    app, svc, _ = make()  # 3 x 8 GPUs
+    app, svc, _ = gang_extender()  # 3 x 8 GPUs
     p = pod_obj("w0", gpus=2, gang="huge", min_member=13)
-    exist(svc, p)
+    appear(svc, p)
     why = reason(app, p)
     assert "minMember 13 is more than the cluster could ever hold" in why
     assert "at most 12 such pods" in why
@@ -167,7 +134,7 @@ def test_min_member_beyond_what_the_cluster_could_hold_is_refused_with_the_reaso
 
 
 def test_planning_does_not_hold_the_cache_lock(monkeypatch: pytest.MonkeyPatch) -> None:
-    app, svc, _ = make()
+    app, svc, _ = gang_extender()
     real = policy_pkg.plan_gang
     lock_free: list[bool] = []
 
@@ -189,7 +156,7 @@ def test_planning_does_not_hold_the_cache_lock(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(policy_pkg, "plan_gang", spy)
     pods = [pod_obj(f"w{i}", gpus=4, gang="g", min_member=2) for i in range(2)]
-    exist(svc, *pods)
+    appear(svc, *pods)
     for p in pods:
         passed(app, p)
     assert lock_free == [True]
@@ -198,7 +165,7 @@ def test_planning_does_not_hold_the_cache_lock(monkeypatch: pytest.MonkeyPatch) 
 
 def test_plan_is_rechecked_when_the_cluster_changed_meanwhile(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    app, svc, _ = make(nodes=[spec("n1")])
+    app, svc, _ = gang_extender(nodes=[spec("n1")])
     real = policy_pkg.plan_gang
 
     def racing(*a: Any, **kw: Any) -> Any:
@@ -211,7 +178,7 @@ def test_plan_is_rechecked_when_the_cluster_changed_meanwhile(
 
     monkeypatch.setattr(policy_pkg, "plan_gang", racing)
     pods = [pod_obj(f"w{i}", gpus=4, gang="g", min_member=2) for i in range(2)]
-    exist(svc, *pods)
+    appear(svc, *pods)
     why = reason(app, pods[0], ["n1"])
     assert "the cluster changed while the gang was planned" in why
     assert set(held(svc)) == {"default/single"}
@@ -228,40 +195,40 @@ def _bind_gang(app: ExtenderApp, pods: list[dict[str, Any]]) -> list[str]:
 
 
 def test_reused_gang_name_without_podgroup_is_a_new_gang() -> None:
-    app, svc, binder = make()
+    app, svc, binder = gang_extender()
     old = [created(pod_obj(f"a{i}", gpus=2, gang="job", min_member=2), "2026-01-01T00:00:00Z")
            for i in range(2)]
-    exist(svc, *old)
+    appear(svc, *old)
     assert _bind_gang(app, old) == ["", ""]
     gone(svc, *old)  # the job finished; its pods are deleted
     new = [created(pod_obj(f"b{i}", gpus=2, gang="job", min_member=2), "2026-01-01T00:10:00Z")
            for i in range(2)]
-    exist(svc, new[0])
+    appear(svc, new[0])
     # Only one member of the new gang exists: it must not go through as a single pod.
     assert "waiting for 1 more member" in reason(app, new[0])
     assert bind(app, new[0], "n1") != ""  # refused: no reservation (or no cycle) for it
     assert "default/b0" not in binder.bound
-    exist(svc, new[1])
+    appear(svc, new[1])
     assert _bind_gang(app, new) == ["", ""]
     assert {"default/b0", "default/b1"} <= set(binder.bound)
 
 
 def test_reused_podgroup_is_known_by_its_uid() -> None:
-    app, svc, binder = make()
+    app, svc, binder = gang_extender()
     cache = svc.cache
     pg: dict[str, Any] = {"metadata": {"name": "job", "namespace": "default", "uid": "pg-1"},
           "spec": {"minMember": 2}}
     cache.upsert_podgroup(pg)  # type: ignore[attr-defined]
     a = [pod_obj(f"a{i}", gpus=2, gang="job") for i in range(2)]
     binder.podgroups["default/job"] = 2
-    exist(svc, *a)
+    appear(svc, *a)
     assert _bind_gang(app, a) == ["", ""]
     # The PodGroup is recreated under the same name; the old pods are still there.
     cache.delete_podgroup(pg)  # type: ignore[attr-defined]
     cache.upsert_podgroup({**pg, "metadata": {**pg["metadata"], "uid": "pg-2"}})  # type: ignore[attr-defined]
     gone(svc, *a)
     b = pod_obj("b0", gpus=2, gang="job")
-    exist(svc, b)
+    appear(svc, b)
     assert "waiting for 1 more member" in reason(app, b)
     assert "default/b0" not in binder.bound
 
@@ -270,9 +237,9 @@ def test_reused_podgroup_is_known_by_its_uid() -> None:
 
 
 def test_deleted_member_frees_its_slot_for_its_replacement() -> None:
-    app, svc, binder = make()
+    app, svc, binder = gang_extender()
     w0, w1 = (pod_obj(f"w{i}", gpus=4, gang="g", min_member=2) for i in range(2))
-    exist(svc, w0, w1)
+    appear(svc, w0, w1)
     n0, n1 = passed(app, w0), passed(app, w1)
     assert len(n0) == 1 and len(n1) == 1
     with ThreadPoolExecutor(1) as pool:
@@ -280,7 +247,7 @@ def test_deleted_member_frees_its_slot_for_its_replacement() -> None:
         wait_for(lambda: (svc.gangs.status("default/g") or (0, 0, 0, 0))[2] == 1)
         gone(svc, w1)
         replacement = pod_obj("w1b", gpus=4, gang="g", min_member=2)
-        exist(svc, replacement)
+        appear(svc, replacement)
         steered = passed(app, replacement)
         assert steered == n1  # the freed slot, not a single pod's own placement
         assert bind(app, replacement, steered[0]) == ""
@@ -291,9 +258,9 @@ def test_deleted_member_frees_its_slot_for_its_replacement() -> None:
 
 
 def test_deleted_member_with_no_replacement_releases_the_gang() -> None:
-    app, svc, binder = make()
+    app, svc, binder = gang_extender()
     w0, w1 = (pod_obj(f"w{i}", gpus=4, gang="g", min_member=2) for i in range(2))
-    exist(svc, w0, w1)
+    appear(svc, w0, w1)
     n0 = passed(app, w0)
     with ThreadPoolExecutor(1) as pool:
         survivor = pool.submit(bind, app, w0, n0[0])
@@ -310,12 +277,12 @@ def test_deleted_member_with_no_replacement_releases_the_gang() -> None:
 
 
 def test_unplaceable_gang_reason_ignores_nodes_kube_scheduler_excluded() -> None:
-    app, svc, _ = make()
+    app, svc, _ = gang_extender()
     # n1's GPUs are all taken; n2 and n3 are free but kube-scheduler's filters excluded them.
     svc.cache.assume(Assignment(pod="default/big", node="n1",
                                 gpus=tuple(range(8)), cpu_milli=1000))
     pods = [pod_obj(f"w{i}", gpus=1, gang="g", min_member=2) for i in range(2)]
-    exist(svc, *pods)
+    appear(svc, *pods)
     why = reason(app, pods[0], ["n1"])
     assert "insufficient cpu" not in why and "0m free" not in why
     assert "needs 1 free GPUs, 0 free" in why and "1 of 1 candidate nodes" in why
@@ -325,18 +292,18 @@ def test_unplaceable_gang_reason_ignores_nodes_kube_scheduler_excluded() -> None
 
 
 def test_gang_events_and_metrics() -> None:
-    clock = Clock()
+    clock = HandClock()
     events = RecordedEvents()
-    app, svc, _ = make(timeout=5.0, clock=clock, events=events)
+    app, svc, _ = gang_extender(timeout=5.0, clock=clock, events=events)
     svc.metrics.track(svc.cache, svc.gangs)
     a = [pod_obj(f"w{i}", gpus=2, gang="g", min_member=3) for i in range(3)]
-    exist(svc, *a[:2])
+    appear(svc, *a[:2])
     for _ in range(5):
         reason(app, a[0])
     assert events.reasons() == ["GangWaiting"]  # rate-limited per gang
     text = svc.metrics.render().decode()
     assert "gts_gangs_waiting 1.0" in text and "gts_gangs_backing_off 0.0" in text
-    exist(svc, a[2])
+    appear(svc, a[2])
     assert passed(app, a[0])
     clock.t += 5.0
     svc.tick()
@@ -353,7 +320,7 @@ def test_gang_events_and_metrics() -> None:
 
 
 def test_static_mode_counts_the_pods_seen_at_filter() -> None:
-    app, svc, _ = make(record_only=True)
+    app, svc, _ = gang_extender(record_only=True)
     a = [pod_obj(f"w{i}", gpus=2, gang="g", min_member=2) for i in range(2)]
     assert "waiting for 1 more member" in reason(app, a[0])
     assert held(svc) == {}

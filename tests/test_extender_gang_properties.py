@@ -9,34 +9,22 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from extender_fakes import (
-    KEY,
-    FakeBinder,
     check_invariants,
     gpu_owners,
     pod_obj,
-    spec,
-    static_cache,
     wait_for,
 )
+from gang_extender import gang_extender
+from hand_clock import HandClock
 from hypothesis import HealthCheck, example, given, settings, target
 from hypothesis import strategies as st
 
+from scheduler.cluster.cache import ClusterCache
 from scheduler.extender.gangs import PLACEHOLDER_PREFIX
-from scheduler.extender.server import ExtenderApp
-from scheduler.extender.service import ExtenderService, ServiceOptions
-from scheduler.podcodec.signing import Signer
 
 GANGS = {"a": 2, "b": 3}
 PODS = 3  # names per gang (recreated pods reuse them, with a new uid)
 TIMEOUT = 10.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 # "tick" is the extender's 1 s housekeeping; "late" jumps past every gang's deadline.
@@ -55,14 +43,11 @@ op = st.tuples(st.sampled_from(["create"] * 3 + ["schedule"] * 4 +
               ("filter", "a", 0), ("schedule", "a", 1)])
 def test_gang_bound_whole_or_not_at_all_and_holds_nothing_while_incomplete(
         ops: list[tuple[str, str, Any]]) -> None:
-    clock = Clock()
-    cache = static_cache([spec(n) for n in ("n1", "n2", "n3")], assume_ttl_s=TIMEOUT * 10)
-    cache.clock = clock
-    binder = FakeBinder()
-    svc = ExtenderService(cache, binder, Signer(KEY),
-                          ServiceOptions(gang_timeout_s=TIMEOUT, gang_bind_grace_s=1.0),
-                          clock=clock)
-    app = ExtenderApp(svc, svc.metrics, ready=lambda: True)
+    clock = HandClock()
+    app, svc, binder = gang_extender(TIMEOUT, clock=clock, bind_grace_s=1.0,
+                                     assume_ttl_s=TIMEOUT * 10)
+    cache = svc.cache
+    assert isinstance(cache, ClusterCache)
     pods: dict[str, dict[str, Any]] = {}  # pod key -> current object (exists in the cluster)
     steered: dict[str, str] = {}
     binds: list[Future[str]] = []

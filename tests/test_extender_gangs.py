@@ -7,51 +7,20 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from extender_fakes import (
-    KEY,
     ApiFailure,
     FakeBinder,
     check_invariants,
     gpu_owners,
     pod_obj,
-    spec,
-    static_cache,
     wait_for,
 )
+from gang_extender import NODES, appear, gang_extender
+from hand_clock import HandClock
 from kube_scheduler_oracle import check_filter_reply
 
 from scheduler.constants import ASSIGNED_NODE_ANNOTATION, VOLCANO_GROUP_ANNOTATION
 from scheduler.extender.gangs import PLACEHOLDER_PREFIX, GangState
 from scheduler.extender.server import ExtenderApp
-from scheduler.extender.service import ExtenderService, ServiceOptions
-from scheduler.podcodec.signing import Signer
-
-NODES = ["n1", "n2", "n3"]
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def make(timeout: float = 20.0, binder: FakeBinder | None = None, clock: Any = None,
-         nodes: list[Any] | None = None) -> tuple[ExtenderApp, ExtenderService, FakeBinder]:
-    cache = static_cache(nodes or [spec(n) for n in NODES], assume_ttl_s=timeout + 60)
-    binder = binder or FakeBinder()
-    kw = {"clock": clock} if clock else {}
-    svc = ExtenderService(cache, binder, Signer(KEY),
-                          ServiceOptions(gang_timeout_s=timeout, gang_bind_grace_s=2.0), **kw)
-    return ExtenderApp(svc, svc.metrics, ready=lambda: True), svc, binder
-
-
-def create(svc: ExtenderService, *pods: dict[str, Any]) -> None:
-    """The pods appear in the cluster (what the pod watch does)."""
-    for p in pods:
-        svc.cache.upsert_pod(p)  # type: ignore[attr-defined]
 
 
 def post(app: ExtenderApp, verb: str, doc: object) -> Any:
@@ -73,15 +42,15 @@ def bind(app: ExtenderApp, pod: dict[str, Any], node: str) -> str:
 
 
 def test_gang_waits_for_its_last_member_then_is_bound_together_and_packed() -> None:
-    app, svc, binder = make()
+    app, svc, binder = gang_extender()
     members = [pod_obj(f"w{i}", gpus=4, gang="job", min_member=4) for i in range(4)]
-    create(svc, *members[:3])
+    appear(svc, *members[:3])
     for p in members[:3]:
         reply = post(app, "filter", {"Pod": p, "NodeNames": NODES})
         assert reply["NodeNames"] == []
         assert "waiting for 1 more member (3 of 4 pods exist)" in reply["FailedNodes"]["n1"]
     assert svc.gangs.reserved_gpus() == 0 and svc.cache.snapshot.holdings == {}
-    create(svc, members[3])
+    appear(svc, members[3])
     nodes = {}
     for p in members[:3]:
         passed = filt(app, p)
@@ -114,9 +83,9 @@ def test_gang_waits_for_its_last_member_then_is_bound_together_and_packed() -> N
 
 
 def test_gang_that_never_completes_is_released_at_the_timeout() -> None:
-    app, svc, binder = make(timeout=0.6)
+    app, svc, binder = gang_extender(timeout=0.6)
     members = [pod_obj(f"w{i}", gpus=2, gang="stuck", min_member=3) for i in range(3)]
-    create(svc, *members)
+    appear(svc, *members)
     members = members[:2]  # the third exists but never reaches filter
     with ThreadPoolExecutor(2) as pool:
         futs = [pool.submit(lambda p: bind(app, p, filt(app, p)[0]), p) for p in members]
@@ -132,10 +101,10 @@ def test_gang_that_never_completes_is_released_at_the_timeout() -> None:
 
 
 def test_reservation_of_members_that_never_reach_bind_expires_by_the_clock() -> None:
-    clock = Clock()
-    app, svc, _ = make(timeout=30, clock=clock)
+    clock = HandClock()
+    app, svc, _ = gang_extender(timeout=30, clock=clock)
     p = pod_obj("w0", gpus=8, gang="idle", min_member=2)
-    create(svc, p, pod_obj("w1", gpus=8, gang="idle", min_member=2))
+    appear(svc, p, pod_obj("w1", gpus=8, gang="idle", min_member=2))
     assert len(filt(app, p)) == 1
     assert svc.gangs.reserved_gpus() == 16 and len(svc.cache.snapshot.holdings) == 2
     clock.t += 29.9
@@ -157,9 +126,9 @@ def test_one_member_whose_binding_fails_alone_holds_nothing_and_binds_on_retry()
     # no annotation to roll back: a failed member holds nothing, the others are bound
     # with their assignments, and kube-scheduler's retry binds the failed one.
     binder = FakeBinder()
-    app, svc, _ = make(binder=binder)
+    app, svc, _ = gang_extender(binder=binder)
     members = [pod_obj(f"w{i}", gpus=2, gang="frail", min_member=3) for i in range(3)]
-    create(svc, *members)
+    appear(svc, *members)
     binder.fail[("bind", "default/w2")] = ApiFailure("404 NotFound: pod deleted")
     with ThreadPoolExecutor(3) as pool:
         futs = [pool.submit(lambda p: bind(app, p, filt(app, p)[0]), p) for p in members]
@@ -176,11 +145,11 @@ def test_one_member_whose_binding_fails_alone_holds_nothing_and_binds_on_retry()
 
 
 def test_members_must_ask_the_same_and_extras_go_as_single_pods() -> None:
-    app, svc, binder = make()
+    app, svc, binder = gang_extender()
     a = pod_obj("a", gpus=2, gang="g", min_member=2)
     odd = pod_obj("odd", gpus=1, gang="g", min_member=2)
     b = pod_obj("b", gpus=2, gang="g", min_member=2)
-    create(svc, a, odd, b)
+    appear(svc, a, odd, b)
     filt(app, a)
     doc = {"Pod": odd, "NodeNames": NODES}
     reply = post(app, "filter", doc)
@@ -190,7 +159,7 @@ def test_members_must_ask_the_same_and_extras_go_as_single_pods() -> None:
         futs = [pool.submit(lambda p: bind(app, p, filt(app, p)[0]), p) for p in (a, b)]
         assert [f.result(timeout=30) for f in futs] == ["", ""]
     extra = pod_obj("c", gpus=2, gang="g", min_member=2)
-    create(svc, extra)
+    appear(svc, extra)
     passed = filt(app, extra)
     assert len(passed) == 3  # not steered: the gang is bound, this one goes on its own
     assert bind(app, extra, passed[0]) == ""
@@ -199,31 +168,31 @@ def test_members_must_ask_the_same_and_extras_go_as_single_pods() -> None:
 
 def test_min_member_from_podgroup_wins_over_annotation_and_volcano_is_accepted() -> None:
     binder = FakeBinder(podgroups={"default/pg": 3})
-    app, svc, _ = make(binder=binder)
-    create(svc, *[pod_obj(f"x{i}", gpus=1, gang="pg", min_member=2) for i in range(3)])
+    app, svc, _ = gang_extender(binder=binder)
+    appear(svc, *[pod_obj(f"x{i}", gpus=1, gang="pg", min_member=2) for i in range(3)])
     filt(app, pod_obj("x0", gpus=1, gang="pg", min_member=2))
     assert svc.gangs.status("default/pg") == (GangState.RESERVED, 1, 0, 3)
     v = pod_obj("v0", gpus=1, annotations={VOLCANO_GROUP_ANNOTATION: "vc",
                                            "gts.dev/gang-min-member": "2"})
-    create(svc, v, pod_obj("v1", gpus=1, annotations={VOLCANO_GROUP_ANNOTATION: "vc",
+    appear(svc, v, pod_obj("v1", gpus=1, annotations={VOLCANO_GROUP_ANNOTATION: "vc",
                                                       "gts.dev/gang-min-member": "2"}))
     filt(app, v)
     assert svc.gangs.status("default/vc") == (GangState.RESERVED, 1, 0, 2)
 
 
 def test_plan_uses_only_the_nodes_kube_scheduler_allowed() -> None:
-    app, svc, _ = make()
+    app, svc, _ = gang_extender()
     p = pod_obj("w0", gpus=4, gang="sel", min_member=2)
-    create(svc, p, pod_obj("w1", gpus=4, gang="sel", min_member=2))
+    appear(svc, p, pod_obj("w1", gpus=4, gang="sel", min_member=2))
     passed = filt(app, p, names=["n2", "n3"])
     assert passed and passed[0] in ("n2", "n3")
     assert {a.node for a in svc.cache.snapshot.holdings.values()} <= {"n2", "n3"}
 
 
 def test_gang_too_big_for_the_cluster_says_why() -> None:
-    app, svc, _ = make()
+    app, svc, _ = gang_extender()
     members = [pod_obj(f"w{i}", gpus=8, gang="huge", min_member=4) for i in range(4)]
-    create(svc, *members)
+    appear(svc, *members)
     reply = post(app, "filter", {"Pod": members[0], "NodeNames": NODES})
     assert reply["NodeNames"] == []
     why = reply["FailedNodes"]["n1"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,15 +53,20 @@ def api() -> Iterator[KubeAPIDouble]:
         yield server
 
 
-def start_source(api: KubeAPIDouble, cache: ClusterCache, **kw: Any) -> KubeSource:
+@contextmanager
+def watching(api: KubeAPIDouble, cache: ClusterCache, **kw: Any) -> Iterator[KubeSource]:
+    """A KubeSource synced from `api` into `cache`, stopped on the way out."""
     # These tests count the node and pod lists and watches; the PodGroup watch has its own
     # (tests/test_cluster_gang_members.py).
     kw.setdefault("watch_podgroups", False)
     src = KubeSource(api_client(api), cache, backoff_initial_s=0.02, backoff_max_s=0.2, **kw)
     src.start()
-    assert src.wait_synced(10)
-    assert api.watch_count >= 2  # both watches open: a change from now on is not missed
-    return src
+    try:
+        assert src.wait_synced(10)
+        assert api.watch_count >= 2  # both watches open: a change from now on is not missed
+        yield src
+    finally:
+        src.stop()
 
 
 def held(cache: ClusterCache) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -80,8 +86,7 @@ def test_list_then_watch_events(api: KubeAPIDouble, shared: Path) -> None:
         api.put_node(n)
     api.put_pod(body["Pod"])
     cache = ClusterCache(signer=SIGNER)
-    src = start_source(api, cache)
-    try:
+    with watching(api, cache) as src:
         assert cache.snapshot.names == ["gpu-node-1", "gpu-node-2", "gpu-node-3"]
         binder = KubeBinder(api_client(api))
         a = Assignment(pod="default/ext-gpu-false", node="gpu-node-1", gpus=(5,),
@@ -101,8 +106,6 @@ def test_list_then_watch_events(api: KubeAPIDouble, shared: Path) -> None:
         assert api.wait_for(lambda: cache.node_index("gpu-node-2") is None)
         assert src.stats["lists"] == 2 and src.stats["relists_gone"] == 0
         assert src.stats["events"] >= 5
-    finally:
-        src.stop()
 
 
 @pytest.mark.parametrize("gone_as_http", [False, True])
@@ -112,8 +115,7 @@ def test_410_gone_relists(gone_as_http: bool) -> None:
         api.put_node(node_obj("b"))
         api.put_pod(pod_obj("x", node="a"))
         cache = ClusterCache()
-        src = start_source(api, cache)
-        try:
+        with watching(api, cache) as src:
             assert set(held(cache)) == {"default/x"}
             # Changes the watch never delivers, then history is compacted and the
             # connections drop: resuming from the old version is 410 Gone.
@@ -130,15 +132,12 @@ def test_410_gone_relists(gone_as_http: bool) -> None:
             # The new watch works from the re-listed version.
             api.put_pod(pod_obj("z", gpus=1, node="b"))
             assert api.wait_for(lambda: "default/z" in held(cache))
-        finally:
-            src.stop()
 
 
 def test_dropped_connection_resumes_without_relist(api: KubeAPIDouble) -> None:
     api.put_node(node_obj("a", 8))
     cache = ClusterCache()
-    src = start_source(api, cache)
-    try:
+    with watching(api, cache) as src:
         watches = api.watch_count
         api.drop_watches()
         api.put_pod(pod_obj("x", gpus=3, node="a"))
@@ -146,15 +145,12 @@ def test_dropped_connection_resumes_without_relist(api: KubeAPIDouble) -> None:
         assert api.watch_count > watches
         assert src.stats["reconnects"] >= 1
         assert src.stats["lists"] == 2  # resumed from the last version, no re-list
-    finally:
-        src.stop()
 
 
 def test_malformed_events_do_not_stop_the_watch(api: KubeAPIDouble) -> None:
     api.put_node(node_obj("a"))
     cache = ClusterCache()
-    src = start_source(api, cache)
-    try:
+    with watching(api, cache) as src:
         api.emit_raw("Pod", "ADDED", {"metadata": {"namespace": "default"}, "spec": {}})
         api.emit_raw("Pod", "MODIFIED", {"metadata": {"name": "odd", "annotations": []}})
         bad = node_obj("b")
@@ -167,29 +163,23 @@ def test_malformed_events_do_not_stop_the_watch(api: KubeAPIDouble) -> None:
         assert "status.allocatable.cpu" in cache.errors["b"]
         assert "default/odd" in cache.pod_errors
         assert src.stats["lists"] == 2 and src.stats["reconnects"] == 0
-    finally:
-        src.stop()
 
 
 def test_reconnect_backs_off_on_server_errors(api: KubeAPIDouble) -> None:
     api.put_node(node_obj("a"))
     cache = ClusterCache()
-    src = start_source(api, cache)
-    try:
+    with watching(api, cache) as src:
         api.inject("GET", r"^/api/v1/pods$", status=500, times=3)
         api.drop_watches()
         api.put_pod(pod_obj("x", node="a"))
         assert api.wait_for(lambda: "default/x" in held(cache))
         assert src.stats["reconnects"] >= 4  # the drop, then three 500s
-    finally:
-        src.stop()
 
 
 def test_bookmarks_and_server_timeouts_advance_the_version(api: KubeAPIDouble) -> None:
     api.put_node(node_obj("a"))
     cache = ClusterCache()
-    src = start_source(api, cache, watch_timeout_s=1)
-    try:
+    with watching(api, cache, watch_timeout_s=1) as src:
         api.put_pod(pod_obj("other-kind-change", gpus=0))  # moves the global version
         rv = str(api.rv)
 
@@ -208,8 +198,6 @@ def test_bookmarks_and_server_timeouts_advance_the_version(api: KubeAPIDouble) -
         assert src.stats["lists"] == 2 and src.stats["relists_gone"] == 0
         assert all(q.get("allowWatchBookmarks") == "true" for m, p, q, _ in api.requests
                    if q.get("watch") == "true")
-    finally:
-        src.stop()
 
 
 def test_restart_from_the_api_equals_the_running_cache(api: KubeAPIDouble) -> None:
@@ -219,9 +207,8 @@ def test_restart_from_the_api_equals_the_running_cache(api: KubeAPIDouble) -> No
         api.put_pod(pod_obj(f"p{i}", gpus=i + 1))
     api.put_pod(pod_obj("foreign", gpus=2, node="b"))
     cache = ClusterCache(signer=SIGNER)
-    src = start_source(api, cache)
-    binder = KubeBinder(api_client(api))
-    try:
+    with watching(api, cache):
+        binder = KubeBinder(api_client(api))
         plan = [("p0", "a", (7,)), ("p1", "a", (0, 1)), ("p2", "b", (3, 4, 5))]
         for name, node, gpus in plan:
             a = Assignment(pod=f"default/{name}", node=node, gpus=gpus, cpu_milli=1000)
@@ -236,14 +223,8 @@ def test_restart_from_the_api_equals_the_running_cache(api: KubeAPIDouble) -> No
         assert api.wait_for(lambda: len(held(cache)) == 5)
         assert cache.pod_errors == {}
         fresh = ClusterCache(signer=SIGNER)
-        src2 = start_source(api, fresh)
-        try:
-            with cache.lock, fresh.lock:
-                assert fresh.snapshot.same_state(cache.snapshot)
-        finally:
-            src2.stop()
-    finally:
-        src.stop()
+        with watching(api, fresh), cache.lock, fresh.lock:
+            assert fresh.snapshot.same_state(cache.snapshot)
 
 
 def test_expiry_clears_stale_annotations(api: KubeAPIDouble) -> None:
@@ -252,9 +233,8 @@ def test_expiry_clears_stale_annotations(api: KubeAPIDouble) -> None:
     clock = HandClock()
     cache = ClusterCache(signer=SIGNER, clock=clock, assume_ttl_s=5)
     binder = KubeBinder(api_client(api))
-    src = start_source(api, cache)
-    expiry = AssumptionExpiry(cache, binder, interval_s=3600)
-    try:
+    with watching(api, cache):
+        expiry = AssumptionExpiry(cache, binder, interval_s=3600)
         a = Assignment(pod="default/p", node="a", gpus=(2,), cpu_milli=1000)
         cache.assume(a)
         uid = api.get_pod("default", "p")["metadata"]["uid"]  # type: ignore[index]
@@ -266,8 +246,6 @@ def test_expiry_clears_stale_annotations(api: KubeAPIDouble) -> None:
         pod = api.get_pod("default", "p")
         assert pod is not None and ASSIGNED_NODE_ANNOTATION not in pod["metadata"]["annotations"]
         assert api.wait_for(lambda: cache.stale_annotations() == [])
-    finally:
-        src.stop()
 
 
 # ---- binder -------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from scheduler.contract.assignment import Assignment
 @given(nodes=st.integers(1, 6), steps=st.lists(st.tuples(st.integers(0, 5), st.booleans()),
                                                 min_size=1, max_size=1500),
        copy_at=st.integers(0, 1500))
-def test_changed_rows_equal_the_version_comparison(nodes, steps, copy_at) -> None:
+def test_changed_rows_equal_the_version_comparison(
+        nodes: int, steps: list[tuple[int, bool]], copy_at: int) -> None:
     snap = make_snapshot([(0, 64000, "r0")] * nodes)
     seen: list[tuple[int, np.ndarray]] = [(snap.generation, snap.node_version.copy())]
     held: list[str] = []

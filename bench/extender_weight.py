@@ -55,28 +55,28 @@ class CombinedPolicy:
 
     def place(self, req: PodRequest, snap: Snapshot) -> Assignment | None:
         """One pod through filter, both scores, kube-scheduler's sum and our bind."""
-        cfg, mix = self.ours.config, self.ours.workload
+        cfg, workload = self.ours.config, self.ours.workload
         fr = filter_nodes(req, snap, None, cfg)
         idx = fr.feasible
         if not idx.size:
             return None
         total = self.kube.node_scores(req, snap, idx, free_gpu_counts(snap)).astype(np.float64)
         if req.wants_gpu:
-            ext = extender_scores(score_nodes(req, snap, idx, mix, cfg), idx, cfg)
+            ext = extender_scores(score_nodes(req, snap, idx, workload, cfg), idx, cfg)
             total = total + ext * self.weight * EXTENDER_SCALE
         top = np.flatnonzero(total == total.max())
         j = int(top[self.rng.integers(len(top))])
         if req.wants_gpu:
             self.decisions += 1
             self.overridden += int(ext[j] < MAX_EXTENDER_PRIORITY)
-        return assign(req, snap, int(idx[j]), cfg, mix)
+        return assign(req, snap, int(idx[j]), cfg, workload)
 
     def place_gang(self, members: Sequence[PodRequest], snap: Snapshot) -> list[Assignment] | None:
         """Our gang plan (the extender steers each member to its reserved node)."""
         return self.ours.place_gang(members, snap)
 
     def observe(self, req: PodRequest) -> None:
-        """Our pod mix learns from arrivals, as in the extender."""
+        """Our typical workload learns from arrivals, as in the extender."""
         self.ours.observe(req)
 
 

@@ -115,7 +115,7 @@ def replay_fill(
     target_ratio: float = 1.3,
     record_every: float = 1.0,
     typical: TypicalPods | None = None,
-    warm_mix: bool = True,
+    warm_typical_workload: bool = True,
     stop_failed_milli: int | None = None,
     progress: Progress | None = None,
     clock: Clock = time.perf_counter,
@@ -129,8 +129,8 @@ def replay_fill(
     `record_every` is the checkpoint step in % of capacity arrived (fragmentation and used
     GPUs are measured there; the allocation curve is recorded after every pod). `typical`
     are the typical pods the fragmentation is measured against (bench.metrics). With
-    `warm_mix` the policy observes every original pod before the replay, as FGD's simulator
-    gives its policy the workload's typical pods up front; arriving pods are observed too.
+    `warm_typical_workload` the policy observes every original pod before the replay, as FGD's
+    simulator gives its policy the workload's typical pods up front; arriving pods are observed too.
     """
     t_start = clock()
     snap = build_snapshot(nodes)
@@ -139,7 +139,7 @@ def replay_fill(
         raise ValueError("the cluster has no GPUs; the fill protocol measures GPU allocation")
     pods = [replace(p, gang=None) if p.gang else p for p in pods]
     order, n_orig = fill_order(pods, capacity, seed, target_ratio)
-    if warm_mix:
+    if warm_typical_workload:
         for p in sorted(pods, key=lambda p: p.key):
             policy.observe(p)
     n = len(order)

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 from kube_scheduler_oracle import check_bind_reply, check_filter_reply, check_prioritize_reply
+from snapshot_equality import same_state
 
 from scheduler.cluster.cache import ClusterCache
 from scheduler.constants import (
@@ -146,7 +147,7 @@ def check_invariants(snap: Snapshot) -> None:
             assert bool(int(snap.free_mask[i]) >> g & 1) == (snap.milli_free[i, g] ==
                                                              MILLI_PER_GPU)
     rebuilt = build_snapshot(snap.specs, snap.holdings.values())
-    assert rebuilt.same_state(snap)
+    assert same_state(rebuilt, snap)
 
 
 def gpu_owners(snap: Snapshot) -> dict[tuple[str, int], list[str]]:

@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from extender_fakes import KEY, FakeBinder, spec, static_cache
+from recorded_events import RecordedEvents
 
 from scheduler.cluster.cache import ClusterCache
-from scheduler.cluster.events import RecordedEvents
 from scheduler.extender.server import ExtenderApp
 from scheduler.extender.service import ExtenderService, ServiceOptions
 from scheduler.podcodec.signing import Signer

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from snapshot_equality import same_state
 
 from bench.baselines import POLICIES, UnknownPolicyError, make_policy
 from bench.fill_replay import replay_fill
@@ -63,7 +64,7 @@ def run_stream(name: str, seed: int, nodes: list[NodeSpec], pods: list[PodReques
     for p in pods:
         before = snap.copy()
         a = pol.place(p, snap)
-        assert snap.same_state(before), f"{name} mutated the snapshot"
+        assert same_state(snap, before), f"{name} mutated the snapshot"
         if a is None:
             trail.append(None)
             continue

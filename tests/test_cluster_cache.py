@@ -12,9 +12,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cluster_cache_probes import durable_snapshot, in_memory_keys, node_index, replace_all
 from hand_clock import HandClock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pod_annotation_patch import cleared_assignment_annotations
+from snapshot_equality import same_state
 
 from scheduler.cluster.cache import ClusterCache
 from scheduler.constants import (
@@ -29,7 +32,6 @@ from scheduler.contract.assignment import Assignment
 from scheduler.podcodec.assignment import (
     assignment_annotations,
     assignment_from_pod,
-    cleared_assignment_annotations,
 )
 from scheduler.podcodec.signing import Signer
 from scheduler.policy.snapshot import AllocationError, Snapshot, build_snapshot
@@ -89,7 +91,7 @@ def check_invariants(cache: ClusterCache) -> None:
         for a in snap.holdings.values():
             assert a.node in snap.index
         rebuilt = build_snapshot(snap.specs, snap.holdings.values())
-        assert snap.same_state(rebuilt)
+        assert same_state(snap, rebuilt)
         assert (snap.milli_free >= 0).all() and (snap.milli_free <= 1000).all()
         assert (snap.cpu_free >= 0).all() and (snap.mem_free >= 0).all()
 
@@ -103,20 +105,20 @@ def new_cache(clock: HandClock | None = None) -> ClusterCache:
 def test_fixture_nodes_sorted_and_schedulable(shared: Path) -> None:
     body = json.loads((shared / "fixtures/extender/ncc-false/filter.request.json").read_text())
     cache = new_cache()
-    cache.replace_all(body["Nodes"]["items"], [body["Pod"]])
+    replace_all(cache, body["Nodes"]["items"], [body["Pod"]])
     assert cache.snapshot.names == ["gpu-node-1", "gpu-node-2", "gpu-node-3"]
     assert cache.errors == {} and cache.snapshot.holdings == {}
-    assert cache.node_index("gpu-node-2") == 1 and cache.node_index("nope") is None
+    assert node_index(cache, "gpu-node-2") == 1 and node_index(cache, "nope") is None
     check_invariants(cache)
 
 
 def test_assume_confirm_forget() -> None:
     cache = new_cache()
-    cache.replace_all([node_obj("a", 4)], [])
+    replace_all(cache, [node_obj("a", 4)], [])
     a = whole("p", "a", (0, 1))
     cache.assume(a)
     assert cache.snapshot.holdings == {"ns/p": a}
-    assert cache.in_memory_keys() == ["ns/p"]
+    assert in_memory_keys(cache) == ["ns/p"]
     with pytest.raises(AllocationError):
         cache.assume(whole("q", "a", (1, 2)))  # GPU 1 is taken
     with pytest.raises(AllocationError):
@@ -132,7 +134,7 @@ def test_assume_confirm_forget() -> None:
 def test_assumption_expires_after_ttl() -> None:
     clock = HandClock()
     cache = new_cache(clock)
-    cache.replace_all([node_obj("a", 8)], [])
+    replace_all(cache, [node_obj("a", 8)], [])
     cache.assume(whole("p", "a", (0,)))
     cache.assume(whole("q", "a", (1,)))
     cache.confirm("ns/q")
@@ -150,7 +152,7 @@ def test_assumption_expires_after_ttl() -> None:
 def assumed_then_annotated(cache: ClusterCache, gpu: int) -> tuple[Assignment, dict[str, Any]]:
     """Pod p assumed on one GPU of node a (4 GPUs), then its annotate patch back through the
     watch; the assignment and the pod object."""
-    cache.replace_all([node_obj("a", 4)], [])
+    replace_all(cache, [node_obj("a", 4)], [])
     a = whole("p", "a", (gpu,))
     cache.assume(a)
     p = annotated(pod_obj("p", gpus=1), a)
@@ -162,7 +164,7 @@ def test_annotated_unbound_pod_expires_and_stale_annotation_is_ignored() -> None
     clock = HandClock()
     cache = new_cache(clock)
     a, p = assumed_then_annotated(cache, 2)
-    assert cache.in_memory_keys() == []  # now it would survive a restart
+    assert in_memory_keys(cache) == []  # now it would survive a restart
     clock.advance(TTL)
     assert cache.expire() == ["ns/p"]
     ours = {k: v for k, v in p["metadata"]["annotations"].items()
@@ -209,7 +211,7 @@ def test_retry_after_rollback_is_not_displaced_by_the_stale_annotation() -> None
 def test_watch_confirms_bound_pod_and_releases_on_finish_or_delete() -> None:
     clock = HandClock()
     cache = new_cache(clock)
-    cache.replace_all([node_obj("a", 4)], [])
+    replace_all(cache, [node_obj("a", 4)], [])
     a = whole("p", "a", (1, 3))
     cache.assume(a)
     p = annotated(pod_obj("p", gpus=2, node="a"), a)
@@ -232,7 +234,7 @@ def test_watch_confirms_bound_pod_and_releases_on_finish_or_delete() -> None:
 
 def test_unsigned_or_forged_annotation_is_not_ours() -> None:
     cache = new_cache()
-    cache.replace_all([node_obj("a", 4)], [])
+    replace_all(cache, [node_obj("a", 4)], [])
     a = whole("p", "a", (0, 1))
     p = annotated(pod_obj("p", gpus=2), a)
     p["metadata"]["annotations"]["gts.dev/signature"] = "0" * 64
@@ -248,7 +250,7 @@ def test_unsigned_or_forged_annotation_is_not_ours() -> None:
 
 def test_foreign_pods_take_lowest_free_gpus_and_move_around_ours() -> None:
     cache = new_cache()
-    cache.replace_all([node_obj("a", 4)], [])
+    replace_all(cache, [node_obj("a", 4)], [])
     f = pod_obj("f", gpus=2, node="a")
     cache.upsert_pod(f)
     assert cache.snapshot.holdings["ns/f"].gpus == (0, 1)
@@ -259,16 +261,16 @@ def test_foreign_pods_take_lowest_free_gpus_and_move_around_ours() -> None:
     assert cache.snapshot.holdings["ns/f"].gpus == (1, 2)
     # Same objects in the other order give the same snapshot.
     other = new_cache()
-    other.replace_all([node_obj("a", 4)], [])
+    replace_all(other, [node_obj("a", 4)], [])
     other.upsert_pod(ours)
     other.upsert_pod(f)
-    assert other.snapshot.same_state(cache.snapshot)
+    assert same_state(other.snapshot, cache.snapshot)
     check_invariants(cache)
 
 
 def test_conflicting_annotations_counted_once_then_resolved() -> None:
     cache = new_cache()
-    cache.replace_all([node_obj("a", 2)], [])
+    replace_all(cache, [node_obj("a", 2)], [])
     p = annotated(pod_obj("p", gpus=1, node="a"), whole("p", "a", (0,)))
     q = annotated(pod_obj("q", gpus=1, node="a"), whole("q", "a", (0,)))
     cache.upsert_pod(p)
@@ -283,7 +285,7 @@ def test_conflicting_annotations_counted_once_then_resolved() -> None:
 
 def test_node_removal_and_return_keep_holdings_from_the_api() -> None:
     cache = new_cache()
-    cache.replace_all([node_obj("a", 4), node_obj("b", 4)], [])
+    replace_all(cache, [node_obj("a", 4), node_obj("b", 4)], [])
     p = annotated(pod_obj("p", gpus=1, node="b"), whole("p", "b", (3,)))
     cache.upsert_pod(p)
     cache.delete_node("b")
@@ -296,7 +298,7 @@ def test_node_removal_and_return_keep_holdings_from_the_api() -> None:
 def test_unchanged_node_update_keeps_the_snapshot() -> None:
     cache = new_cache()
     n = node_obj("a", 4)
-    cache.replace_all([n], [])
+    replace_all(cache, [n], [])
     snap = cache.snapshot
     n2 = copy.deepcopy(n)
     n2["metadata"]["resourceVersion"] = "999"
@@ -307,7 +309,7 @@ def test_unchanged_node_update_keeps_the_snapshot() -> None:
 
 def test_invalid_node_kept_out_then_restored() -> None:
     cache = new_cache()
-    cache.replace_all([node_obj("a", 4), node_obj("b", 8, preset="dgx-h100")], [])
+    replace_all(cache, [node_obj("a", 4), node_obj("b", 8, preset="dgx-h100")], [])
     bad = node_obj("b", 8)
     bad["metadata"]["annotations"] = {TOPOLOGY_ANNOTATION: '{"v": 1, "gpus": []}'}
     err = cache.upsert_node(bad)
@@ -319,7 +321,7 @@ def test_invalid_node_kept_out_then_restored() -> None:
 
 def test_share_holdings() -> None:
     cache = new_cache()
-    cache.replace_all([node_obj("a", 1)], [])
+    replace_all(cache, [node_obj("a", 1)], [])
     s1 = Assignment(pod="ns/s1", node="a", gpus=(0,), gpu_milli=600, gpu_memory_mib=8000)
     s2 = Assignment(pod="ns/s2", node="a", gpus=(0,), gpu_milli=400, gpu_memory_mib=7360)
     cache.assume(s1)
@@ -352,7 +354,7 @@ class World:
         self.queue: list[tuple[str, str, dict[str, Any]]] = []
         self.n = 0
         self.nodes = {name: NODE_POOL[name](0) for name in ("n0", "n1")}
-        self.cache.replace_all(list(self.nodes.values()), [])
+        replace_all(self.cache, list(self.nodes.values()), [])
         self.model = Model(self.clock)
         self.model.relist(list(self.nodes.values()), [])
         # True while the live mix should equal a rebuilt one: no pod it counted has left since
@@ -509,7 +511,7 @@ class World:
             self.clear_stale()
         elif op == "relist":
             self.deliver(len(self.queue))
-            self.cache.replace_all(list(self.nodes.values()), list(self.pods.values()))
+            replace_all(self.cache, list(self.nodes.values()), list(self.pods.values()))
             self.model.relist(list(self.nodes.values()), list(self.pods.values()))
             self.mix_exact = True
 
@@ -529,7 +531,7 @@ class World:
         self.clear_stale()  # what the service does before it goes down, or the new one does
         self.deliver(len(self.queue))
         fresh = ClusterCache(assume_ttl_s=TTL, clock=self.clock, signer=SIGNER)
-        fresh.replace_all(list(self.nodes.values()), list(self.pods.values()))
+        replace_all(fresh, list(self.nodes.values()), list(self.pods.values()))
         model = Model(self.clock)
         model.relist(list(self.nodes.values()), list(self.pods.values()))
         model.check(fresh)
@@ -537,13 +539,13 @@ class World:
         check_invariants(self.cache)
         check_invariants(fresh)
         if self.mix_exact:
-            assert same_mix(fresh.mix, self.cache.mix)
+            assert same_mix(fresh.typical_workload, self.cache.typical_workload)
         # The only legitimate difference: assumptions whose annotation is not in the API yet.
-        assert fresh.snapshot.same_state(self.cache.durable_snapshot())
-        if not self.cache.in_memory_keys():
-            assert fresh.snapshot.same_state(self.cache.snapshot)
+        assert same_state(fresh.snapshot, durable_snapshot(self.cache))
+        if not in_memory_keys(self.cache):
+            assert same_state(fresh.snapshot, self.cache.snapshot)
         else:
-            lost = set(self.cache.in_memory_keys())
+            lost = set(in_memory_keys(self.cache))
             assert set(fresh.snapshot.holdings) <= set(self.cache.snapshot.holdings) | {
                 k for k in fresh.snapshot.holdings if k not in lost}
             assert not lost & set(fresh.snapshot.holdings)
@@ -698,7 +700,7 @@ class Model:
 
 
 def same_mix(a: TypicalWorkload, b: TypicalWorkload) -> bool:
-    return (a.version, a.snapshot_weights()) == (b.version, b.snapshot_weights())
+    return (a.version, dict(a._count)) == (b.version, dict(b._count))
 
 
 def test_mix_is_rebuilt_from_the_pods_in_creation_order() -> None:
@@ -712,25 +714,26 @@ def test_mix_is_rebuilt_from_the_pods_in_creation_order() -> None:
     caches = []
     for order in (pods, pods[::-1], pods[3:] + pods[:3]):
         c = new_cache(HandClock())
-        c.replace_all([node_obj("n0", 8)], copy.deepcopy(order))
+        replace_all(c, [node_obj("n0", 8)], copy.deepcopy(order))
         caches.append(c)
-    assert all(same_mix(c.mix, caches[0].mix) for c in caches)
-    assert caches[0].mix.version == 8
+    assert all(same_mix(c.typical_workload, caches[0].typical_workload) for c in caches)
+    assert caches[0].typical_workload.version == 8
     # The watch, seeing them in creation order, builds the same mix; updates count nothing.
     live = new_cache(HandClock())
-    live.replace_all([node_obj("n0", 8)], [])
+    replace_all(live, [node_obj("n0", 8)], [])
     order = sorted(pods, key=lambda p: (p["metadata"]["creationTimestamp"],
                                         f"ns/{p['metadata']['name']}"))
     for p in order + order:
         live.upsert_pod(p)
-    assert same_mix(live.mix, caches[0].mix)
-    assert not same_mix(live.mix, new_cache(HandClock()).mix)
+    assert same_mix(live.typical_workload, caches[0].typical_workload)
+    assert not same_mix(live.typical_workload, new_cache(HandClock()).typical_workload)
     # In another order within a creation second, a restart can only guess (it sorts by key).
     c = new_cache(HandClock())
-    c.replace_all([node_obj("n0", 8)], [])
+    replace_all(c, [node_obj("n0", 8)], [])
     for p in pods[::-1]:
         c.upsert_pod(p)
-    assert c.mix.version == 8 and not same_mix(c.mix, caches[0].mix)
+    assert c.typical_workload.version == 8
+    assert not same_mix(c.typical_workload, caches[0].typical_workload)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -764,8 +767,9 @@ def test_restart_with_every_kind_of_holding() -> None:
     q["spec"]["nodeName"] = "n0"
     world.put_pod(q)
     world.restart_matches()
-    assert world.mix_exact and world.cache.mix.version == 4  # b, u, m, f; each counted once
-    assert world.cache.in_memory_keys() == ["ns/m"]
+    assert world.mix_exact  # b, u, m, f; each counted once:
+    assert world.cache.typical_workload.version == 4
+    assert in_memory_keys(world.cache) == ["ns/m"]
     assert set(world.cache.snapshot.holdings) == {"ns/b", "ns/u", "ns/m", "ns/f"}
 
 
@@ -854,7 +858,7 @@ def real_objects(shared: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any
 def test_mutated_objects_never_crash_or_corrupt(shared: Path, data: st.DataObject) -> None:
     nodes, pods = real_objects(shared)
     cache = new_cache()
-    cache.replace_all(nodes, pods[-2:])
+    replace_all(cache, nodes, pods[-2:])
     check_invariants(cache)
     for _ in range(data.draw(st.integers(1, 4), label="rounds")):
         if data.draw(st.booleans(), label="node?"):
@@ -880,18 +884,18 @@ def test_snapshot_same_state_sees_differences() -> None:
     """The comparison the restart test relies on does notice a different holding."""
     a, b = new_cache(), new_cache()
     for c in (a, b):
-        c.replace_all([node_obj("n", 4)], [])
+        replace_all(c, [node_obj("n", 4)], [])
     a.assume(whole("p", "n", (0,)))
     b.assume(whole("p", "n", (1,)))
-    assert not a.snapshot.same_state(b.snapshot)
-    assert isinstance(a.durable_snapshot(), Snapshot)
-    assert np.array_equal(a.durable_snapshot().free_mask, [15])
+    assert not same_state(a.snapshot, b.snapshot)
+    assert isinstance(durable_snapshot(a), Snapshot)
+    assert np.array_equal(durable_snapshot(a).free_mask, [15])
 
 
 def test_concurrent_watch_events_and_assumptions() -> None:
     """Watch threads and bind threads at once: no exception, invariants hold, nothing leaks."""
     cache = new_cache()
-    cache.replace_all([node_obj(f"n{i}", 8) for i in range(4)], [])
+    replace_all(cache, [node_obj(f"n{i}", 8) for i in range(4)], [])
     errors: list[BaseException] = []
 
     def binder(t: int) -> None:

@@ -9,9 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cluster_cache_probes import in_memory_keys, node_index
 from hand_clock import HandClock
 from kubeapi_double import KubeAPIDouble
 from kubernetes import client as k8s
+from pod_annotation_patch import annotate
+from snapshot_equality import same_state
 
 from scheduler.cluster.cache import ClusterCache
 from scheduler.cluster.kube_binder import KubeBinder
@@ -76,7 +79,7 @@ def held(cache: ClusterCache) -> dict[str, tuple[str, tuple[int, ...]]]:
 
 def bind_for_real(api: KubeAPIDouble, binder: KubeBinder, name: str, a: Assignment) -> None:
     uid = api.get_pod("default", name)["metadata"]["uid"]  # type: ignore[index]
-    binder.annotate("default", name, uid, assignment_annotations(a, SIGNER, uid=uid))
+    annotate(binder, "default", name, uid, assignment_annotations(a, SIGNER, uid=uid))
     binder.bind("default", name, uid, a.node)
 
 
@@ -95,7 +98,7 @@ def test_list_then_watch_events(api: KubeAPIDouble, shared: Path) -> None:
         assert api.wait_for(lambda: held(cache) == {"default/ext-gpu-false": ("gpu-node-1",
                                                                              (5,))})
         api.put_node(node_obj("gpu-node-4", 2))
-        assert api.wait_for(lambda: cache.node_index("gpu-node-4") is not None)
+        assert api.wait_for(lambda: node_index(cache, "gpu-node-4") is not None)
         # A pod that finishes leaves the field-selected watch as DELETED: released.
         p = api.get_pod("default", "ext-gpu-false")
         assert p is not None
@@ -103,7 +106,7 @@ def test_list_then_watch_events(api: KubeAPIDouble, shared: Path) -> None:
         api.put_pod(p)
         assert api.wait_for(lambda: held(cache) == {})
         api.delete_node("gpu-node-2")
-        assert api.wait_for(lambda: cache.node_index("gpu-node-2") is None)
+        assert api.wait_for(lambda: node_index(cache, "gpu-node-2") is None)
         assert src.stats["lists"] == 2 and src.stats["relists_gone"] == 0
         assert src.stats["events"] >= 5
 
@@ -219,12 +222,12 @@ def test_restart_from_the_api_equals_the_running_cache(api: KubeAPIDouble) -> No
         # p3 is annotated but its bind never happens (the extender died in between).
         a3 = Assignment(pod="default/p3", node="a", gpus=(2, 3, 4, 6), cpu_milli=1000)
         uid = api.get_pod("default", "p3")["metadata"]["uid"]  # type: ignore[index]
-        binder.annotate("default", "p3", uid, assignment_annotations(a3, SIGNER, uid=uid))
+        annotate(binder, "default", "p3", uid, assignment_annotations(a3, SIGNER, uid=uid))
         assert api.wait_for(lambda: len(held(cache)) == 5)
         assert cache.pod_errors == {}
         fresh = ClusterCache(signer=SIGNER)
         with watching(api, fresh), cache.lock, fresh.lock:
-            assert fresh.snapshot.same_state(cache.snapshot)
+            assert same_state(fresh.snapshot, cache.snapshot)
 
 
 def test_expiry_clears_stale_annotations(api: KubeAPIDouble) -> None:
@@ -238,8 +241,8 @@ def test_expiry_clears_stale_annotations(api: KubeAPIDouble) -> None:
         a = Assignment(pod="default/p", node="a", gpus=(2,), cpu_milli=1000)
         cache.assume(a)
         uid = api.get_pod("default", "p")["metadata"]["uid"]  # type: ignore[index]
-        binder.annotate("default", "p", uid, assignment_annotations(a, SIGNER, uid=uid))
-        assert api.wait_for(lambda: cache.in_memory_keys() == [])
+        annotate(binder, "default", "p", uid, assignment_annotations(a, SIGNER, uid=uid))
+        assert api.wait_for(lambda: in_memory_keys(cache) == [])
         clock.t += 5
         assert expiry.expire_once() == ["default/p"]
         assert held(cache) == {}
@@ -254,17 +257,17 @@ def test_annotate_merge_patch_with_uid_precondition(api: KubeAPIDouble) -> None:
     stored = api.put_pod(pod_obj("p"))
     uid = stored["metadata"]["uid"]
     binder = KubeBinder(api_client(api))
-    binder.annotate("default", "p", uid, {"x/a": "1", "x/b": "2"})
-    binder.annotate("default", "p", uid, {"x/a": None})
+    annotate(binder, "default", "p", uid, {"x/a": "1", "x/b": "2"})
+    annotate(binder, "default", "p", uid, {"x/a": None})
     pod = api.get_pod("default", "p")
     assert pod is not None and pod["metadata"]["annotations"] == {"x/b": "2"}
     patches = [b for m, _, _, b in api.requests if m == "PATCH"]
     assert patches[0] == {"metadata": {"annotations": {"x/a": "1", "x/b": "2"}, "uid": uid}}
     with pytest.raises(Conflict, match="UID in precondition") as e:
-        binder.annotate("default", "p", "another-uid", {"x/c": "3"})
+        annotate(binder, "default", "p", "another-uid", {"x/c": "3"})
     assert e.value.status == 409
     with pytest.raises(NotFound) as nf:
-        binder.annotate("default", "gone", "u", {"x/c": "3"})
+        annotate(binder, "default", "gone", "u", {"x/c": "3"})
     assert nf.value.status == 404
 
 
@@ -337,7 +340,7 @@ def test_remove_annotations_only_if_unchanged(api: KubeAPIDouble) -> None:
     old = Assignment(pod="default/p", node="a", gpus=(1,))
     new = Assignment(pod="default/p", node="a", gpus=(2,))
     old_ann = assignment_annotations(old, SIGNER, uid=uid)
-    binder.annotate("default", "p", uid, {**assignment_annotations(new, SIGNER, uid=uid),
+    annotate(binder, "default", "p", uid, {**assignment_annotations(new, SIGNER, uid=uid),
                                          "other/x": "1"})
     # The extender wrote a new assignment meanwhile: the stale one is not removed.
     with pytest.raises(Conflict):

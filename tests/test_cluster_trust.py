@@ -7,10 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cluster_cache_probes import durable_snapshot, replace_all
+from kube_events_drain import drain
+from recorded_events import RecordedEvents
+from snapshot_equality import same_state
 from test_cluster_cache import node_obj, pod_obj
 
 from scheduler.cluster.cache import ClusterCache
-from scheduler.cluster.events import Event, ObjectRef, RecordedEvents
+from scheduler.cluster.events import Event, ObjectRef
 from scheduler.cluster.kube_events import KubeEvents
 from scheduler.constants import TOPOLOGY_ANNOTATION
 from scheduler.contract.assignment import Assignment
@@ -55,19 +59,19 @@ def used_milli(cache: ClusterCache) -> int:
 def test_a_restart_with_a_new_key_keeps_running_pods_counted() -> None:
     pods = share_pods(Signer(OLD))
     before = ClusterCache(signer=Signer(OLD))
-    before.replace_all([node_obj("a", 4)], pods)
+    replace_all(before, [node_obj("a", 4)], pods)
     assert used_milli(before) == 4000
     after = ClusterCache(signer=Signer(NEW))  # restarted with only the new key
-    after.replace_all([node_obj("a", 4)], pods)
+    replace_all(after, [node_obj("a", 4)], pods)
     assert used_milli(after) == 4000  # held, never free
-    assert after.snapshot.same_state(before.snapshot)
+    assert same_state(after.snapshot, before.snapshot)
 
 
 def test_unverifiable_assignments_are_reported_once_each() -> None:
     pods = share_pods(Signer(OLD))
     events = RecordedEvents()
     cache = ClusterCache(signer=Signer(NEW), events=events)
-    cache.replace_all([node_obj("a", 4)], pods)
+    replace_all(cache, [node_obj("a", 4)], pods)
     assert sorted(cache.unverified) == [f"ns/s{i}" for i in range(8)]
     cache.upsert_pod(pods[0])  # seen again: no second event
     assert events.reasons() == ["AssignmentUnverifiable"] * 8
@@ -84,7 +88,7 @@ def test_the_metric_counts_unverified_assignments() -> None:
     from scheduler.extender.service import ExtenderService
 
     cache = ClusterCache(signer=Signer(NEW))
-    cache.replace_all([node_obj("a", 4)], share_pods(Signer(OLD)))
+    replace_all(cache, [node_obj("a", 4)], share_pods(Signer(OLD)))
     cache.synced = True
     metrics = ExtenderMetrics()
     svc = ExtenderService(cache, FakeBinder(), Signer(NEW), metrics=metrics)
@@ -96,7 +100,7 @@ def test_a_key_ring_rotates_without_dropping_anyone() -> None:
     ring = Signer(keys={"k-old": OLD, "k-new": NEW}, key_id="k-new")
     old = Signer(keys={"k-old": OLD})
     cache = ClusterCache(signer=ring)
-    cache.replace_all([node_obj("a", 4)], share_pods(old))
+    replace_all(cache, [node_obj("a", 4)], share_pods(old))
     assert cache.unverified == {} and used_milli(cache) == 4000
     sig = ring.sign("u", "a", (0,), 1000, 0)
     assert sig.startswith("k-new:") and old.verify(
@@ -159,7 +163,7 @@ def test_a_foreign_pod_on_shared_gpus_is_counted_conservatively_and_reported() -
     cache = ClusterCache(signer=signer, events=events)
     pods = share_pods(signer)[::2]  # a 500 share on every GPU of node a: none wholly free
     foreign = pod_obj("default-sched", gpus=2, node="a")
-    cache.replace_all([node_obj("a", 4)], [*pods, foreign])
+    replace_all(cache, [node_obj("a", 4)], [*pods, foreign])
     snap = cache.snapshot
     i = snap.index["a"]
     # The two partly used GPUs it is counted on have nothing left for anyone.
@@ -168,7 +172,7 @@ def test_a_foreign_pod_on_shared_gpus_is_counted_conservatively_and_reported() -
     assert "overcommitted" in cache.pod_errors["ns/default-sched"]
     assert events.reasons() == ["NodeOvercommitted"]
     assert events.events[0].about == ObjectRef("Node", "a")
-    assert cache.durable_snapshot().same_state(snap)  # a restart rebuilds the same
+    assert same_state(durable_snapshot(cache), snap)  # a restart rebuilds the same
     cache.delete_pod(foreign)
     assert "a" not in cache.overcommitted
     assert int(cache.snapshot.milli_free[i, :4].sum()) == 2000
@@ -181,7 +185,7 @@ def test_a_foreign_pod_without_any_capacity_left_is_reported_on_the_pod() -> Non
     full = [signed(pod_obj(f"w{g}", gpus=1, node="a"),
                    Assignment(pod=f"ns/w{g}", node="a", gpus=(g,), cpu_milli=1000,
                               memory_mib=1024), signer) for g in range(4)]
-    cache.replace_all([node_obj("a", 4)], [*full, pod_obj("f", gpus=2, node="a")])
+    replace_all(cache, [node_obj("a", 4)], [*full, pod_obj("f", gpus=2, node="a")])
     assert sorted(events.reasons()) == ["ForeignPodNotCounted", "NodeOvercommitted"]
     assert "not counted" in cache.overcommitted["a"]
 
@@ -191,7 +195,7 @@ def test_an_invalid_topology_is_an_event_on_the_node() -> None:
     cache = ClusterCache(events=events)
     bad = node_obj("b", 8)
     bad["metadata"]["annotations"] = {TOPOLOGY_ANNOTATION: '{"v": 1, "gpus": []}'}
-    cache.replace_all([node_obj("a", 4), bad], [])
+    replace_all(cache, [node_obj("a", 4), bad], [])
     cache.upsert_node(bad)
     assert events.reasons() == ["InvalidTopology"]
     assert events.events[0].about == ObjectRef("Node", "b")
@@ -219,14 +223,14 @@ def test_kube_events_create_then_aggregate_and_never_block() -> None:
     for _ in range(5):
         sink.emit(Event(pod, "AssignmentUnverifiable", "cannot verify", "Warning"))
     assert sink.stats["dropped"] == 2  # the queue was full: dropped, not waited on
-    sink.drain()
+    drain(sink)
     assert len(core.created) == 1 and len(core.patched) == 2
     ns, body = core.created[0]
     assert ns == "ns" and body["involvedObject"]["uid"] == "uid-p"
     assert body["reason"] == "AssignmentUnverifiable" and body["type"] == "Warning"
     assert core.patched[-1][2]["count"] == 3
     sink.emit(Event(ObjectRef("Node", "n1"), "NodeOvercommitted", "x", "Warning"))
-    sink.drain()
+    drain(sink)
     assert core.created[-1][0] == "default"  # nodes' events live in default, like kubelet's
 
 

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from cluster_cache_probes import in_memory_keys
 from extender_fakes import KEY, ExtenderClient, check_invariants, node_obj, pod_obj
 from kubeapi_double import KubeAPIDouble
 from kubernetes import client as k8s
+from snapshot_equality import same_state
 
 from scheduler.cluster.cache import ClusterCache
 from scheduler.cluster.kube_binder import KubeBinder
@@ -104,7 +106,7 @@ def api_assignments(api: KubeAPIDouble) -> dict[str, Any]:
 
 def settled(s: Stack) -> bool:
     """The cache has caught up with the API: nothing is held only in memory."""
-    return not s.cache.in_memory_keys()
+    return not in_memory_keys(s.cache)
 
 
 def no_gpu_twice(assignments: dict[str, Any]) -> None:
@@ -222,7 +224,7 @@ def test_restart_rebuilds_the_same_holdings_and_decisions(api: KubeAPIDouble) ->
     s2 = start(api)
     try:
         with s2.cache.lock:
-            assert s2.cache.snapshot.same_state(before)
+            assert same_state(s2.cache.snapshot, before)
         assert s2.client.post("filter", doc) == before_filter
         # New pods keep landing without touching anything held before the restart.
         _, err = s2.client.schedule(create(api, pod_obj("after", gpus=2)), NAMES)

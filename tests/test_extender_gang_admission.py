@@ -15,9 +15,9 @@ import pytest
 from extender_fakes import check_invariants, pod_obj, spec, wait_for
 from gang_extender import NODES, appear, gang_extender
 from hand_clock import HandClock
+from recorded_events import RecordedEvents
 
 import scheduler.policy as policy_pkg
-from scheduler.cluster.events import RecordedEvents
 from scheduler.contract.assignment import Assignment
 from scheduler.extender.server import ExtenderApp
 from scheduler.extender.service import ExtenderService

@@ -49,7 +49,7 @@ def test_every_fixture_request_parses_and_its_reply_shape_round_trips(
     for verb, req, resp in calls:
         if verb in ("filter", "prioritize"):
             args = parse_extender_args(req)
-            assert args.node_cache_capable == (mode == "ncc-true")
+            assert (args.node_names is not None) == (mode == "ncc-true")
             if mode == "ncc-true":
                 assert args.names == tuple(req["NodeNames"])
             else:
@@ -81,7 +81,7 @@ def test_every_fixture_request_parses_and_its_reply_shape_round_trips(
 def test_keys_are_read_like_go_exact_first_then_ignoring_case() -> None:
     pod = {"metadata": {"name": "p", "namespace": "ns", "uid": "u"}}
     args = parse_extender_args({"pod": pod, "nodenames": ["a", "b"], "nodes": None})
-    assert args.names == ("a", "b") and args.node_cache_capable
+    assert args.names == ("a", "b") and args.node_names is not None
     exact = parse_extender_args({"Pod": pod, "NodeNames": ["x"], "nodeNames": ["y"]})
     assert exact.names == ("x",)
     b = parse_binding_args({"podName": "p", "podNamespace": "ns", "podUID": "u", "node": "n"})

@@ -487,9 +487,9 @@ def test_claim_book_under_many_threads_hands_each_pod_out_once() -> None:
         t.join()
     assert sorted(got) == [(i,) for i in range(8)]
     # a pod that left the node is forgotten
-    assert book.served("uid-p0", GPU_RESOURCE) == 1
+    assert book._used.get(("uid-p0", GPU_RESOURCE), 0) == 1
     book.claim(GPU_RESOURCE, [], read_node_pods(pods[1:], NODE, check))
-    assert book.served("uid-p0", GPU_RESOURCE) == 0
+    assert book._used.get(("uid-p0", GPU_RESOURCE), 0) == 0
 
 
 def test_multi_container_pod_is_served_container_by_container(agent: Agent) -> None:

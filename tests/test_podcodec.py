@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pod_annotation_patch import cleared_assignment_annotations
 
 from scheduler.constants import (
     ALLOWED_MODELS_ANNOTATION,
@@ -31,7 +32,6 @@ from scheduler.podcodec.assignment import (
     assignment_annotations,
     assignment_from_pod,
     assignment_signature_ok,
-    cleared_assignment_annotations,
 )
 from scheduler.podcodec.pod_fields import gang_key_of
 from scheduler.podcodec.pod_request import pod_request_from_k8s

@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from snapshot_equality import same_state
 
 from scheduler.contract.node import NodeSpec
 from scheduler.contract.request import PodRequest
@@ -177,13 +178,13 @@ def test_random_streams_keep_every_invariant(
             check_invariants(snap)
             if release_roll == 0:  # allocate-then-release is exact
                 snap.release(a.pod)
-                assert snap.same_state(before)
+                assert same_state(snap, before)
         if release_roll == 1 and snap.holdings:
             snap.release(sorted(snap.holdings)[0])
             check_invariants(snap)
     for pod in list(snap.holdings):
         snap.release(pod)
-    assert snap.same_state(empty)
+    assert same_state(snap, empty)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -201,7 +202,7 @@ def test_gang_plans_are_all_or_nothing(
     members = [_renamed(m, f"gang-{i}") for i, m in enumerate(members)]
     before = snap.copy()
     plan = plan_gang(members, snap, mix)
-    assert snap.same_state(before)  # planning never touches the snapshot
+    assert same_state(snap, before)  # planning never touches the snapshot
     if isinstance(plan, str):
         assert plan
         return
@@ -216,4 +217,4 @@ def test_gang_plans_are_all_or_nothing(
         col = snap.level_ids[:, plan.level]
         assert len({int(col[snap.index[a.node]]) for a in plan.assignments}) == 1
     release_gang(snap, plan.assignments)
-    assert snap.same_state(before)
+    assert same_state(snap, before)

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from topo_m_render import render_topo_m
 
 from scheduler.cli import main
 from topology.annotation import from_dict, to_json
 from topology.presets import preset, preset_names
-from topology.smi import render_topo_m
 
 
 def test_presets_lists_every_preset(capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,14 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import require_shared
+from lingjun_topo import LINGJUN_LEVEL_KEYS, load_lingjun_topo
 
 from topology.network import (
-    LINGJUN_LEVEL_KEYS,
     common_level,
     domain_ids,
     level_ids,
     level_names,
-    load_lingjun_topo,
 )
 
 KEYS = ("accel", "block", "spine")

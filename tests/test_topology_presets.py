@@ -6,11 +6,12 @@ import itertools
 
 import pytest
 from dgx1_topo_matrix import DGX1_TOPO_ROWS
+from topo_m_render import render_topo_m
 
 from topology.annotation import from_json, to_json
 from topology.presets import PRESETS, UnknownPresetError, preset, preset_names
 from topology.quality import best_gpus, set_quality, tables_for
-from topology.smi import parse_topo_m, render_topo_m
+from topology.smi import parse_topo_m
 from topology.tables import build_tables
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 from conftest import require_shared
+from topo_m_render import render_topo_m
 
 from topology.model import GPU, NIC, NodeTopology
-from topology.smi import TopologyParseError, parse_topo_m, render_topo_m
+from topology.smi import TopologyParseError, parse_topo_m
 
 # file -> (GPUs, NIC names, NUMA node per GPU, cpu affinity of GPU0, a link to check)
 SAMPLES: dict[str, tuple[int, list[str], Sequence[int | None], str, tuple[int, int, str]]] = {

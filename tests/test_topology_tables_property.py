@@ -8,11 +8,12 @@ import math
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from topo_m_render import render_topo_m
 
 from topology.annotation import from_json, to_json
 from topology.model import GPU, NIC, NodeTopology
 from topology.quality import ring_bandwidth, set_quality
-from topology.smi import parse_topo_m, render_topo_m
+from topology.smi import parse_topo_m
 from topology.tables import build_tables
 
 KINDS = [f"NV{i}" for i in range(1, 13)] + ["PIX", "PXB", "PHB", "NODE", "SYS"]

@@ -19,9 +19,10 @@ carries the signed assignment, copied onto the pod with spec.nodeName), so a pod
 bound and annotated, or neither: a restart never sees a bound pod without its assignment,
 and a Binding that lands after the restart arrives as a bound, annotated pod and is held.
 
-The typical pod mix (`mix`) observes each pod once, when it first appears here; a re-list
-rebuilds it from the listed pods in creation order (then key), so a restart recovers the same
-mix as long as no observed pod has left since the last list (the API forgets those).
+FGD's typical workload (`typical_workload`) observes each pod once, when it first appears
+here; a re-list rebuilds it from the listed pods in creation order (then key), so a restart
+recovers the same typical workload as long as no observed pod has left since the last list (the
+API forgets those).
 
 Placement on a node is recomputed from these desired holdings in a fixed order (annotated pods
 by key, then in-memory assumptions by key, then other schedulers' pods by key), so the
@@ -116,7 +117,7 @@ class ClusterCache:
         assume_ttl_s: float = DEFAULT_ASSUME_TTL_S,
         clock: Callable[[], float] = time.monotonic,
         signer: Signer | None = None,
-        mix_factory: Callable[[], TypicalWorkload] = TypicalWorkload,
+        typical_workload_factory: Callable[[], TypicalWorkload] = TypicalWorkload,
         events: EventSink | None = None,
     ) -> None:
         if not assume_ttl_s > 0:
@@ -134,10 +135,10 @@ class ClusterCache:
         self.synced = False
         self.errors: dict[str, str] = {}
         self.pod_errors: dict[str, str] = {}
-        self._mix_factory = mix_factory
-        self.mix = mix_factory()
-        # Keys of current pods already counted in `mix` (each pod is counted once).
-        self._mixed: set[str] = set()
+        self._typical_workload_factory = typical_workload_factory
+        self.typical_workload = typical_workload_factory()
+        # Keys of current pods already counted in `typical_workload` (each pod is counted once).
+        self._observed: set[str] = set()
         self._specs: dict[str, NodeSpec] = {}
         self._pods: dict[str, PodHolding] = {}
         self._by_node: dict[str, set[str]] = {}
@@ -307,7 +308,7 @@ class ClusterCache:
             self.gang_members.pod_deleted(key)
             self._stale.pop(key, None)
             self.pod_errors.pop(key, None)
-            self._mixed.discard(key)
+            self._observed.discard(key)
             self._reported -= {(r, key) for r in _POD_REASONS}
             self._set(key, None)
 
@@ -329,7 +330,7 @@ class ClusterCache:
     def _load_pods(self, pods: Iterable[Mapping[str, Any]]) -> None:
         old_pods, old_stale = self._pods, self._stale
         self._pods, self._by_node, self.pod_errors, self._stale = {}, {}, {}, {}
-        self.mix, self._mixed = self._mix_factory(), set()
+        self.typical_workload, self._observed = self._typical_workload_factory(), set()
         keyed: list[tuple[str, str, Mapping[str, Any]]] = []
         self.gang_members.replace_pods(())
         for obj in pods:
@@ -340,7 +341,7 @@ class ClusterCache:
                 continue  # nothing to key it by; the apiserver never sends one
             keyed.append((_created(obj), key, obj))
         # Creation order, as the watch would have shown them; the key breaks ties (the API
-        # stamps whole seconds), so the mix never depends on the list's order.
+        # stamps whole seconds), so the typical workload never depends on the list's order.
         keyed.sort(key=lambda t: (t[0], t[1]))
         for _, key, obj in keyed:
             if key in old_stale:
@@ -457,22 +458,23 @@ class ClusterCache:
     # ---- internals -----------------------------------------------------------------------
 
     def _observe(self, key: str, pod: Mapping[str, Any]) -> None:
-        """Count a pod's request in `mix` the first time the pod is seen (not finished).
+        """Count a pod's request in `typical_workload` the first time the pod is seen (and not
+        finished).
 
-        Every pod goes to the mix, CPU-only ones too: the mix decides what it counts (the
-        simulator's policy counts CPU-only pods as a class, and the service must match it).
+        Every pod is observed, CPU-only ones too: the typical workload decides what it counts
+        (the simulator's policy counts CPU-only pods as a class, and the service must match it).
         """
         if is_terminal(pod):
-            self._mixed.discard(key)
+            self._observed.discard(key)
             return
-        if key in self._mixed:
+        if key in self._observed:
             return
         try:
             req = pod_request_from_k8s(pod)
         except RequestError:
             return  # counted once it can be read (the filter rejects it until then)
-        self._mixed.add(key)
-        self.mix.observe(req)
+        self._observed.add(key)
+        self.typical_workload.observe(req)
 
     def _desired(
         self, pod: Mapping[str, Any], key: str, old: PodHolding | None

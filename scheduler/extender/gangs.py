@@ -128,7 +128,8 @@ class BindResult:
     in_doubt: bool = False
 
 
-# (members, a private snapshot copy, a private mix copy, candidate node indices or None)
+# (members, private copies of the snapshot and the typical workload, candidate node indices
+# or None)
 PlanFn = Callable[[list[PodRequest], Snapshot, "TypicalWorkload | None", "np.ndarray | None"],
                   "list[Assignment] | str"]
 BindAllFn = Callable[[Sequence[GangMember]], dict[str, BindResult]]
@@ -334,13 +335,14 @@ class GangCoordinator:
             snap = self._cache.snapshot
             work = snap.copy()
             copy_memo(snap, work)
-            mix = copy.deepcopy(self._cache.mix) if self._cache.mix is not None else None
+            typical = self._cache.typical_workload
+            workload = copy.deepcopy(typical) if typical is not None else None
             idx = None
             if candidates is not None:
                 get = snap.index.get
                 idx = np.fromiter((i for i in (get(c) for c in candidates) if i is not None),
                                   dtype=np.int64)
-        planned = self._plan(members, work, mix, idx)
+        planned = self._plan(members, work, workload, idx)
         if isinstance(planned, str):
             if self._metrics:
                 self._metrics.gang_event("unplannable")

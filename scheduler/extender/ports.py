@@ -22,7 +22,7 @@ class CacheLike(Protocol):
     snapshot: Snapshot
     synced: bool
     errors: dict[str, str]
-    mix: Any
+    typical_workload: Any
 
     def assume(self, a: Assignment) -> None:
         """Hold `a` now; expires unless confirmed."""

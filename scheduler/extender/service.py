@@ -223,7 +223,7 @@ class ExtenderService:
                 # kube-scheduler skips scoring and the prioritize call (schedulePod: "When
                 # only one node after predicate, just use it"); bind then chooses the GPUs
                 # on it by the same scoring.
-                scores = policy.score_nodes(req, snap, feasible, self.cache.mix, self.config)
+                scores = policy.score_nodes(req, snap, feasible, self.cache.typical_workload, self.config)
                 chosen = feasible[[int(np.argmax(scores))]]
             passed, failed, unres = cand.split(chosen, feasible, fr.reasons, fr.unresolvable,
                                                snap)
@@ -231,8 +231,8 @@ class ExtenderService:
             if self._start_cycle(req, ns, name, uid, sched, passed_names) and \
                     self.options.record_only:
                 # Static mode has no pod watch; otherwise the cache counts each pod as it
-                # appears, so a restart rebuilds the same mix from the pods.
-                self.cache.mix.observe(req)
+                # appears, so a restart rebuilds the same typical workload.
+                self.cache.typical_workload.observe(req)
         outcome = "passed" if passed else "rejected"
         reason = "fits" if passed else ("unresolvable" if len(unres) == len(names) else "no_fit")
         self._decided("filter", pod_key, outcome, reason,
@@ -314,7 +314,7 @@ class ExtenderService:
             idx, pos = cand.idx[m], cand.pos[m]
             # The shape cache: the same scores and GPUs as evaluate(), recomputed only on
             # the nodes that changed since this pod shape was last scored.
-            raw, choice = cached_scores(req, snap, idx, self.cache.mix, self.config)
+            raw, choice = cached_scores(req, snap, idx, self.cache.typical_workload, self.config)
             ext = extender_scores(np.asarray(raw, dtype=np.float64), idx, self.config)
         scores_by_pos = np.full(len(names), MIN_EXTENDER_PRIORITY, dtype=np.int64)
         scores_by_pos[pos] = np.clip(ext, MIN_EXTENDER_PRIORITY, MAX_EXTENDER_PRIORITY)
@@ -445,7 +445,7 @@ class ExtenderService:
         one = np.array([node], dtype=np.int64)
         assumed = cycle.assumed_on(snap.names[node])
         if assumed is None:
-            _, choice = evaluate(req, snap, one, self.cache.mix, self.config)
+            _, choice = evaluate(req, snap, one, self.cache.typical_workload, self.config)
             return assignment_for(req, snap, node, choice, 0)
         v = np.array([assumed], dtype=np.int64)
         a = assignment_for(req, snap, node, Choice(v, v), 0)
@@ -491,10 +491,10 @@ class ExtenderService:
         return results
 
     def _plan_gang(self, members: list[PodRequest], snap: Snapshot,
-                   mix: policy.TypicalWorkload | None,
+                   workload: policy.TypicalWorkload | None,
                    candidates: np.ndarray | None) -> list[Assignment] | str:
-        # Called with private copies of the snapshot and the mix, and no lock held.
-        plan = policy.plan_gang(members, snap, mix, self.config, candidates)
+        # Called with private copies of the snapshot and the typical workload, no lock held.
+        plan = policy.plan_gang(members, snap, workload, self.config, candidates)
         if isinstance(plan, str):
             return plan
         return list(plan.assignments)
@@ -511,10 +511,10 @@ class ExtenderService:
                 log.warning("assumption expired", extra={"pod": k})
 
     def fragmentation(self, snap: Snapshot) -> float:
-        """FGD fragmentation of the whole cluster against the recent mix, in GPUs."""
+        """FGD fragmentation of the whole cluster against the recent typical workload, in GPUs."""
         from scheduler.policy.fragmentation import snapshot_fragmentation
 
-        classes = self.cache.mix.classes()
+        classes = self.cache.typical_workload.classes()
         return float(np.sum(snapshot_fragmentation(snap, classes))) / 1000.0
 
     def _forget(self, key: str) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
-import json
 import os
 import secrets
 import shutil
@@ -628,10 +627,3 @@ def create_gpu_node(core: Any, name: str, topo: NodeTopology,
     # Admission (TaintNodesByCondition) adds node.kubernetes.io/not-ready on create; a
     # kubelet's Ready status would clear it through the node lifecycle controller.
     drain(core.patch_node(name, {"spec": {"taints": None}}, _preload_content=False))
-
-
-def raw_json(resp: Any) -> Any:
-    """The JSON body of a `_preload_content=False` client response."""
-    data = resp.data
-    resp.release_conn()
-    return json.loads(data)

@@ -8,7 +8,7 @@ import numpy as np
 
 from bench.baselines.fgd import FGDPolicy, sigmoid_scores
 from bench.baselines.fgd_artifact import NodeRanking
-from bench.baselines.typical_pods import pod_key, typical_pods
+from bench.baselines.typical_pods import pod_key, typical_pods, typical_pods_of
 from scheduler.contract.assignment import Assignment
 from scheduler.contract.node import NodeSpec
 from scheduler.contract.request import PodRequest
@@ -53,9 +53,8 @@ def test_sigmoid_scores_match_the_artifact_rounding() -> None:
 
 
 def _whole_gpu_mix_policy() -> FGDPolicy:
-    pol = FGDPolicy(seed=3)
-    pol.prime([PodRequest(key=f"w{i}", cpu_milli=1000, gpus=1) for i in range(10)])
-    return pol
+    pods = [PodRequest(key=f"w{i}", cpu_milli=1000, gpus=1) for i in range(10)]
+    return FGDPolicy(seed=3, typical=typical_pods_of(pods))
 
 
 def test_share_goes_where_fragmentation_grows_least() -> None:
@@ -110,10 +109,10 @@ def test_model_restricted_class_sees_other_models_as_fragment() -> None:
 def test_restricted_workload_places_consistently_with_the_exact_measure() -> None:
     nodes = [node("t", "single-gpu"), node("a", "pcie-2gpu")]  # T4 and A10
     snap = build_snapshot(nodes, [Assignment(pod="x", node="a", gpus=(0,), gpu_milli=600)])
-    pol = FGDPolicy(seed=0)
-    pol.prime([PodRequest(key=f"t{i}", cpu_milli=100, gpus=1,
-                          allowed_models=frozenset({"Tesla T4"})) for i in range(5)]
-              + [PodRequest(key="s", cpu_milli=100, gpu_milli=400)])
+    pol = FGDPolicy(seed=0, typical=typical_pods_of(
+        [PodRequest(key=f"t{i}", cpu_milli=100, gpus=1,
+                    allowed_models=frozenset({"Tesla T4"})) for i in range(5)]
+        + [PodRequest(key="s", cpu_milli=100, gpu_milli=400)]))
     a = pol.place(PodRequest(key="p", cpu_milli=100, gpu_milli=400), snap)
     # On the A10 node's used GPU the share fills it (400 left -> 0); elsewhere it would cut
     # into a whole GPU the T4 class or the share class could use.

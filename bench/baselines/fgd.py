@@ -20,7 +20,7 @@ Re-implemented from the paper and its artifact, hkust-adsl/kubernetes-scheduler-
 - Filter and whole-GPU choice: the artifact's (fgd_artifact.py).
 
 Where the typical pods come from: the artifact computes them once, from the trace's original
-pods, before any copy is added or any pod placed. Here `prime(pods)` fixes them from a workload;
+pods, before any copy is added or any pod placed. Here `typical=` fixes them up front;
 otherwise `observe()` counts distinct pods (by key) and `place()` rebuilds the typical pods
 whenever the distinct pods seen have doubled since the last build. With the replay's warm-up
 (every original pod observed before the first placement) that is one build from the originals,
@@ -30,7 +30,7 @@ a cold start it keeps learning, ever more rarely.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -48,7 +48,6 @@ from bench.baselines.typical_pods import (
     TypicalPods,
     pod_key,
     typical_pods,
-    typical_pods_of,
 )
 from scheduler.contract.assignment import Assignment
 from scheduler.contract.request import PodRequest
@@ -90,11 +89,6 @@ class FGDPolicy:
         self._frozen = typical is not None
         self.typical = typical if typical is not None else typical_pods({})
         self._variants: dict[str, WorkloadClasses] = {}
-
-    def prime(self, pods: Iterable[PodRequest]) -> None:
-        """Fix the target workload to these pods (the artifact: the trace's original pods)."""
-        self._set_typical(typical_pods_of(pods))
-        self._frozen = True
 
     def observe(self, req: PodRequest) -> None:
         """Count a pod not seen before (by key) toward the target workload."""

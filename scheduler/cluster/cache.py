@@ -27,7 +27,7 @@ API forgets those).
 Placement on a node is recomputed from these desired holdings in a fixed order (annotated pods
 by key, then in-memory assumptions by key, then other schedulers' pods by key), so the
 Snapshot is a function of the API objects and the order events arrived in does not matter: a
-cache rebuilt after a restart equals the old one (`durable_snapshot` is what it would rebuild).
+cache rebuilt after a restart equals the old one.
 
 An annotated but unbound pod (written by hand, or by an older extender that annotated before
 binding) is held as an assumption with a time to live; after `expire` or `forget` releases
@@ -154,11 +154,6 @@ class ClusterCache:
 
     # ---- queries -------------------------------------------------------------------------
 
-    def node_index(self, name: str) -> int | None:
-        """Index of a schedulable node in the snapshot, None if unknown or kept out."""
-        with self.lock:
-            return self.snapshot.index.get(name)
-
     def holding(self, key: str) -> PodHolding | None:
         """What pod `key` should hold (held in the snapshot unless it conflicts)."""
         with self.lock:
@@ -178,26 +173,11 @@ class ClusterCache:
             return {n: next(iter(sorted(m.values()))) for n, m in self._overcommitted.items()
                     if m}
 
-    def in_memory_keys(self) -> list[str]:
-        """Pods held only in memory (assumed, annotation not seen yet): lost by a restart."""
-        with self.lock:
-            return sorted(k for k, h in self._pods.items() if not h.durable)
-
     def stale_annotations(self) -> list[tuple[str, str, dict[str, str]]]:
         """(pod key, uid, our annotations as last seen) of pods whose assignment was released
         (expired or forgotten) while the API still shows it: to be removed, if unchanged."""
         with self.lock:
             return sorted((k, h.uid, dict(h.annotations)) for k, h in self._stale.items())
-
-    def durable_snapshot(self) -> Snapshot:
-        """The snapshot a restart would rebuild from the API objects now (no in-memory holds)."""
-        with self.lock:
-            snap = build_snapshot(self._sorted_specs(), topo_index=self._topo_index)
-            durable = {k: h for k, h in self._pods.items() if h.durable}
-            for node in sorted({h.node for h in durable.values()} & set(snap.index)):
-                self._place(snap, node, {k: durable[k] for k in self._by_node.get(node, ())
-                                         if k in durable}, record=False)
-            return snap
 
     # ---- nodes ---------------------------------------------------------------------------
 
@@ -315,15 +295,6 @@ class ClusterCache:
     def replace_pods(self, pods: Iterable[Mapping[str, Any]]) -> None:
         """Re-list of pods: rebuild every holding from the objects, keeping live assumptions."""
         with self.lock:
-            self._load_pods(pods)
-            self._rebuild()
-
-    def replace_all(
-        self, nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]
-    ) -> None:
-        """A full re-list (start-up, or after 410 Gone): nodes and pods from scratch."""
-        with self.lock:
-            self._load_nodes(nodes)
             self._load_pods(pods)
             self._rebuild()
 

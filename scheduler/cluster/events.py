@@ -1,12 +1,11 @@
 """Kubernetes Events as a port: the extender and the cache report what an operator must see.
 
 The core and the cache never talk to the API directly; they are handed an `EventSink`. The
-Kubernetes implementation lives with the API client; tests use `RecordedEvents`.
+Kubernetes implementation lives with the API client (cluster/kube_events.py).
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -44,21 +43,3 @@ class NoEvents:
 
     def emit(self, event: Event) -> None:
         """Ignore the event."""
-
-
-class RecordedEvents:
-    """Keeps events in memory, for tests."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.events: list[Event] = []
-
-    def emit(self, event: Event) -> None:
-        """Record the event."""
-        with self._lock:
-            self.events.append(event)
-
-    def reasons(self) -> list[str]:
-        """The reasons recorded so far, in order."""
-        with self._lock:
-            return [e.reason for e in self.events]

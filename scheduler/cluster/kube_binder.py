@@ -28,7 +28,6 @@ from scheduler.cluster.kube_errors import (
     status_message,
 )
 from scheduler.constants import POD_GROUP_API
-from scheduler.podcodec.assignment import cleared_assignment_annotations
 
 
 def _annotation_path(key: str) -> str:
@@ -90,10 +89,6 @@ class KubeBinder:
             consume(resp)
         except Exception as e:  # every client failure is mapped to our small set
             raise map_error(e, f"annotating pod {pod_ns}/{pod_name}") from e
-
-    def clear_assignment(self, pod_ns: str, pod_name: str, uid: str) -> None:
-        """Remove our assignment annotations (after a rollback or an expired assumption)."""
-        self.annotate(pod_ns, pod_name, uid, cleared_assignment_annotations())
 
     def remove_annotations_if(self, pod_ns: str, pod_name: str, uid: str,
                               expected: Mapping[str, str]) -> None:

@@ -223,7 +223,8 @@ class ExtenderService:
                 # kube-scheduler skips scoring and the prioritize call (schedulePod: "When
                 # only one node after predicate, just use it"); bind then chooses the GPUs
                 # on it by the same scoring.
-                scores = policy.score_nodes(req, snap, feasible, self.cache.typical_workload, self.config)
+                scores = policy.score_nodes(req, snap, feasible, self.cache.typical_workload,
+                                            self.config)
                 chosen = feasible[[int(np.argmax(scores))]]
             passed, failed, unres = cand.split(chosen, feasible, fr.reasons, fr.unresolvable,
                                                snap)

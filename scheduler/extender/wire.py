@@ -166,11 +166,6 @@ class ExtenderArgs:
     nodes: tuple[JSONDict, ...] | None
 
     @property
-    def node_cache_capable(self) -> bool:
-        """True when kube-scheduler sent names only (it then reads NodeNames back)."""
-        return self.node_names is not None
-
-    @property
     def names(self) -> tuple[str, ...]:
         """Candidate node names, in the order kube-scheduler sent them."""
         if self.node_names is not None:

@@ -269,11 +269,6 @@ class ClaimBook:
         self._lock = threading.Lock()
         self._used: dict[tuple[str, str], int] = {}
 
-    def served(self, uid: str, resource: str) -> int:
-        """How many of the pod's slots of `resource` were handed out."""
-        with self._lock:
-            return self._used.get((uid, resource), 0)
-
     def _prune(self, pods: NodePods) -> None:
         live = {p.uid for p in pods.pending}
         for k in [k for k in self._used if k[0] not in live]:

@@ -214,18 +214,6 @@ class Snapshot:
             node_version=self.node_version.copy(), generation=self.generation,
         )
 
-    def same_state(self, other: Snapshot) -> bool:
-        """True if both snapshots describe the same nodes with the same holdings and arrays."""
-        return (
-            self.names == other.names
-            and self.holdings == other.holdings
-            and all(
-                np.array_equal(getattr(self, f), getattr(other, f))
-                for f in ("cpu_free", "mem_free", "milli_free", "gpu_mem_free", "free_mask",
-                          "cpu_total", "mem_total", "gpu_mem_total", "model_id", "level_ids")
-            )
-        )
-
 
 def row_selector(rows: np.ndarray) -> np.ndarray | slice:
     """`rows` (from changed_rows) as an index; one row as a slice, whose basic indexing is

@@ -226,7 +226,3 @@ class TypicalWorkload:
             ]
             self._cached = WorkloadClasses.of(rows)
         return self._cached
-
-    def snapshot_weights(self) -> dict[ClassKey, float]:
-        """The raw decayed weights by class (for reports and tests)."""
-        return dict(self._count)

@@ -7,6 +7,7 @@ Nothing here asks the extender what it thinks: assignments are read back from th
 from __future__ import annotations
 
 import itertools
+import json
 import time
 import uuid
 from collections import defaultdict
@@ -16,7 +17,7 @@ from typing import Any
 
 from kubernetes import client
 
-from bench.controlplane import drain, raw_json
+from bench.controlplane import drain
 from scheduler.constants import (
     ALLOWED_MODELS_ANNOTATION,
     GANG_MIN_MEMBER_ANNOTATION,
@@ -38,6 +39,13 @@ HEARTBEAT_S = 3.0
 # The make_nodes fixture: make(count, topo, prefix="gpu", **node_fields) -> node names.
 MakeNodes = Callable[..., list[str]]
 _seq = itertools.count()
+
+
+def raw_json(resp: Any) -> Any:
+    """The JSON body of a `_preload_content=False` client response."""
+    data = resp.data
+    resp.release_conn()
+    return json.loads(data)
 
 
 def signer_for(key: bytes) -> Signer:

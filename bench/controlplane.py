@@ -418,22 +418,31 @@ class ControlPlane:
             ns = (d.get("metadata") or {}).get("namespace")
             if ns:
                 namespaces.add(ns)
+        # The client takes plain dict bodies as they are (its stubs name only the model
+        # classes), so the manifests go in unchanged: Any at this edge.
+        body: Any
         for ns in sorted(namespaces):
             with contextlib.suppress(client.ApiException):
-                core.create_namespace({"metadata": {"name": ns}})
+                body = {"metadata": {"name": ns}}
+                core.create_namespace(body)
+        create_from_dict: Callable[..., Any] = utils.create_from_dict  # untyped in the client
         for d in docs:
             if d.get("kind") == "Namespace":
                 continue
-            utils.create_from_dict(api, d)
+            create_from_dict(api, d)
         ext = client.ApiextensionsV1Api(api)
-        ext.create_custom_resource_definition(PODGROUP_CRD)
+        body = PODGROUP_CRD
+        ext.create_custom_resource_definition(body)
         _wait("the PodGroup CRD", lambda: _crd_established(ext), 30,
               [self.procs["kube-apiserver"]])
         for sa in (EXTENDER_SA, SCHEDULER_SA):
-            tr = core.create_namespaced_service_account_token(
-                sa, NAMESPACE, {"spec": {"expirationSeconds": 86400}})
+            body = {"spec": {"expirationSeconds": 86400}}
+            tr = core.create_namespaced_service_account_token(sa, NAMESPACE, body)
+            token = tr.status.token if tr.status is not None else None
+            if not token:
+                raise RuntimeError(f"TokenRequest for service account {sa}: no token returned")
             self.kubeconfigs[sa] = kubeconfig(self.work / f"{sa}.kubeconfig", self.server,
-                                              self.ca, tr.status.token)
+                                              self.ca, token)
 
     def start_default_scheduler(self, qps: int | None = None) -> Process:
         """kube-scheduler with the default profile, as system:kube-scheduler."""

@@ -38,6 +38,7 @@ from bench.controlplane import (
     create_gpu_node,
     start_control_plane,
 )
+from scheduler.cli import exit_code_of
 from scheduler.constants import GPU_RESOURCE, SCHEDULER_NAME
 from topology.presets import preset
 
@@ -384,4 +385,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(exit_code_of(main))

@@ -27,7 +27,6 @@ import multiprocessing
 import os
 import random
 import socket
-import sys
 import tempfile
 import threading
 import time
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.extender_load import Client, Server, _ms, _pick, cluster_yaml, pod_object
+from scheduler.cli import exit_code_of
 from scheduler.cluster.static import load_cluster_file
 from scheduler.constants import ALLOWED_MODELS_ANNOTATION
 
@@ -276,4 +276,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(exit_code_of(main))

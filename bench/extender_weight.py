@@ -18,13 +18,13 @@ took a node we scored below 10 and the README table's columns.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 import numpy as np
 
 from bench.baselines.default import KubeDefaultPolicy, free_gpu_counts
 from bench.heterogeneous import DEFAULT_JOBS, DEFAULT_LOAD, run, summary
+from scheduler.cli import exit_code_of
 from scheduler.constants import MAX_EXTENDER_PRIORITY
 from scheduler.contract.assignment import Assignment
 from scheduler.contract.request import PodRequest
@@ -117,4 +117,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(exit_code_of(main))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
+from scheduler.cli import exit_code_of
+
 AddParser = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 
@@ -16,4 +18,4 @@ def run_subcommand(name: str, add_parser: AddParser, argv: Sequence[str]) -> int
     add_parser(sub)
     args = parser.parse_args([name, *argv])
     args.argv = list(argv)
-    return int(args.func(args))
+    return exit_code_of(lambda: args.func(args))

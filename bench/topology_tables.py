@@ -12,6 +12,7 @@ import random
 import statistics
 import time
 
+from scheduler.cli import exit_code_of
 from topology.links import PCIE_LEVELS
 from topology.model import GPU, NodeTopology
 from topology.presets import preset
@@ -69,4 +70,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(exit_code_of(main))

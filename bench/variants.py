@@ -38,6 +38,7 @@ from bench.clusters import load_cluster
 from bench.fill_replay import replay_fill
 from bench.metrics import at_arrived, interpolated_at
 from bench.workloads import load_workload
+from scheduler.cli import exit_code_of
 from scheduler.contract.node import NodeSpec
 from scheduler.contract.request import PodRequest
 from scheduler.policy import TopologyPolicy
@@ -287,4 +288,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(exit_code_of(main))

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from collections.abc import Sequence
 
 from bench.heterogeneous import DEFAULT_JOBS, DEFAULT_LOAD, run, summary
+from scheduler.cli import exit_code_of
 from scheduler.policy.config import DEFAULT_CONFIG
 from scheduler.policy.interface import PlacementPolicy
 from scheduler.policy.topology_policy import TopologyPolicy
@@ -103,4 +103,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(exit_code_of(main))

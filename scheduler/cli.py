@@ -6,10 +6,13 @@ import argparse
 import importlib
 import os
 import sys
+from collections.abc import Callable
 
 # name -> (module with add_parser(subparsers), help). Imported lazily so that `gts topo` does
 # not pay for the Kubernetes client and the simulator does not pay for the HTTP server.
 EXIT_USAGE = 2
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for `... | head` cutting a writer
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "topo": ("topology.cli", "GPU topologies: presets, show, parse"),
@@ -44,15 +47,22 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    return exit_code_of(lambda: args.func(args))
+
+
+def exit_code_of(command: Callable[[], int | None]) -> int:
+    """Run a command line's body and return its exit code; a reader that went away
+    (`gts topo show ... | head`, `python -m bench ... | head`) or Ctrl-C ends it quietly."""
     try:
-        return int(args.func(args) or 0)
+        code = int(command() or 0)
+        sys.stdout.flush()  # a closed pipe shows up here, not in the interpreter's last flush
+        return code
     except BrokenPipeError:
-        # The reader went away (`gts topo show ... | head`): stop quietly. Point stdout at
-        # /dev/null so the interpreter's final flush does not raise again.
+        # Point stdout at /dev/null so the interpreter's final flush does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_USAGE
+        return EXIT_PIPE_CLOSED
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

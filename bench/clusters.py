@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import csv
 import fnmatch
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from bench.csv_header import csv_header
+from scheduler.cluster.spec_file import read_spec_file
 from scheduler.contract.node import NodeSpec
 from topology.model import NodeTopology
 from topology.presets import UnknownPresetError, preset
@@ -143,16 +142,7 @@ def preset_map_from(data: Mapping[str, object] | None, source: str = "preset map
 
 def load_preset_map(path: str | Path) -> PresetMap:
     """Read a preset-map file (YAML or JSON)."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ClusterError(f"{p}: cannot read: {e.strerror or e}") from None
-    try:
-        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise ClusterError(f"{p}: not valid YAML/JSON: {e}") from None
-    return preset_map_from(data, str(p))
+    return preset_map_from(read_spec_file(path, ClusterError), str(Path(path)))
 
 
 def _resolve(preset_map: PresetMap | Mapping[str, object] | None) -> PresetMap:
@@ -243,11 +233,10 @@ def cluster_kind(path: str | Path) -> str:
     """'trace' for the Alibaba node CSV, 'yaml' for a cluster spec (YAML or JSON)."""
     p = Path(path)
     try:
-        with p.open(encoding="utf-8") as f:
-            first = f.readline().strip()
+        _, cols = csv_header(p)
     except OSError as e:
         raise ClusterError(f"{p}: cannot read: {e.strerror or e}") from None
-    if tuple(c.strip() for c in first.split(","))[: len(NODE_CSV_COLUMNS)] == NODE_CSV_COLUMNS:
+    if cols[: len(NODE_CSV_COLUMNS)] == NODE_CSV_COLUMNS:
         return "trace"
     return "yaml"
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.clusters import ClusterError, PresetMap, cluster_kind, load_trace_nodes
+from scheduler.cluster.spec_file import read_spec_file
 from scheduler.contract.node import NodeSpec
 
 HOURS_PER_MONTH = 730.0  # 365 * 24 / 12
@@ -241,15 +242,4 @@ def load_plan_cluster(
     if scale is not None:
         raise ClusterError(f"{p}: --scale is for a node list (CSV); a YAML spec gives each "
                            f"pool a scale map")
-    import json
-
-    import yaml
-
-    try:
-        text = p.read_text(encoding="utf-8")
-        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError) as e:
-        raise ClusterError(f"{p}: cannot read: {e}") from None
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise ClusterError(f"{p}: not valid YAML/JSON: {e}") from None
-    return yaml_pools(data, str(p))
+    return yaml_pools(read_spec_file(p, ClusterError), str(p))

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.csv_header import csv_header
 from scheduler.contract.request import GangRef, PodRequest, RequestError
 from scheduler.contract.units import MILLI_PER_GPU
 
@@ -285,11 +286,9 @@ def workload_kind(path: str | Path) -> str:
     """'alibaba' or 'jobs', recognised by the header; WorkloadError otherwise."""
     p = Path(path)
     try:
-        with p.open(encoding="utf-8") as f:
-            first = f.readline().strip()
+        first, cols = csv_header(p)
     except OSError as e:
         raise WorkloadError(p, 0, "file", f"cannot read: {e.strerror or e}") from None
-    cols = tuple(c.strip() for c in first.split(","))
     if cols[: len(ALIBABA_COLUMNS)] == ALIBABA_COLUMNS:
         return "alibaba"
     if cols[: len(JOB_TRACE_HEADER)] == JOB_TRACE_HEADER:

@@ -30,14 +30,12 @@ error names the file and the key path, e.g. `cluster.yaml: pools[2].cpu`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from scheduler.cluster.nodes import MAX_GPUS_PER_NODE, generic_topology
+from scheduler.cluster.spec_file import read_spec_file
 from scheduler.contract.node import NodeSpec
 from scheduler.podcodec.quantity import QuantityError, parse_bytes_mib, parse_cpu_milli
 from topology.model import NodeTopology
@@ -192,13 +190,4 @@ def cluster_from_dict(data: object, source: str = "cluster") -> list[NodeSpec]:
 
 def load_cluster_file(path: str | Path) -> list[NodeSpec]:
     """Read a cluster spec file (YAML, or JSON by a .json suffix) into NodeSpecs."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise StaticClusterError(f"{p}: cannot read: {e}") from None
-    try:
-        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise StaticClusterError(f"{p}: not valid YAML/JSON: {e}") from None
-    return cluster_from_dict(data, str(p))
+    return cluster_from_dict(read_spec_file(path, StaticClusterError), str(Path(path)))

@@ -20,6 +20,7 @@ from typing import Any
 
 from topology.links import LinkError, normalize_link
 from topology.model import GPU, NIC, NodeTopology, TopologyError
+from topology.value_repr import short_repr
 
 VERSION = 1
 _TOP_KEYS = {"v", "name", "gpus", "links", "nics"}
@@ -31,10 +32,7 @@ class TopologyJSONError(ValueError):
     """An invalid topology annotation; `field` is a JSON path such as `gpus[2].numa`."""
 
     def __init__(self, field: str, value: object, reason: str) -> None:
-        shown = repr(value)
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
-        super().__init__(f"topology JSON: {field}: {reason} (value {shown})")
+        super().__init__(f"topology JSON: {field}: {reason} (value {short_repr(value)})")
         self.field = field
         self.value = value
         self.reason = reason

@@ -28,6 +28,7 @@ from topology.annotation import TopologyJSONError, from_json
 from topology.model import GPU, NodeTopology
 from topology.network import level_names
 from topology.presets import UnknownPresetError, preset
+from topology.value_repr import short_repr
 
 UNKNOWN_MODEL = "unknown"
 MAX_GPUS_PER_NODE = 63  # the Snapshot's free-GPU bitmask is an int64
@@ -39,10 +40,7 @@ class NodeParseError(ValueError):
     """A Node object we cannot schedule on; names the node, the field and the value."""
 
     def __init__(self, node: str, field: str, value: object, message: str) -> None:
-        shown = repr(value)
-        if len(shown) > 120:
-            shown = shown[:117] + "..."
-        super().__init__(f"node {node or '?'}: {field}={shown}: {message}")
+        super().__init__(f"node {node or '?'}: {field}={short_repr(value, 120)}: {message}")
         self.node = node
         self.field = field
         self.value = value

@@ -40,6 +40,7 @@ from scheduler.contract.node import NodeSpec
 from scheduler.podcodec.quantity import QuantityError, parse_bytes_mib, parse_cpu_milli
 from topology.model import NodeTopology
 from topology.presets import UnknownPresetError, preset
+from topology.value_repr import short_repr
 
 DEFAULT_LEVELS = ("accelerator", "block", "spine", "datacenter")
 MAX_NODES = 200_000
@@ -54,10 +55,7 @@ class StaticClusterError(ValueError):
 
 
 def _fail(source: str, where: str, value: object, message: str) -> StaticClusterError:
-    shown = repr(value)
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
-    return StaticClusterError(f"{source}: {where}={shown}: {message}")
+    return StaticClusterError(f"{source}: {where}={short_repr(value)}: {message}")
 
 
 def _int(value: object, source: str, where: str, lo: int, hi: int) -> int:

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from topology.value_repr import short_repr
+
 JSONDict = dict[str, Any]
 
 
@@ -28,10 +30,7 @@ class WireError(ValueError):
     """A body that is not the extender message it should be; `field` names where."""
 
     def __init__(self, field: str, value: object, message: str) -> None:
-        shown = repr(value)
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
-        super().__init__(f"{field}={shown}: {message}")
+        super().__init__(f"{field}={short_repr(value)}: {message}")
         self.field = field
         self.value = value
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 # name -> (module with add_parser(subparsers), help). Imported lazily so that `gts topo` does
 # not pay for the Kubernetes client and the simulator does not pay for the HTTP server.
 EXIT_USAGE = 2
-EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for `... | head` cutting a writer
+EXIT_PIPE_CLOSED = 2  # the reader went away (`... | head`); gts has always exited 2 there
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {

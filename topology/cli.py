@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from topology.annotation import TopologyJSONError, from_json, to_dict
+from topology.command_group import add_command_group
 from topology.links import link_rank
 from topology.model import NodeTopology
 from topology.presets import PRESETS, preset, preset_description
@@ -34,12 +35,8 @@ class _LoadError(Exception):
 
 def add_parser(subparsers: Any) -> None:
     """Register `topo` and its subcommands on the `gts` dispatcher's subparsers."""
-    topo = subparsers.add_parser(
-        "topo", help="GPU topologies: presets, show, parse", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
-    topo.set_defaults(func=lambda args: _usage(topo))
-    sub = topo.add_subparsers(dest="topo_command", metavar="SUBCOMMAND")
+    sub = add_command_group(subparsers, "topo", "GPU topologies: presets, show, parse", __doc__,
+                            "topo_command")
 
     p = sub.add_parser("presets", help="list the topology presets")
     p.set_defaults(func=cmd_presets)
@@ -60,11 +57,6 @@ def add_parser(subparsers: Any) -> None:
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="GPU model name (nvidia-smi topo -m does not print it)")
     p.add_argument("--memory-mib", type=int, help="GPU memory in MiB")
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return EXIT_USAGE
 
 
 def _read(path: str) -> str:

@@ -28,6 +28,7 @@ from typing import Any
 
 from scheduler.nodeagent.discovery import DiscoveryError, discover
 from scheduler.nodeagent.plugin import DEFAULT_SOCKET_DIR, STRATEGIES
+from topology.command_group import add_command_group
 from topology.model import NodeTopology
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,8 @@ EXIT_USAGE = 2
 
 def add_parser(subparsers: Any) -> None:
     """Register `gts agent` and its subcommands on the `gts` dispatcher's subparsers."""
-    agent = subparsers.add_parser(
-        "agent", help="node agent: topology publisher and device plugin", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
-    agent.set_defaults(func=lambda args: _usage(agent))
-    sub = agent.add_subparsers(dest="agent_command", metavar="SUBCOMMAND")
+    sub = add_command_group(subparsers, "agent", "node agent: topology publisher and device plugin",
+                            __doc__, "agent_command")
 
     d = sub.add_parser("discover", help="print this node's GPU topology")
     d.add_argument("--json", action="store_true", help="print the annotation JSON")
@@ -132,11 +129,6 @@ def _node_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubeconfig", metavar="F",
                    help="kubeconfig (default: the in-cluster service account)")  # fmt: skip
     _source_arg(p)
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return EXIT_USAGE
 
 
 def _fail(command: str, message: str, code: int = EXIT_ERROR) -> int:

@@ -13,12 +13,14 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from scheduler.constants import POD_GROUP_API
 from scheduler.podcodec.pod_fields import gang_key_of
 from scheduler.status.probe import ProbeError, probe
 from scheduler.status.report import node_status, pod_status
+from topology.command_group import add_command_group
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -26,11 +28,8 @@ EXIT_USAGE = 2
 
 def add_parser(subparsers: Any) -> None:
     """Register `gts status` and its subcommands."""
-    st = subparsers.add_parser("status", help="why a pod is pending; what holds a node's GPUs",
-                               description=__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    st.set_defaults(func=lambda args: _usage(st))
-    sub = st.add_subparsers(dest="status_command", metavar="SUBCOMMAND")
+    sub = add_command_group(subparsers, "status", "why a pod is pending; what holds a node's GPUs",
+                            __doc__, "status_command")
     p = sub.add_parser("pod", help="why a pod is pending (or where it runs), and its gang")
     p.add_argument("pod", metavar="NAMESPACE/NAME")
     _api_args(p)
@@ -49,11 +48,6 @@ def _api_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubeconfig", metavar="F", help="kubeconfig (default: ~/.kube/config, "
                    "else the in-cluster service account)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return EXIT_USAGE
 
 
 def _fail(message: str, code: int = EXIT_ERROR) -> int:
@@ -174,22 +168,27 @@ def cmd_pod(args: argparse.Namespace) -> int:
     ns, sep, name = args.pod.partition("/")
     if not sep or not ns or not name:
         return _fail(f"{args.pod!r}: expected NAMESPACE/NAME", EXIT_USAGE)
-    try:
-        report = pod_report(args.reader or _reader(args.kubeconfig), ns, name)
-    except Exception as e:
-        return _api_failure(e, f"pod {ns}/{name}")
-    _print(report, args.json)
-    return 0
+    return _show(f"pod {ns}/{name}", args.json,
+                 lambda: pod_report(args.reader or _reader(args.kubeconfig), ns, name))
 
 
 def cmd_node(args: argparse.Namespace) -> int:
     """Print the node's GPUs and the pods holding them."""
-    try:
+
+    def build() -> Any:
         reader = args.reader or _reader(args.kubeconfig)
-        report = node_status(reader.node(args.node), reader.pods_on(args.node))
+        return node_status(reader.node(args.node), reader.pods_on(args.node))
+
+    return _show(f"node {args.node}", args.json, build)
+
+
+def _show(what: str, as_json: bool, build: Callable[[], Any]) -> int:
+    """Print the report `build` reads from the API, or one line on why it could not."""
+    try:
+        report = build()
     except Exception as e:
-        return _api_failure(e, f"node {args.node}")
-    _print(report, args.json)
+        return _api_failure(e, what)
+    _print(report, as_json)
     return 0
 
 

@@ -242,10 +242,10 @@ class KubeDefaultPolicy:
                 cpu_used + req.cpu_milli, cpu_alloc, mem_used + req.memory_mib, mem_alloc)
         return total
 
-    def place(self, req: PodRequest, snap: Snapshot) -> Assignment | None:
-        """Filter, sample, score, take a top node at random; the device plugin picks GPUs."""
-        free_gpus = free_gpu_counts(snap)
-        feasible = resource_fit(req, snap, free_gpus)
+    def pick_node(self, req: PodRequest, snap: Snapshot, feasible: np.ndarray,
+                  free_gpus: np.ndarray) -> int | None:
+        """Sample feasible nodes from where the last search stopped (percentageOfNodesToScore),
+        score them, and take one of the top nodes at random; None when none is feasible."""
         n = snap.n_nodes
         to_find = num_feasible_nodes_to_find(n, self.percentage)
         start = self.next_start_node_index % n if n else 0
@@ -255,7 +255,14 @@ class KubeDefaultPolicy:
             return None
         scores = self.node_scores(req, snap, found, free_gpus)
         top = found[scores == scores.max()]
-        node = int(top[self.rng.integers(len(top))]) if len(top) > 1 else int(top[0])
+        return int(top[self.rng.integers(len(top))]) if len(top) > 1 else int(top[0])
+
+    def place(self, req: PodRequest, snap: Snapshot) -> Assignment | None:
+        """Filter, sample, score, take a top node at random; the device plugin picks GPUs."""
+        free_gpus = free_gpu_counts(snap)
+        node = self.pick_node(req, snap, resource_fit(req, snap, free_gpus), free_gpus)
+        if node is None:
+            return None
         need = gpus_needed(req)
         gpus: tuple[int, ...] = ()
         if need:

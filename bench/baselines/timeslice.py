@@ -38,8 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.baselines.default import KubeDefaultPolicy, gpus_needed, model_ok, search_feasible
-from bench.baselines.default import num_feasible_nodes_to_find as _to_find
+from bench.baselines.default import KubeDefaultPolicy, gpus_needed, model_ok
 from scheduler.contract.assignment import Assignment
 from scheduler.contract.request import PodRequest
 from scheduler.contract.units import MILLI_PER_GPU
@@ -77,15 +76,9 @@ class TimeSliceDefaultPolicy(KubeDefaultPolicy):
         feasible = (snap.cpu_free >= req.cpu_milli) & (snap.mem_free >= req.memory_mib)
         if need:
             feasible &= (free >= need) & model_ok(req, snap)
-        n = snap.n_nodes
-        start = self.next_start_node_index % n if n else 0
-        found, processed = search_feasible(feasible, start, _to_find(n, self.percentage))
-        self.next_start_node_index = (start + processed) % n if n else 0
-        if len(found) == 0:
+        node = self.pick_node(req, snap, feasible, free)
+        if node is None:
             return None
-        scores = self.node_scores(req, snap, found, free)
-        top = found[scores == scores.max()]
-        node = int(top[self.rng.integers(len(top))]) if len(top) > 1 else int(top[0])
         gpus: tuple[int, ...] = ()
         if need:
             gpus = self.distributed_alloc(per_gpu[node], int(snap.gpu_count[node]), need)

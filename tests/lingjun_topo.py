@@ -6,6 +6,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+# Lingjun (Alibaba, 2023) switch tree: host -> ASW (top of rack) -> PSW (aggregation) -> DSW.
+LINGJUN_LEVEL_KEYS: tuple[str, ...] = ("ASW", "PSW", "DSW")
+
 
 def load_lingjun_topo(path: str | Path, *, qualify: bool = True) -> dict[str, dict[str, str]]:
     """Host -> {"ASW": ..., "PSW": ..., "DSW": ...} from the Lingjun `lingjun_topo.csv`.

@@ -17,8 +17,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-# Lingjun (Alibaba, 2023) switch tree: host -> ASW (top of rack) -> PSW (aggregation) -> DSW.
-LINGJUN_LEVEL_KEYS: tuple[str, ...] = ("ASW", "PSW", "DSW")
 MISSING = -1
 
 

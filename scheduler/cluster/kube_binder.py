@@ -73,23 +73,6 @@ class KubeBinder:
         self.timeout = request_timeout_s
         self.field_manager = field_manager
 
-    def annotate(self, pod_ns: str, pod_name: str, uid: str,
-                 annotations: Mapping[str, str | None]) -> None:
-        """Merge-patch the pod's annotations (None removes one), only if its uid is `uid`."""
-        meta: dict[str, Any] = {"annotations": dict(annotations)}
-        if uid:
-            meta["uid"] = uid  # a precondition: a recreated pod of the same name is not ours
-        try:
-            resp: Any = self.core.patch_namespaced_pod(
-                pod_name, pod_ns, {"metadata": meta},
-                field_manager=self.field_manager,
-                _content_type="application/merge-patch+json",
-                _preload_content=False, _request_timeout=self.timeout,
-            )
-            consume(resp)
-        except Exception as e:  # every client failure is mapped to our small set
-            raise map_error(e, f"annotating pod {pod_ns}/{pod_name}") from e
-
     def remove_annotations_if(self, pod_ns: str, pod_name: str, uid: str,
                               expected: Mapping[str, str]) -> None:
         """Remove annotations only if each still has the expected value (and the uid matches).

@@ -101,11 +101,6 @@ def assignment_annotations(a: Assignment, signer: Signer, *, uid: str) -> dict[s
     }
 
 
-def cleared_assignment_annotations() -> dict[str, None]:
-    """A merge-patch annotations map that removes our assignment (after a rollback)."""
-    return dict.fromkeys(ASSIGNMENT_ANNOTATIONS)
-
-
 def assignment_signature_ok(pod: Mapping[str, Any], a: Assignment, signer: Signer) -> bool:
     """True if the pod's signature annotation matches `a` and the pod's uid under `signer`."""
     sig = annotations_of(pod).get(ASSIGNMENT_SIGNATURE_ANNOTATION, "")

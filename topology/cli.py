@@ -18,15 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from topology.annotation import TopologyJSONError, from_json, to_dict
-from topology.command_group import add_command_group
+from topology.command_group import EXIT_USAGE, add_command_group
 from topology.links import link_rank
 from topology.model import NodeTopology
 from topology.presets import PRESETS, preset, preset_description
 from topology.quality import best_gpus, ring_bandwidth
 from topology.smi import TopologyParseError, parse_topo_m
 from topology.tables import EXACT_MAX_GPUS
-
-EXIT_USAGE = 2
 
 
 class _LoadError(Exception):

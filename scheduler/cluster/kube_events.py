@@ -86,15 +86,6 @@ class KubeEvents:
         if self._thread is not None:
             self._thread.join(timeout_s)
 
-    def drain(self) -> None:
-        """Post everything queued now, in this thread (tests; no rate limit)."""
-        while True:
-            try:
-                ev = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            self._post(ev)
-
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:

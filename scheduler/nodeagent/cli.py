@@ -28,12 +28,11 @@ from typing import Any
 
 from scheduler.nodeagent.discovery import DiscoveryError, discover
 from scheduler.nodeagent.plugin import DEFAULT_SOCKET_DIR, STRATEGIES
-from topology.command_group import add_command_group
+from topology.command_group import EXIT_USAGE, add_command_group
 from topology.model import NodeTopology
 
 log = logging.getLogger(__name__)
 EXIT_ERROR = 1
-EXIT_USAGE = 2
 
 
 def add_parser(subparsers: Any) -> None:

@@ -20,10 +20,9 @@ from scheduler.constants import POD_GROUP_API
 from scheduler.podcodec.pod_fields import gang_key_of
 from scheduler.status.probe import ProbeError, probe
 from scheduler.status.report import node_status, pod_status
-from topology.command_group import add_command_group
+from topology.command_group import EXIT_USAGE, add_command_group
 
 EXIT_ERROR = 1
-EXIT_USAGE = 2
 
 
 def add_parser(subparsers: Any) -> None:

@@ -4,7 +4,7 @@ Node JSON is parsed here, once, at the edge (nodes.py; Pod JSON in scheduler.pod
 cache.py keeps the Snapshot the policy reads; the kube_* modules talk to the Kubernetes API
 (kube_watch: list+watch into the cache; kube_binder: Bindings and patches; kube_expiry:
 expired assumptions; kube_events: Events; kube_errors: their failures); static.py reads the
-cluster spec of `gts serve --cluster` and the simulator.
+cluster spec of `gts serve --cluster` and the simulator (spec_file.py: the YAML/JSON file).
 """
 
 from scheduler.cluster.cache import DEFAULT_ASSUME_TTL_S, ClusterCache, PodHolding

@@ -456,9 +456,12 @@ class ControlPlane:
             cfg["clientConnection"].update(qps=qps, burst=qps)
         return self._start_scheduler("default-scheduler", cfg, "default-scheduler")
 
-    def start_our_scheduler(self, qps: int | None = None) -> Process:
-        """kube-scheduler with deploy/'s configuration; the extender at our port and CA."""
+    def start_our_scheduler(self, qps: int | None = None,
+                            overrides: Mapping[str, Any] | None = None) -> Process:
+        """kube-scheduler with deploy/'s configuration; the extender at our port and CA.
+        `overrides` replace top-level fields (e.g. percentageOfNodesToScore) for a benchmark."""
         cfg = scheduler_config_from_deploy()
+        cfg.update(overrides or {})
         if not self.extender_port:
             self.extender_port = free_port()
         for e in cfg.get("extenders") or []:
@@ -563,12 +566,13 @@ class ControlPlane:
             return int(r.status), r.read().decode()
 
     def start_all(self, qps: int | None = None,
-                  serve_overrides: Mapping[str, Any] | None = None) -> ControlPlane:
+                  serve_overrides: Mapping[str, Any] | None = None,
+                  scheduler_overrides: Mapping[str, Any] | None = None) -> ControlPlane:
         """API, identities, extender, both schedulers."""
         self.start_api()
         self.install_deploy_identities()
         self.start_extender(serve_overrides)
-        self.start_our_scheduler(qps)
+        self.start_our_scheduler(qps, scheduler_overrides)
         self.start_default_scheduler(qps)
         return self
 
@@ -592,6 +596,7 @@ def _crd_established(ext: Any) -> bool:
 
 def start_control_plane(work: Path | None = None, *, qps: int | None = None,
                         serve_overrides: Mapping[str, Any] | None = None,
+                        scheduler_overrides: Mapping[str, Any] | None = None,
                         keep: bool = False) -> ControlPlane:
     """A started ControlPlane (raises ControlPlaneUnavailable without binaries)."""
     bin_dir = find_binaries()
@@ -599,7 +604,7 @@ def start_control_plane(work: Path | None = None, *, qps: int | None = None,
         work = Path(tempfile.mkdtemp(prefix="gts-e2e-"))
     cp = ControlPlane(bin_dir=bin_dir, work=work)
     try:
-        cp.start_all(qps, serve_overrides)
+        cp.start_all(qps, serve_overrides, scheduler_overrides)
     except BaseException:
         cp.stop()
         raise

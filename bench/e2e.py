@@ -268,22 +268,25 @@ def parse_serve(text: str) -> tuple[str, str]:
     """`best-node-only=false` -> ("best-node-only", "false")."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"--serve: {text!r} is not KEY=VALUE")
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
     return key.strip(), value.strip()
 
 
 def run(sizes: Sequence[tuple[int, int]], repeats: int, qps: int, threads: int,
         timeout_s: float, log: Any = sys.stderr,
-        serve: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+        serve: Sequence[tuple[str, str]] = (),
+        scheduler: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
     """Every size, `repeats` runs of each profile; a JSON-ready result. `serve` overrides
-    options of deploy/'s serve.yaml (YAML values: `best-node-only=false`)."""
+    options of deploy/'s serve.yaml (YAML values: `best-node-only=false`), `scheduler`
+    top-level fields of our kube-scheduler's configuration (`percentageOfNodesToScore=0`)."""
     from kubernetes import client
 
     results: list[SizeResult] = []
     load_before = list(os.getloadavg())
     overrides = {k: yaml.safe_load(v) for k, v in serve}
+    sched = {k: yaml.safe_load(v) for k, v in scheduler}
     for n_nodes, n_pods in sizes:
-        cp = start_control_plane(qps=qps, serve_overrides=overrides)
+        cp = start_control_plane(qps=qps, serve_overrides=overrides, scheduler_overrides=sched)
         try:
             core = client.CoreV1Api(cp.api_client())
             res = SizeResult(n_nodes, n_pods)
@@ -301,7 +304,8 @@ def run(sizes: Sequence[tuple[int, int]], repeats: int, qps: int, threads: int,
             results.append(res)
         finally:
             cp.stop()
-    return {"qps": qps, "repeats": repeats, "serve": overrides, "loadavg_before": load_before,
+    return {"qps": qps, "repeats": repeats, "serve": overrides, "scheduler": sched,
+            "loadavg_before": load_before,
             "loadavg_after": list(os.getloadavg()), "cpus": os.cpu_count(),
             "sizes": [{"nodes": s.nodes, "pods": s.pods, "ours_median_s": s.median("ours"),
                        "default_median_s": s.median("default"),
@@ -317,7 +321,9 @@ def table(res: dict[str, Any]) -> str:
         f"kube-scheduler QPS/burst {res['qps']}, median of {res['repeats']} runs, "
         f"{res['cpus']} CPUs, load average {res['loadavg_before'][0]:.2f} before / "
         f"{res['loadavg_after'][0]:.2f} after"
-        + "".join(f"; gts serve {k}={v}" for k, v in (res.get("serve") or {}).items()),
+        + "".join(f"; gts serve {k}={v}" for k, v in (res.get("serve") or {}).items())
+        + "".join(f"; our kube-scheduler {k}={v}"
+                  for k, v in (res.get("scheduler") or {}).items()),
         "",
         "| nodes x 8 GPUs | one-GPU pods | ours: all bound (s) | default profile (s) | "
         "ours / default | ours pods/s | default pods/s |",
@@ -361,6 +367,12 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     metavar="KEY=VALUE",
                     help="override an option of deploy/'s serve.yaml for this run (repeatable; "
                          "e.g. --serve best-node-only=false)")
+    ap.add_argument("--scheduler", type=parse_serve, action="append", default=[],
+                    metavar="KEY=VALUE",
+                    help="override a top-level field of our kube-scheduler's configuration "
+                         "(deploy/manifests/scheduler-config.yaml; repeatable; e.g. "
+                         "--scheduler percentageOfNodesToScore=0 for kube-scheduler's "
+                         "adaptive default instead of deploy/'s 100)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -368,7 +380,7 @@ def run_args(args: argparse.Namespace) -> int:
     """Run with parsed arguments; print the table (or JSON)."""
     try:
         res = run(args.sizes, args.repeats, args.qps, args.create_threads, args.timeout,
-                  serve=args.serve)
+                  serve=args.serve, scheduler=args.scheduler)
     except ControlPlaneUnavailable as e:
         print(f"gts bench e2e: {e}", file=sys.stderr)
         return 2

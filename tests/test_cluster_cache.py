@@ -935,3 +935,58 @@ def test_concurrent_watch_events_and_assumptions() -> None:
     assert errors == []
     check_invariants(cache)
     assert cache.snapshot.holdings == {}  # every pod was forgotten or deleted
+
+
+# ---- node bursts ----------------------------------------------------------------------------
+
+def test_a_burst_of_node_events_costs_one_rebuild_on_the_next_read(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = new_cache()
+    replace_all(cache, [node_obj(f"n{i:02d}", 4) for i in range(10)], [])
+    calls: list[set[str] | None] = []
+    rebuild = cache._rebuild
+
+    def counted(changed: set[str] | None = None) -> None:
+        calls.append(None if changed is None else set(changed))
+        rebuild(changed)
+
+    monkeypatch.setattr(cache, "_rebuild", counted)
+    for i in range(10, 40):  # a scale-up of 30 nodes and a scale-down of 5
+        assert cache.upsert_node(node_obj(f"n{i:02d}", 8)) is None
+    for i in range(5):
+        cache.delete_node(f"n{i:02d}")
+    assert calls == []
+    names = cache.snapshot.names
+    assert calls == [{f"n{i:02d}" for i in (*range(5), *range(10, 40))}]
+    assert names == [f"n{i:02d}" for i in range(5, 40)]
+    assert cache.snapshot.names == names and len(calls) == 1  # nothing left to apply
+
+
+def test_node_events_held_back_give_the_state_of_applying_each_at_once() -> None:
+    # Pods bound to nodes that come, change and go between pod events: the deferred cache
+    # must end where a cache reading its snapshot after every event ends.
+    p1, p2, p3 = whole("p1", "b", (0, 1)), whole("p2", "c", (2,)), whole("p3", "a", (3,))
+    events: list[tuple[str, Any]] = [
+        ("node", node_obj("a", 4)), ("node", node_obj("b", 4)),
+        ("pod", annotated(pod_obj("p1", gpus=2, node="b"), p1)),
+        ("pod", annotated(pod_obj("p3", gpus=1, node="a"), p3)),
+        ("node", node_obj("c", 4)),
+        ("pod", annotated(pod_obj("p2", gpus=1, node="c"), p2)),
+        ("node", node_obj("b", 8)), ("delete", "a"), ("node", node_obj("d", 2)),
+        ("delete", "c"), ("node", node_obj("c", 4)),
+    ]
+    eager, deferred = new_cache(), new_cache()
+    for cache, read_each in ((eager, True), (deferred, False)):
+        for kind, obj in events:
+            if kind == "node":
+                cache.upsert_node(obj)
+            elif kind == "delete":
+                cache.delete_node(obj)
+            else:
+                cache.upsert_pod(obj)
+            if read_each:
+                cache.snapshot  # noqa: B018 - apply now
+    assert same_state(eager.snapshot, deferred.snapshot)
+    assert eager.snapshot.holdings == deferred.snapshot.holdings
+    assert set(deferred.snapshot.holdings) == {"ns/p1", "ns/p2"}  # p3's node is gone
+    assert eager.pod_errors == deferred.pod_errors

@@ -134,7 +134,7 @@ class ClusterCache:
         self._reported: set[tuple[str, str]] = set()
         self.synced = False
         self.errors: dict[str, str] = {}
-        self.pod_errors: dict[str, str] = {}
+        self._pod_errors: dict[str, str] = {}
         self._typical_workload_factory = typical_workload_factory
         self.typical_workload = typical_workload_factory()
         # Keys of current pods already counted in `typical_workload` (each pod is counted once).
@@ -148,11 +148,29 @@ class ClusterCache:
         self._topo_index = TopologyIndex()
         # Keys held in `snapshot` per node, so a node is re-placed without scanning all pods.
         self._placed: dict[str, set[str]] = {}
-        self.snapshot: Snapshot = build_snapshot([], topo_index=self._topo_index)
+        self._snapshot: Snapshot = build_snapshot([], topo_index=self._topo_index)
+        # Nodes added, changed or removed since `_snapshot` was built: applied in one rebuild
+        # on the next read, so a burst of node events (a scale-up or scale-down of hundreds
+        # of nodes) costs one rebuild, not one per node.
+        self._pending_nodes: set[str] = set()
         # Existing pods of each gang and the PodGroup objects: what gang admission counts.
         self.gang_members = GangMembers()
 
     # ---- queries -------------------------------------------------------------------------
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The nodes and holdings now (node events since the last read applied first)."""
+        with self.lock:
+            self._flush()
+            return self._snapshot
+
+    @property
+    def pod_errors(self) -> dict[str, str]:
+        """Pods that could not be read or counted exactly: key -> why."""
+        with self.lock:
+            self._flush()  # pending node events decide which pods conflict
+            return self._pod_errors
 
     def holding(self, key: str) -> PodHolding | None:
         """What pod `key` should hold (held in the snapshot unless it conflicts)."""
@@ -170,6 +188,7 @@ class ClusterCache:
     def overcommitted(self) -> dict[str, str]:
         """Nodes where a pod could not be counted exactly: node -> why (one of them)."""
         with self.lock:
+            self._flush()  # pending node events decide what is overcommitted
             return {n: next(iter(sorted(m.values()))) for n, m in self._overcommitted.items()
                     if m}
 
@@ -195,14 +214,14 @@ class ClusterCache:
                 self.errors[name] = str(e)
                 self._report_node_error(name, str(e))
                 if self._specs.pop(name, None) is not None:
-                    self._rebuild(changed={name})
+                    self._pending_nodes.add(name)
                 return str(e)
             self.errors.pop(name, None)
             self._reported.discard(("InvalidTopology", name))
             if self._specs.get(name) == spec:
                 return None  # status heartbeats and label churn that change nothing we use
             self._specs[name] = spec
-            self._rebuild(changed={name})
+            self._pending_nodes.add(name)
             return None
 
     def delete_node(self, name: str) -> None:
@@ -210,7 +229,7 @@ class ClusterCache:
         with self.lock:
             self.errors.pop(name, None)
             if self._specs.pop(name, None) is not None:
-                self._rebuild(changed={name})
+                self._pending_nodes.add(name)
 
     def replace_specs(self, specs: Iterable[NodeSpec]) -> None:
         """Set the nodes from ready NodeSpecs (static mode: `gts serve --cluster FILE`)."""
@@ -275,11 +294,11 @@ class ClusterCache:
                 new = self._desired(pod, key, old)
             except (RequestError, AssignmentError) as e:
                 # An object we cannot read changes nothing we hold for it.
-                self.pod_errors[key] = str(e)
+                self._pod_errors[key] = str(e)
                 return str(e)
             self._set(key, new)
             self._observe(key, pod)
-            return self.pod_errors.get(key)
+            return self._pod_errors.get(key)
 
     def delete_pod(self, pod: Mapping[str, Any]) -> None:
         """The pod is gone (watch DELETED): release whatever it held."""
@@ -287,7 +306,7 @@ class ClusterCache:
         with self.lock:
             self.gang_members.pod_deleted(key)
             self._stale.pop(key, None)
-            self.pod_errors.pop(key, None)
+            self._pod_errors.pop(key, None)
             self._observed.discard(key)
             self._reported -= {(r, key) for r in _POD_REASONS}
             self._set(key, None)
@@ -300,7 +319,7 @@ class ClusterCache:
 
     def _load_pods(self, pods: Iterable[Mapping[str, Any]]) -> None:
         old_pods, old_stale = self._pods, self._stale
-        self._pods, self._by_node, self.pod_errors, self._stale = {}, {}, {}, {}
+        self._pods, self._by_node, self._pod_errors, self._stale = {}, {}, {}, {}
         self.typical_workload, self._observed = self._typical_workload_factory(), set()
         keyed: list[tuple[str, str, Mapping[str, Any]]] = []
         self.gang_members.replace_pods(())
@@ -320,7 +339,7 @@ class ClusterCache:
             try:
                 new = self._desired(obj, key, old_pods.get(key))
             except (RequestError, AssignmentError) as e:
-                self.pod_errors[key] = str(e)
+                self._pod_errors[key] = str(e)
                 continue
             self._observe(key, obj)
             if new is not None:
@@ -381,7 +400,7 @@ class ClusterCache:
                            deadline=self.clock() + self.assume_ttl_s)
             self._set(a.pod, h)
             if a.pod not in self.snapshot.holdings:  # pragma: no cover - see module docstring
-                why = self.pod_errors.pop(a.pod, "conflict")
+                why = self._pod_errors.pop(a.pod, "conflict")
                 self._set(a.pod, None)
                 raise AllocationError(why)
 
@@ -453,15 +472,15 @@ class ClusterCache:
         """What the pod should hold given its object and what we knew before."""
         if is_terminal(pod):
             self._stale.pop(key, None)
-            self.pod_errors.pop(key, None)
+            self._pod_errors.pop(key, None)
             return None
         bound_to = node_name_of(pod)
         uid = pod_uid(pod)
-        self.pod_errors.pop(key, None)
+        self._pod_errors.pop(key, None)
         try:
             a = assignment_from_pod(pod)
         except AssignmentError as e:
-            self.pod_errors[key] = str(e)
+            self._pod_errors[key] = str(e)
             a = None
         if a is not None and self.signer is not None and not assignment_signature_ok(
                 pod, a, self.signer):
@@ -473,18 +492,18 @@ class ClusterCache:
                        f"{','.join(map(str, a.gpus))}) whose signature no key of this "
                        f"scheduler verifies (keys: {', '.join(self.signer.key_ids)}); its GPUs "
                        f"are counted as held")
-                self.pod_errors[key] = why
+                self._pod_errors[key] = why
                 self._report_unverified(key, uid, why)
                 ours = tuple(sorted((k, v) for k, v in annotations_of(pod).items()
                                     if k in ASSIGNMENT_ANNOTATIONS))
                 self._stale.pop(key, None)
                 return PodHolding(node=a.node, assignment=a, durable=True, uid=uid,
                                   annotations=ours, unverified=why)
-            self.pod_errors[key] = (f"pod {key}: assignment annotations are not signed by this "
+            self._pod_errors[key] = (f"pod {key}: assignment annotations are not signed by this "
                                     "scheduler; ignored")
             a = None
         if a is not None and bound_to and a.node != bound_to:
-            self.pod_errors[key] = (f"pod {key}: annotated for node {a.node} but bound to "
+            self._pod_errors[key] = (f"pod {key}: annotated for node {a.node} but bound to "
                                     f"{bound_to}; annotation ignored")
             a = None
         if a is not None:
@@ -508,7 +527,7 @@ class ClusterCache:
                 deadline = self.clock() + self.assume_ttl_s
             return PodHolding(node=a.node, assignment=a, durable=True, deadline=deadline,
                               uid=uid, annotations=ours)
-        if key in self._stale and key not in self.pod_errors:
+        if key in self._stale and key not in self._pod_errors:
             del self._stale[key]  # the annotation is gone: nothing stale to ignore any more
         if (old is not None and not old.durable and old.assignment is not None
                 and bound_to in ("", old.node)):
@@ -531,7 +550,15 @@ class ClusterCache:
         self._emit(Event(ObjectRef("Pod", name, ns, uid), "AssignmentUnverifiable", why,
                          "Warning"))
 
+    def _flush(self) -> None:
+        """Apply the node events held back since the last read (one rebuild for them all)."""
+        if self._pending_nodes:
+            changed, self._pending_nodes = self._pending_nodes, set()
+            self._rebuild(changed)
+
     def _set(self, key: str, new: PodHolding | None) -> None:
+        # Node events first, as if each had been applied when it came.
+        self._flush()
         old = self._pods.pop(key, None)
         if old is not None:
             self._by_node.get(old.node, set()).discard(key)
@@ -551,7 +578,9 @@ class ClusterCache:
         (every node when None). A node's row depends only on its spec and its pods, so rows
         of unchanged nodes are copied from the old snapshot: a node joining a 5,000-node
         cluster costs a copy, not a re-placement of every pod."""
-        old, old_placed = self.snapshot, self._placed
+        if changed is None:
+            self._pending_nodes = set()  # a full rebuild covers them
+        old, old_placed = self._snapshot, self._placed
         snap = build_snapshot(self._sorted_specs(), topo_index=self._topo_index)
         self._placed = {}
         todo = set(snap.names) if changed is None else set(changed) & set(snap.index)
@@ -567,7 +596,7 @@ class ClusterCache:
             kept = set(keep)
             snap.holdings = {k: a for k, a in old.holdings.items() if a.node in kept}
             self._placed = {n: old_placed[n] for n in keep if n in old_placed}
-        self.snapshot = snap
+        self._snapshot = snap
         for n in sorted(todo & set(self._by_node)):
             self._place(snap, n, self._holders(n), record=True)
 
@@ -604,12 +633,12 @@ class ClusterCache:
                 snap.allocate(a)
             except AllocationError as e:
                 if record:
-                    self.pod_errors[key] = f"pod {key}: conflicts on {node}: {e}; not counted"
+                    self._pod_errors[key] = f"pod {key}: conflicts on {node}: {e}; not counted"
                 continue
             if record:
                 self._placed.setdefault(node, set()).add(key)
-                if self.pod_errors.get(key, "").endswith("not counted"):
-                    del self.pod_errors[key]
+                if self._pod_errors.get(key, "").endswith("not counted"):
+                    del self._pod_errors[key]
 
     def _place_conservatively(self, snap: Snapshot, i: int, key: str, h: PodHolding,
                               whole: Assignment, *, record: bool) -> None:
@@ -642,7 +671,7 @@ class ClusterCache:
                f"(those holding shares are taken whole)")
         if counted < want:
             why += f"; {want - counted} GPU(s) not counted: the node has no capacity left"
-        self.pod_errors[key] = why + "; node overcommitted"
+        self._pod_errors[key] = why + "; node overcommitted"
         self._overcommitted.setdefault(node, {})[key] = why
         if ("NodeOvercommitted", key) not in self._reported:
             self._reported.add(("NodeOvercommitted", key))

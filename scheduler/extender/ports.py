@@ -19,10 +19,14 @@ class CacheLike(Protocol):
     """The cluster cache: a Snapshot guarded by one lock, plus assumptions that expire."""
 
     lock: threading.RLock
-    snapshot: Snapshot
     synced: bool
     errors: dict[str, str]
     typical_workload: Any
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The nodes and holdings now; read under `lock`."""
+        ...
 
     def assume(self, a: Assignment) -> None:
         """Hold `a` now; expires unless confirmed."""

@@ -28,4 +28,7 @@ step e2e_1000 $py -m bench.e2e --sizes 1000/2000 --repeats 3
 step e2e_1000_adaptive $py -m bench.e2e --sizes 1000/2000 --repeats 3 \
   --scheduler percentageOfNodesToScore=0
 step e2e_5000 $py -m bench.e2e --sizes 5000/5000 --repeats 1
+step e2e_5000_adaptive $py -m bench.e2e --sizes 5000/5000 --repeats 1 \
+  --scheduler percentageOfNodesToScore=0
+step node_burst $py -m bench.node_burst
 echo "== end $(date -u +%T) load $(load)" | tee -a "$out/log"

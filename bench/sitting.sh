@@ -2,7 +2,7 @@
 # Every performance table of the README, in one sitting, in the README's order:
 #   bash bench/sitting.sh [OUTDIR]        (from the repository root, after the README's set-up)
 # Each command's output goes to OUTDIR/<name>.txt, with the load average before and after in
-# OUTDIR/log. Run it on a quiet machine: nothing else running. About 35 minutes on 2 cores.
+# OUTDIR/log. Run it on a quiet machine: nothing else running. About 45 minutes on 2 cores.
 set -u
 out=${1:-sitting-$(date -u +%Y%m%dT%H%M)}
 mkdir -p "$out"

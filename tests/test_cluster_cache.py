@@ -990,3 +990,42 @@ def test_node_events_held_back_give_the_state_of_applying_each_at_once() -> None
     assert eager.snapshot.holdings == deferred.snapshot.holdings
     assert set(deferred.snapshot.holdings) == {"ns/p1", "ns/p2"}  # p3's node is gone
     assert eager.pod_errors == deferred.pod_errors
+
+
+_NODE_EVENT = st.one_of(
+    st.tuples(st.just("node"), st.sampled_from("abcd"), st.sampled_from((2, 4, 8))),
+    st.tuples(st.just("delete"), st.sampled_from("abcd"), st.just(0)),
+    st.tuples(st.just("pod"), st.sampled_from(("p0", "p1", "p2", "p3")),
+              st.tuples(st.sampled_from("abcd"), st.sampled_from(((0,), (1,), (0, 1), (3,))))),
+    st.tuples(st.just("gone"), st.sampled_from(("p0", "p1", "p2", "p3")), st.just(0)),
+    st.tuples(st.just("read"), st.just(""), st.just(0)),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_NODE_EVENT, max_size=25))
+def test_held_back_node_events_never_change_the_state(events: list[tuple[str, str, Any]]) -> None:
+    # Any interleaving of node and pod events, with reads at random points: the cache that
+    # holds node events back ends exactly where one that applies each at once ends.
+    eager, deferred = new_cache(), new_cache()
+    for cache, read_each in ((eager, True), (deferred, False)):
+        for kind, name, arg in events:
+            if kind == "node":
+                cache.upsert_node(node_obj(name, arg))
+            elif kind == "delete":
+                cache.delete_node(name)
+            elif kind == "pod":
+                node, gpus = arg
+                cache.upsert_pod(annotated(pod_obj(name, gpus=len(gpus), node=node),
+                                           whole(name, node, gpus)))
+            elif kind == "gone":
+                cache.delete_pod(pod_obj(name))
+            else:
+                cache.snapshot  # noqa: B018 - a read in between
+            if read_each:
+                cache.snapshot  # noqa: B018 - apply now
+    assert same_state(eager.snapshot, deferred.snapshot)
+    assert eager.snapshot.holdings == deferred.snapshot.holdings
+    assert eager.pod_errors == deferred.pod_errors
+    assert eager.overcommitted == deferred.overcommitted
+    check_invariants(deferred)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from cluster_cache_probes import durable_snapshot, in_memory_keys, node_index, replace_all
 from hand_clock import HandClock
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pod_annotation_patch import cleared_assignment_annotations
 from snapshot_equality import same_state
@@ -1004,6 +1004,8 @@ _NODE_EVENT = st.one_of(
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_NODE_EVENT, max_size=25))
+# A node that comes and goes between reads: its conflict error must not outlive it.
+@example([("pod", "p0", ("a", (3,))), ("node", "a", 2), ("delete", "a", 0)])
 def test_held_back_node_events_never_change_the_state(events: list[tuple[str, str, Any]]) -> None:
     # Any interleaving of node and pod events, with reads at random points: the cache that
     # holds node events back ends exactly where one that applies each at once ends.

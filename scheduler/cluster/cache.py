@@ -597,6 +597,13 @@ class ClusterCache:
             snap.holdings = {k: a for k, a in old.holdings.items() if a.node in kept}
             self._placed = {n: old_placed[n] for n in keep if n in old_placed}
         self._snapshot = snap
+        # Pods on a node that is gone are held nowhere: what was said about counting them
+        # there (a conflict, an overcommitted node) no longer holds.
+        for n in (set(old.index) | (changed or set())) - set(snap.index):
+            self._overcommitted.pop(n, None)
+            for k in self._by_node.get(n, ()):
+                if self._pod_errors.get(k, "").endswith(_PLACEMENT_ERRORS):
+                    del self._pod_errors[k]
         for n in sorted(todo & set(self._by_node)):
             self._place(snap, n, self._holders(n), record=True)
 
@@ -683,6 +690,9 @@ class ClusterCache:
                 self._emit(Event(ObjectRef("Pod", name, ns, h.uid), "ForeignPodNotCounted",
                                  why, "Warning"))
 
+
+# Endings of the pod errors _place and _place_conservatively record for one node.
+_PLACEMENT_ERRORS = ("not counted", "node overcommitted")
 
 def _created(pod: Mapping[str, Any]) -> str:
     # RFC 3339 in UTC as the API writes it: sorting the strings sorts the times.

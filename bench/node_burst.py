@@ -67,8 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="nodes deleted, then added (default 100)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per case (default 3)")
     args = ap.parse_args(argv)
-    sizes = [int(x) for x in args.nodes.split(",") if x.strip()]
-    if args.burst < 1 or args.repeats < 1 or any(n < args.burst for n in sizes):
+    try:
+        sizes = [int(x) for x in args.nodes.split(",") if x.strip()]
+    except ValueError:
+        ap.error(f"--nodes={args.nodes!r}: must be comma-separated whole numbers")
+    if not sizes or args.burst < 1 or args.repeats < 1 or any(n < args.burst for n in sizes):
         ap.error(f"--burst={args.burst}, --repeats={args.repeats}: need burst >= 1, "
                  f"repeats >= 1 and every --nodes >= burst (got {args.nodes!r})")
     print(f"{args.burst} node deletions + {args.burst} additions, CPU s (median of "

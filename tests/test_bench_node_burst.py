@@ -22,3 +22,9 @@ def test_a_burst_larger_than_the_cluster_is_refused(capsys: pytest.CaptureFixtur
     with pytest.raises(SystemExit):
         node_burst.main(["--nodes", "5", "--burst", "10"])
     assert "--burst=10" in capsys.readouterr().err
+
+
+def test_sizes_that_are_not_numbers_are_refused_by_name(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        node_burst.main(["--nodes", "1k"])
+    assert "--nodes='1k'" in capsys.readouterr().err

@@ -108,6 +108,9 @@ class PodHolding:
         return 0 if self.durable else 1
 
 
+# Endings of the pod errors _place and _place_conservatively record for one node.
+_PLACEMENT_ERRORS = ("not counted", "node overcommitted")
+
 class ClusterCache:
     """Thread-safe cache of nodes and GPU holdings; read or change `snapshot` only under `lock`."""
 
@@ -690,9 +693,6 @@ class ClusterCache:
                 self._emit(Event(ObjectRef("Pod", name, ns, h.uid), "ForeignPodNotCounted",
                                  why, "Warning"))
 
-
-# Endings of the pod errors _place and _place_conservatively record for one node.
-_PLACEMENT_ERRORS = ("not counted", "node overcommitted")
 
 def _created(pod: Mapping[str, Any]) -> str:
     # RFC 3339 in UTC as the API writes it: sorting the strings sorts the times.

@@ -45,6 +45,7 @@ class ServeConfig:
     signing_key_dir: str | None = None
     signing_key_id: str | None = None
     tls_client_ca: str | None = None
+    http2: bool = True
     metrics_port: int = 9090
     scheduler_name: str = SCHEDULER_NAME
     max_body_bytes: int = MAX_BODY_BYTES
@@ -152,6 +153,10 @@ OPTIONS: tuple[_Option, ...] = (
             "PEM CA bundle: require mutual TLS on the extender port; only clients with a "
             "certificate chaining to it (kube-scheduler's extender tlsConfig certFile) get "
             "past the handshake (needs --tls-cert)", _str),
+    _Option("http2", "BOOL",
+            "offer HTTP/2 by ALPN on the TLS port (default true): kube-scheduler then sends "
+            "every call over one connection instead of a TLS handshake per concurrent bind; "
+            "false serves HTTP/1.1 only", _bool),
     _Option("metrics-port", "PORT",
             "plain-HTTP port for /healthz, /readyz and /metrics only, so probes and "
             "Prometheus need no client certificate (default 9090; 0 = off, /metrics then on "
@@ -222,6 +227,7 @@ config file example (every key optional):
   signing-key-dir: /etc/gts/signing-keys
   signing-key-id: k2026-11
   tls-client-ca: /etc/gts/tls/client-ca.crt
+  http2: true
   metrics-port: 9090
   level-label-keys: [network.topology.nvidia.com/accelerator, network.topology.nvidia.com/block]
   log-level: info

@@ -56,11 +56,26 @@ class ExtenderMetrics:
             "gts_gang_bind_wait_seconds",
             "Time a gang member's bind waited for the rest of its gang.", ["outcome"],
             buckets=WAIT_BUCKETS, registry=r)
+        self.connections = Counter(
+            "gts_extender_connections",
+            "Connections to the extender port past their handshake, by protocol (h2 when "
+            "the client negotiated HTTP/2 by ALPN, else http/1.1).", ["protocol"], registry=r)
+        self.http2_errors = Counter(
+            "gts_extender_http2_protocol_errors",
+            "HTTP/2 connections closed because the client broke the protocol.", registry=r)
 
     def observe_request(self, verb: str, code: int, seconds: float) -> None:
         """One HTTP call answered."""
         self.request_seconds.labels(verb).observe(seconds)
         self.requests.labels(verb, str(code)).inc()
+
+    def connection(self, protocol: str) -> None:
+        """A connection accepted, speaking `protocol` ("h2" or "http/1.1")."""
+        self.connections.labels(protocol).inc()
+
+    def http2_error(self) -> None:
+        """An HTTP/2 connection closed for a protocol error."""
+        self.http2_errors.inc()
 
     def decision(self, verb: str, outcome: str, reason: str) -> None:
         """One decision; `reason` is a category (bounded set), never free text."""

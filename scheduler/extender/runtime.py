@@ -156,7 +156,7 @@ def _tls(cfg: ServeConfig) -> Any:
     if not (cfg.tls_cert and cfg.tls_key):
         return None
     try:
-        return tls_context(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)
+        return tls_context(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca, http2=cfg.http2)
     except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
         raise ConfigError(f"--tls-cert/--tls-key/--tls-client-ca: {e}") from None
 

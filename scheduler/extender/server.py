@@ -25,6 +25,10 @@ kube-scheduler sends every candidate Node object. A Node as the API serves it is
 and up to ~12 KB with kubelet's default 50 images in status.images; at 5,000 nodes (the
 largest cluster the benchmarks cover with full Node objects) that is at most ~60 MB.
 With names only (`nodeCacheCapable: true`) 20,000 nodes are ~0.5 MB.
+
+Over TLS the server offers HTTP/2 by ALPN (unless `tls_context(http2=False)`): a connection
+that negotiates "h2" is served by h2_connection.H2ServerConnection, with the same routing,
+the same limits and the same connection accounting; others get HTTP/1.1 as before.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from scheduler.extender.h2_connection import H2ServerConnection
 from scheduler.extender.metrics import ExtenderMetrics
 from scheduler.extender.service import ExtenderService
 from scheduler.extender.wire import (
@@ -72,6 +77,17 @@ class Limits:
     idle_timeout_s: float = 60.0
     read_timeout_s: float = 10.0
     reap_interval_s: float = 0.5
+    # HTTP/2 (h2_connection.py). Requests in flight on one connection: gang binds wait there,
+    # and Go's client opens another connection when a connection is full.
+    h2_max_streams: int = 128
+    # kube-scheduler sends a handful of headers; as much as HTTP/1.1's 64 KiB request line.
+    h2_max_header_list_bytes: int = 65_536
+    # A names-only body for 20,000 nodes (~0.5 MB) arrives without waiting for WINDOW_UPDATE.
+    h2_stream_window_bytes: int = 1 << 20
+    # Room for many such bodies at once; memory stays bounded by max_inflight_bytes.
+    h2_connection_window_bytes: int = 16 << 20
+    # At shutdown, requests in flight get this long to be answered before GOAWAY and close.
+    h2_shutdown_grace_s: float = 2.0
 
 
 DEFAULT_LIMITS = Limits()
@@ -161,6 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "gts-extender/1"
     server: ExtenderHTTPServer
     conn: _Conn
+    http2 = False
 
     def setup(self) -> None:
         sock = self.request
@@ -172,6 +189,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if isinstance(sock, ssl.SSLSocket):
                 sock.do_handshake()
+                self.http2 = sock.selected_alpn_protocol() == "h2"
+            self.server.count_connection("h2" if self.http2 else "http/1.1")
             super().setup()
         except BaseException:
             self.server.unregister(sock)  # finish() does not run when setup() fails
@@ -182,6 +201,13 @@ class _Handler(BaseHTTPRequestHandler):
             super().finish()
         finally:
             self.server.unregister(self.request)
+
+    def handle(self) -> None:
+        if self.http2:
+            assert isinstance(self.request, ssl.SSLSocket)
+            H2ServerConnection(self.request, self.server, self.conn).serve()
+        else:
+            super().handle()
 
     def handle_one_request(self) -> None:
         """BaseHTTPRequestHandler's, with the connection's state kept for the reaper."""
@@ -305,6 +331,8 @@ class ExtenderHTTPServer(ThreadingHTTPServer):
         self.refused = 0
         self.evicted = 0
         self.reaped = 0
+        self.h2_errors = 0
+        self._h2: set[H2ServerConnection] = set()
         super().__init__((host, port), _Handler)
         self._reaper = threading.Thread(target=self._reap_loop, name="gts-http-reaper",
                                         daemon=True)
@@ -384,8 +412,35 @@ class ExtenderHTTPServer(ThreadingHTTPServer):
                 self.reaped += 1
                 c.close()
 
+    def count_connection(self, protocol: str) -> None:
+        """A connection past its handshake; counted on the port that serves the verbs."""
+        if self.app.verbs:
+            self.app.metrics.connection(protocol)
+
+    def protocol_error(self) -> None:
+        """An HTTP/2 connection closed for a protocol error."""
+        with self._conns_lock:
+            self.h2_errors += 1
+        self.app.metrics.http2_error()
+
+    def add_h2(self, c: H2ServerConnection) -> None:
+        with self._conns_lock:
+            self._h2.add(c)
+
+    def remove_h2(self, c: H2ServerConnection) -> None:
+        with self._conns_lock:
+            self._h2.discard(c)
+
     def server_close(self) -> None:
+        """Close the socket; HTTP/2 connections send GOAWAY once their requests in flight are
+        answered (at most Limits.h2_shutdown_grace_s), so clients see a clean close."""
         self._closed.set()
+        with self._conns_lock:
+            live = list(self._h2)
+        for c in live:
+            c.stop()
+        for c in live:
+            c.done.wait(self.limits.h2_shutdown_grace_s + 1.0)
         super().server_close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -398,11 +453,14 @@ class ExtenderHTTPServer(ThreadingHTTPServer):
         return int(self.server_address[1])
 
 
-def tls_context(cert_file: str, key_file: str, client_ca: str | None = None) -> ssl.SSLContext:
+def tls_context(cert_file: str, key_file: str, client_ca: str | None = None, *,
+                http2: bool = True) -> ssl.SSLContext:
     """Server-side TLS 1.2+ context from a PEM certificate chain and key.
 
     With `client_ca`, every client must present a certificate that chains to it (mutual
     TLS; kube-scheduler's extender tlsConfig certFile/keyFile): others fail the handshake.
+    With `http2`, ALPN offers "h2" (then "http/1.1"): Go's client multiplexes every call
+    on one connection instead of opening a TLS connection per concurrent bind.
     """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -410,6 +468,8 @@ def tls_context(cert_file: str, key_file: str, client_ca: str | None = None) -> 
     # kube-scheduler's Go client keeps no TLS session cache, so tickets would be made, sent
     # and never used, on every one of its (frequent, see deploy/README) new connections.
     ctx.num_tickets = 0
+    if http2:
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
     if client_ca:
         ctx.load_verify_locations(cafile=client_ca)
         ctx.verify_mode = ssl.CERT_REQUIRED

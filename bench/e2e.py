@@ -62,6 +62,8 @@ class Run:
     # CPU seconds each component used from the first create until the last pod was bound
     # (gts serve also watches the default profile's pods, so it is never idle).
     cpu_s: dict[str, float] = field(default_factory=dict)
+    # Connections kube-scheduler opened to the extender port during the run, by protocol.
+    connections: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -226,6 +228,16 @@ def _extender_nodes(cp: ControlPlane) -> float:
     return -1.0
 
 
+def _extender_connections(cp: ControlPlane) -> dict[str, int]:
+    """gts_extender_connections_total by protocol (since the extender started)."""
+    out: dict[str, int] = {}
+    prefix = 'gts_extender_connections_total{protocol="'
+    for line in cp.extender_get("/metrics")[1].splitlines():
+        if line.startswith(prefix):
+            out[line[len(prefix):].split('"', 1)[0]] = int(float(line.split()[-1]))
+    return out
+
+
 def one_run(cp: ControlPlane, core: Any, profile: str, n_nodes: int, n_pods: int, tag: str,
             threads: int, timeout_s: float) -> Run:
     """Fresh nodes, P pods of `profile` at once, time to all bound; then clean up."""
@@ -247,6 +259,7 @@ def one_run(cp: ControlPlane, core: Any, profile: str, n_nodes: int, n_pods: int
     components = {"extender": "gts-serve", "kube-scheduler": SCHEDULER_PROCS[profile],
                   "kube-apiserver": "kube-apiserver"}
     cpu0 = {k: cp.procs[p].cpu_s() for k, p in components.items() if p in cp.procs}
+    conns0 = _extender_connections(cp)
     t0 = time.monotonic()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda b: writer.post(path, b), bodies))
@@ -255,13 +268,15 @@ def one_run(cp: ControlPlane, core: Any, profile: str, n_nodes: int, n_pods: int
     cpu = {k: round(cp.procs[components[k]].cpu_s() - v, 3) for k, v in cpu0.items()}
     bound_s = (watch.last_bound_at - t0) if ok else float("inf")
     bound = len(watch.bound)
+    conns = {k: v - conns0.get(k, 0) for k, v in _extender_connections(cp).items()}
     watch.stop()
     core.delete_collection_namespaced_pod(ns, grace_period_seconds=0)
     core.delete_collection_node(label_selector=f"{RUN_LABEL}={tag}")
     end = time.monotonic() + 120
     while _extender_nodes(cp) != 0 and time.monotonic() < end:
         time.sleep(0.2)
-    return Run(profile, n_nodes, n_pods, bound_s, created, bound, cpu)
+    return Run(profile, n_nodes, n_pods, bound_s, created, bound, cpu,
+               {k: v for k, v in conns.items() if v})
 
 
 def parse_serve(text: str) -> tuple[str, str]:
@@ -300,7 +315,8 @@ def run(sizes: Sequence[tuple[int, int]], repeats: int, qps: int, threads: int,
                     cpu = ", ".join(f"{k} {v:.2f}" for k, v in one.cpu_s.items())
                     print(f"  {n_nodes} nodes / {n_pods} pods, {profile:7s} run {r + 1}: "
                           f"all bound in {one.bound_s:.2f} s (created in {one.created_s:.2f} s;"
-                          f" CPU s: {cpu})", file=log, flush=True)
+                          f" CPU s: {cpu}; extender connections: {one.connections})",
+                          file=log, flush=True)
             results.append(res)
         finally:
             cp.stop()

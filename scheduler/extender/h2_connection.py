@@ -8,9 +8,10 @@ is a stream of one connection: no handshakes.
 Threads: the connection's thread owns the socket and the h2 state machine; it reads, writes
 and sends reply bodies as flow control allows. One thread, because OpenSSL does not allow an
 SSL object to be read and written from two threads at once. Each complete request is
-answered by `app.handle` in a thread of its own (a bind may block while its gang gathers and
-a filter must never wait behind it); the reply comes back through a queue and a wake-up
-socket pair.
+answered by `app.handle` in a thread of its own, from a pool shared by the server's
+connections (a bind may block while its gang gathers and a filter must never wait behind it;
+the pool only saves starting a thread per request); the reply comes back through a queue and
+a wake-up socket pair.
 
 Bounds (from `Limits`): at most `h2_max_streams` requests at once (more are refused with
 RST_STREAM REFUSED_STREAM, which a client may retry), a header list of at most
@@ -95,7 +96,13 @@ class H2ServerConnection:
         self._last_progress = time.monotonic()
         self._stop_deadline = 0.0
         self._peer_done = False
-        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+        # A wake-up byte is on its way: replies finished meanwhile need not send another.
+        self._wake_sent = False
+        # Our own headers need no checking (a fifth of h2's cost of a reply); the client's
+        # are checked.
+        config = h2.config.H2Configuration(client_side=False, header_encoding=None,
+                                           validate_outbound_headers=False,
+                                           normalize_outbound_headers=False)
         self.h2 = h2.connection.H2Connection(config=config)
 
     # ---- life cycle -------------------------------------------------------------------------
@@ -159,6 +166,9 @@ class H2ServerConnection:
             if self._wake_r in r:
                 with contextlib.suppress(BlockingIOError):
                     self._wake_r.recv(4096)
+                # Cleared before the queue is read, so a reply queued after this point sends
+                # its own wake-up, and one queued before it is taken below.
+                self._wake_sent = False
             self._take_replies()
             if self.sock in r and not self._read():
                 return
@@ -255,15 +265,16 @@ class H2ServerConnection:
         method = s.headers.get(b":method", b"").decode("latin-1")
         path = s.headers.get(b":path", b"/").decode("latin-1")
         self.running += 1
-        threading.Thread(target=self._answer, args=(sid, method, path, body),
-                         name="gts-h2-request", daemon=True).start()
+        self.server.h2_workers().submit(self._answer, sid, method, path, body)
 
     def _answer(self, sid: int, method: str, path: str, body: bytes) -> None:
         try:
             reply = self.server.app.handle(method, path, body)  # never raises
         finally:
-            self.replies.put((sid, reply))
-            self._wake()
+            self.replies.put((sid, reply))  # before the flag is read: see _loop
+            if not self._wake_sent:
+                self._wake_sent = True
+                self._wake()
 
     # ---- writing ----------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -333,6 +334,7 @@ class ExtenderHTTPServer(ThreadingHTTPServer):
         self.reaped = 0
         self.h2_errors = 0
         self._h2: set[H2ServerConnection] = set()
+        self._h2_pool: ThreadPoolExecutor | None = None
         super().__init__((host, port), _Handler)
         self._reaper = threading.Thread(target=self._reap_loop, name="gts-http-reaper",
                                         daemon=True)
@@ -427,6 +429,16 @@ class ExtenderHTTPServer(ThreadingHTTPServer):
         with self._conns_lock:
             self._h2.add(c)
 
+    def h2_workers(self) -> ThreadPoolExecutor:
+        """Threads answering HTTP/2 requests. As many as could be in flight at once, so no
+        request waits for a thread behind blocked binds; idle ones are reused."""
+        with self._conns_lock:
+            if self._h2_pool is None:
+                self._h2_pool = ThreadPoolExecutor(
+                    self.limits.max_connections * self.limits.h2_max_streams,
+                    thread_name_prefix="gts-h2-request")
+            return self._h2_pool
+
     def remove_h2(self, c: H2ServerConnection) -> None:
         with self._conns_lock:
             self._h2.discard(c)
@@ -441,6 +453,8 @@ class ExtenderHTTPServer(ThreadingHTTPServer):
             c.stop()
         for c in live:
             c.done.wait(self.limits.h2_shutdown_grace_s + 1.0)
+        if self._h2_pool is not None:
+            self._h2_pool.shutdown(wait=False)  # a bind still waiting ends with the process
         super().server_close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:

@@ -387,3 +387,23 @@ def test_the_reaper_cuts_idle_and_stalled_connections_but_not_busy_ones(
     finally:
         binder.gate.set()
         e.stop()
+
+
+def test_an_idle_h2_connection_counts_toward_the_cap_and_is_evicted_first(
+        pki: dict[str, str]) -> None:
+    e = serve(pki, limits=Limits(max_connections=2))
+    try:
+        idle = h2c(e, pki)
+        assert idle.get("/healthz").status == 200
+        others = [ExtenderClient(e.url, context=client_context(pki)) for _ in range(2)]
+        for c in others:  # the second of these needs a slot: the idle h2 connection's
+            assert c.raw("GET", "/healthz") == (200, b"ok\n")
+        with pytest.raises((ConnectionError, ssl.SSLError, OSError)):
+            while True:
+                idle.pump()
+        assert e.server.evicted == 1 and e.server.connections == 2
+        idle.close()
+        for c in others:
+            c.close()
+    finally:
+        e.stop()

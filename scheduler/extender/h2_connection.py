@@ -113,17 +113,17 @@ class H2ServerConnection:
         try:
             self._start()
             self._loop()
-        except (h2.exceptions.ProtocolError, ValueError, KeyError, TypeError) as e:
-            # ValueError/KeyError/TypeError: what h2 or hpack let through on malformed input.
+        except OSError:
+            pass  # the client went away, or the reaper cut the connection
+        except Exception as e:  # h2's ProtocolError, or what h2 let through on bad input
             self.server.protocol_error()
             log.warning("HTTP/2 protocol error; connection closed",
-                        extra={"error": f"{type(e).__name__}: {e}"})
+                        extra={"error": f"{type(e).__name__}: {e}"},
+                        exc_info=not isinstance(e, h2.exceptions.ProtocolError))
             with contextlib.suppress(h2.exceptions.ProtocolError):
                 self.h2.close_connection(error_code=getattr(e, "error_code",
                                                             ErrorCodes.PROTOCOL_ERROR))
             self._flush_best_effort()
-        except OSError:
-            pass  # the client went away, or the reaper cut the connection
         finally:
             self.server.remove_h2(self)
             for s in self.streams.values():

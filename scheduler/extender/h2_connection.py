@@ -31,7 +31,8 @@ import socket
 import ssl
 import threading
 import time
-from typing import TYPE_CHECKING
+from concurrent.futures import Executor
+from typing import Protocol
 
 import h2.config
 import h2.connection
@@ -41,9 +42,6 @@ from h2.errors import ErrorCodes
 from h2.settings import SettingCodes, Settings
 
 from scheduler.extender.wire import error_body
-
-if TYPE_CHECKING:
-    from scheduler.extender.server import ExtenderHTTPServer, Limits, Reply, _Conn
 
 log = logging.getLogger("gts.extender.http2")
 
@@ -58,6 +56,54 @@ OUT_HIGH_WATER = 1 << 20
 # limit is advertised as Limits.h2_max_streams but enforced here, stream by stream.
 _H2_ENFORCED_STREAMS = 2**31 - 1
 _DEFAULT_WINDOW = 65_535  # RFC 9113 6.9.2: every connection window starts here
+
+
+Reply = tuple[int, str, bytes]  # status, content type, body (server.ExtenderApp.handle's)
+
+
+class H2Limits(Protocol):
+    """The bounds this module reads (server.Limits has them)."""
+
+    @property
+    def max_body_bytes(self) -> int: ...
+    @property
+    def h2_max_streams(self) -> int: ...
+    @property
+    def h2_max_header_list_bytes(self) -> int: ...
+    @property
+    def h2_stream_window_bytes(self) -> int: ...
+    @property
+    def h2_connection_window_bytes(self) -> int: ...
+    @property
+    def h2_shutdown_grace_s(self) -> float: ...
+
+
+class App(Protocol):
+    """Routing: server.ExtenderApp."""
+
+    def handle(self, method: str, path: str, body: bytes) -> Reply: ...
+
+
+class ConnState(Protocol):
+    """The connection's state as the reaper reads it (server._Conn)."""
+
+    state: str
+    since: float
+
+
+class Host(Protocol):
+    """What the listening server (server.ExtenderHTTPServer) provides to a connection."""
+
+    @property
+    def limits(self) -> H2Limits: ...
+    @property
+    def app(self) -> App: ...
+    def reserve_body(self, n: int) -> bool: ...
+    def release_body(self, n: int) -> None: ...
+    def protocol_error(self) -> None: ...
+    def h2_workers(self) -> Executor: ...
+    def add_h2(self, c: H2ServerConnection) -> None: ...
+    def remove_h2(self, c: H2ServerConnection) -> None: ...
 
 
 class _Stream:
@@ -77,11 +123,11 @@ class _Stream:
 class H2ServerConnection:
     """Serves one TLS connection that negotiated "h2" until it closes."""
 
-    def __init__(self, sock: ssl.SSLSocket, server: ExtenderHTTPServer, conn: _Conn) -> None:
+    def __init__(self, sock: ssl.SSLSocket, server: Host, conn: ConnState) -> None:
         self.sock = sock
         self.server = server
         self.conn = conn
-        self.limits: Limits = server.limits
+        self.limits = server.limits
         self.streams: dict[int, _Stream] = {}  # received or being answered, not yet replied
         self.sending: dict[int, memoryview] = {}  # reply bodies left to send, by stream
         self.running = 0  # requests in app.handle

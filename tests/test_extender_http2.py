@@ -389,6 +389,28 @@ def test_the_reaper_cuts_idle_and_stalled_connections_but_not_busy_ones(
         e.stop()
 
 
+def test_a_stalled_body_is_reset_while_a_bind_on_the_same_connection_is_answered(
+        pki: dict[str, str]) -> None:
+    binder = GatedBinder()
+    e = serve(pki, binder, limits=Limits(read_timeout_s=0.3, reap_interval_s=0.05))
+    try:
+        c = h2c(e, pki)
+        slow = pod_obj("slow", gpus=1)
+        bind = c.post("bind", bind_doc(slow, filtered(c, slow)))
+        wait_for(lambda: binder.entered == 1, "the bind never reached the binder")
+        stalled = c.request("POST", "/filter", b'{"Pod": ', end=False)  # and nothing more
+        r = c.wait(stalled)
+        assert r.reset == ErrorCodes.CANCEL and r.status == 0
+        assert e.server._inflight == 0
+        binder.gate.set()
+        assert c.wait(bind).status == 200  # the connection and its bind were left be
+        assert c.get("/healthz").status == 200
+        c.close()
+    finally:
+        binder.gate.set()
+        e.stop()
+
+
 def test_an_idle_h2_connection_counts_toward_the_cap_and_is_evicted_first(
         pki: dict[str, str]) -> None:
     e = serve(pki, limits=Limits(max_connections=2))

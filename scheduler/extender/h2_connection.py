@@ -16,9 +16,11 @@ a wake-up socket pair.
 Bounds (from `Limits`): at most `h2_max_streams` requests at once (more are refused with
 RST_STREAM REFUSED_STREAM, which a client may retry), a header list of at most
 `h2_max_header_list_bytes`, a body of at most `max_body_bytes` (413), and bodies being
-received share `max_inflight_bytes` with HTTP/1.1's (503). For the reaper the connection is
-"busy" while a request is being answered (never cut), "reading" while a request body or a
-reply stalls (cut after `read_timeout_s`), and "idle" otherwise (cut after `idle_timeout_s`).
+received share `max_inflight_bytes` with HTTP/1.1's (503). A request whose body has not all
+arrived within `read_timeout_s` is reset (RST_STREAM CANCEL), leaving the other streams be.
+For the reaper the connection is "busy" while a request is being answered (never cut),
+"reading" while a request body or a reply stalls (cut after `read_timeout_s`), and "idle"
+otherwise (cut after `idle_timeout_s`).
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ class H2Limits(Protocol):
 
     @property
     def max_body_bytes(self) -> int: ...
+    @property
+    def read_timeout_s(self) -> float: ...
     @property
     def h2_max_streams(self) -> int: ...
     @property
@@ -144,6 +148,8 @@ class H2ServerConnection:
         self._peer_done = False
         # A wake-up byte is on its way: replies finished meanwhile need not send another.
         self._wake_sent = False
+        # Often enough to cancel a stalled request body within about its read timeout.
+        self._poll_s = min(POLL_S, self.limits.read_timeout_s / 2)
         # Our own headers need no checking (a fifth of h2's cost of a reply); the client's
         # are checked.
         config = h2.config.H2Configuration(client_side=False, header_encoding=None,
@@ -206,7 +212,7 @@ class H2ServerConnection:
             readers: list[socket.socket] = [self.sock, self._wake_r]
             writers = [self.sock] if self.out else []
             if not self.sock.pending():  # bytes TLS already decrypted are not seen by select
-                r, _, _ = select.select(readers, writers, [], POLL_S)
+                r, _, _ = select.select(readers, writers, [], self._poll_s)
             else:
                 r = [self.sock]
             if self._wake_r in r:
@@ -219,6 +225,7 @@ class H2ServerConnection:
             if self.sock in r and not self._read():
                 return
             self._send_bodies()
+            self._cancel_stalled()
             self._flush()
             if self._stopping.is_set() and self._goaway_due():
                 self.h2.close_connection(error_code=ErrorCodes.NO_ERROR)
@@ -228,6 +235,17 @@ class H2ServerConnection:
                 self._flush_best_effort()
                 return
             self._mark()
+
+    def _cancel_stalled(self) -> None:
+        """Reset requests whose body has not all arrived within read_timeout_s: one stalled
+        stream must not hold bytes (or, via the reaper, cut the connection) while other
+        streams on it are being answered."""
+        late = time.monotonic() - self.limits.read_timeout_s
+        for sid in [i for i, s in self.streams.items() if not s.complete and s.since < late]:
+            log.info("HTTP/2 request body stalled; stream reset", extra={"stream": sid})
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self.h2.reset_stream(sid, ErrorCodes.CANCEL)
+            self._forget(sid)
 
     def _goaway_due(self) -> bool:
         answered = self.running == 0 and not self.sending

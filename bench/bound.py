@@ -34,6 +34,8 @@ Formulation (one linear program, solved with HiGHS through scipy.optimize.linpro
                                                          above 1/j of it)
                flow in = flow out + e[t,a]               every position a > 0
                sum_{c share s} x[c,t] <= sum_a f[t,a,s]   every share size s
+  optionally sum_{c share s, t} x[c,t] >= m_s   at least m_s shares of size s placed
+                                                (min_placed; bench.bound_split)
 
 Every real placement gives a feasible point (count each node's pods and each GPU's shares in
 the order of its path), so the optimum is at least any policy's allocation: the bound is
@@ -54,7 +56,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -220,13 +222,25 @@ def _multi_gpu_configs(
     return [(zv, float(sum(conf))) for zv, conf in zip(z, confs, strict=True)]
 
 
-def lp_bound(nodes: Sequence[NodeSpec], pods: Sequence[PodRequest]) -> Bound:
-    """The LP bound (module docstring) for `pods` all arrived on the cluster `nodes`."""
+def lp_bound(nodes: Sequence[NodeSpec], pods: Sequence[PodRequest],
+             min_placed: Mapping[int, int] | None = None) -> Bound:
+    """The LP bound (module docstring) for `pods` all arrived on the cluster `nodes`.
+
+    `min_placed` {share size in thousandths: n} makes the LP place at least n of the shares of
+    that size instead of choosing freely which pods to refuse: an online policy places every
+    pod that fits when it arrives, so the plain bound's lead splits into what it gains by
+    refusing (admission) and what by packing (docs/tuning.md uses it that way)."""
     types = node_types(nodes)
     capacity = sum(g * n for (g, _m, _c, _mem), n in types.items()) * MILLI_PER_GPU
     if capacity <= 0:
         raise ValueError("nodes: the cluster has no GPUs; the bound is on GPU allocation")
     classes = pod_classes(pods)
+    floors = dict(min_placed or {})
+    for size, n in floors.items():
+        have = sum(k for c, k in classes.items() if c[0] == 0 and c[1] == size)
+        if not 0 <= n <= have:
+            raise ValueError(f"min_placed[{size}]={n!r}: must be in 0..{have} "
+                             f"(the shares of {size} that arrived)")
     demand = sum((c[0] * MILLI_PER_GPU or c[1]) * n for c, n in classes.items())
     lp = _Lp()
     by_class: dict[PodClass, list[int]] = {c: [] for c in classes}
@@ -254,6 +268,10 @@ def lp_bound(nodes: Sequence[NodeSpec], pods: Sequence[PodRequest]) -> Bound:
               + [(v, 1.0) for v in starts], float(nt * g))
     for c, vs in by_class.items():
         lp.le([(v, 1.0) for v in vs], float(classes[c]))
+    for size, n in floors.items():
+        if n:  # -sum x >= ... as an upper row: at least n of this size placed
+            lp.le([(v, -1.0) for c, vs in by_class.items() if c[0] == 0 and c[1] == size
+                   for v in vs], -float(n))
     best = lp.maximise() if lp.n else 0.0
     return Bound(capacity_milli=capacity, max_allocated_milli=min(best, float(capacity)),
                  demand_milli=demand, classes=len(classes), node_types=len(types),
@@ -278,11 +296,12 @@ def arrived_prefix(order: Sequence[PodRequest], capacity_milli: int, x: float) -
 
 def fill_bound(
     nodes: Sequence[NodeSpec], pods: Sequence[PodRequest], seed: int, x: float,
-    target_ratio: float = 1.3,
+    target_ratio: float = 1.3, min_placed: Mapping[int, int] | None = None,
 ) -> Bound:
-    """The bound for the fill run of `seed` (bench.fill_replay.fill_order) read at x % arrived."""
+    """The bound for the fill run of `seed` (bench.fill_replay.fill_order) read at x % arrived
+    (`min_placed` as in lp_bound)."""
     capacity = sum(s.topology.n for s in nodes) * MILLI_PER_GPU
     if capacity <= 0:
         raise ValueError("nodes: the cluster has no GPUs; the bound is on GPU allocation")
     order, _ = fill_order(list(pods), capacity, seed, target_ratio)
-    return lp_bound(nodes, order[: arrived_prefix(order, capacity, x)])
+    return lp_bound(nodes, order[: arrived_prefix(order, capacity, x)], min_placed)

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from bench.bound import lp_bound
+from bench.baselines import make_policy
+from bench.bound import arrived_prefix, fill_bound, lp_bound
 from bench.bound_split import placed_shares
+from bench.fill_replay import fill_order, replay_fill
+from bench.metrics import at_arrived
 from scheduler.contract.node import NodeSpec
 from scheduler.contract.request import PodRequest
 from topology.presets import preset
@@ -50,3 +53,35 @@ def test_placed_shares_counts_shares_of_the_prefix_only() -> None:
     order = [share(0, 810), whole(0), share(1, 810), share(2, 470), share(3, 810)]
     placed = [True, True, False, True, True]
     assert placed_shares(placed, order, 4) == {810: 1, 470: 1}
+
+
+@pytest.mark.parametrize("policy", ["fgd", "topology"])
+def test_placing_bound_stays_below_the_run_that_placed_those_shares(policy: str) -> None:
+    # The validity claim of bench.bound_split: a run that placed at least min_placed shares of
+    # each size by the read-off is still bounded by the LP held to place them.
+    shapes = [(4, 32000), (4, 32000), (2, 16000), (2, 16000), (1, 8000)]
+    nodes = [NodeSpec(f"n{i}", cpu, 131072, preset({4: "pcie-4gpu", 2: "pcie-2gpu",
+                                                     1: "single-gpu"}[g]))
+             for i, (g, cpu) in enumerate(shapes)]
+    sizes = [810, 470, 650, 320, 160, 1000, 230, 1000, 2000, 110]
+    pods = [PodRequest(key=f"p{i}", cpu_milli=[1000, 2000, 4000][i % 3], memory_mib=4096,
+                       gpu_milli=s if s < 1000 else 0, gpus=s // 1000)
+            for i, s in enumerate(sizes[(i * 7) % len(sizes)] for i in range(40))]
+    capacity = 13 * 1000
+    checked = raised = 0
+    for seed in (0, 1, 2):
+        r = replay_fill(make_policy(policy, seed), nodes, pods, seed=seed)
+        order, _ = fill_order(pods, capacity, seed)
+        for x in (100, 120):
+            got = 100.0 - at_arrived(r.arrived_pct, r.allocated_pct, x)
+            if got != got:  # no pod's arrival near x on so small a cluster
+                continue
+            n = arrived_prefix(order, capacity, x)
+            counts = placed_shares(r.placed.tolist(), order, n)
+            plain = fill_bound(nodes, pods, seed, x).unallocated_pct
+            held = fill_bound(nodes, pods, seed, x, min_placed=counts).unallocated_pct
+            assert plain - 1e-9 <= held <= got + 1e-9
+            checked += 1
+            raised += held > plain + 1e-9
+    assert checked >= 4
+    assert raised >= 1  # the floor binds somewhere, or this would test nothing

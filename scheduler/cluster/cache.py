@@ -67,7 +67,8 @@ from scheduler.podcodec.pod_fields import (
     pod_uid,
 )
 from scheduler.podcodec.pod_request import pod_request_from_k8s
-from scheduler.podcodec.resources import pod_resources
+from scheduler.podcodec.resource_memo import ResourceMemo
+from scheduler.podcodec.resources import PodResources
 from scheduler.podcodec.signing import Signer
 from scheduler.policy.snapshot import AllocationError, Snapshot, TopologyIndex, build_snapshot
 from scheduler.policy.typical_workload import TypicalWorkload
@@ -158,6 +159,9 @@ class ClusterCache:
         self._pending_nodes: set[str] = set()
         # Existing pods of each gang and the PodGroup objects: what gang admission counts.
         self.gang_members = GangMembers()
+        # Each pod's effective requests, parsed again only when its spec's requests change
+        # (most events of a pod, our own Binding's among them, carry the same spec).
+        self._resources = ResourceMemo()
 
     # ---- queries -------------------------------------------------------------------------
 
@@ -308,6 +312,7 @@ class ClusterCache:
         key = pod_key(pod)
         with self.lock:
             self.gang_members.pod_deleted(key)
+            self._resources.drop(key)
             self._stale.pop(key, None)
             self._pod_errors.pop(key, None)
             self._observed.discard(key)
@@ -324,6 +329,7 @@ class ClusterCache:
         old_pods, old_stale = self._pods, self._stale
         self._pods, self._by_node, self._pod_errors, self._stale = {}, {}, {}, {}
         self.typical_workload, self._observed = self._typical_workload_factory(), set()
+        self._resources.clear()
         keyed: list[tuple[str, str, Mapping[str, Any]]] = []
         self.gang_members.replace_pods(())
         for obj in pods:
@@ -463,7 +469,7 @@ class ClusterCache:
         if key in self._observed:
             return
         try:
-            req = pod_request_from_k8s(pod)
+            req = pod_request_from_k8s(pod, resources=self._resources_of(key))
         except RequestError:
             return  # counted once it can be read (the filter rejects it until then)
         self._observed.add(key)
@@ -481,7 +487,7 @@ class ClusterCache:
         uid = pod_uid(pod)
         self._pod_errors.pop(key, None)
         try:
-            a = assignment_from_pod(pod)
+            a = assignment_from_pod(pod, resources=self._resources_of(key))
         except AssignmentError as e:
             self._pod_errors[key] = str(e)
             a = None
@@ -536,12 +542,16 @@ class ClusterCache:
                 and bound_to in ("", old.node)):
             return old  # our own assumption; its annotation is not visible yet
         if bound_to:
-            res = pod_resources(pod)
+            res = self._resources.resources(key, pod)
             if res.gpus > 0:
                 return PodHolding(node=bound_to, assignment=None, durable=True,
                                   foreign_gpus=res.gpus, cpu_milli=res.cpu_milli,
                                   memory_mib=res.memory_mib, uid=uid)
         return None
+
+    def _resources_of(self, key: str) -> Callable[[Mapping[str, Any]], PodResources]:
+        memo = self._resources
+        return lambda pod: memo.resources(key, pod)
 
     def _report_unverified(self, key: str, uid: str, why: str) -> None:
         if ("AssignmentUnverifiable", key) in self._reported:
@@ -562,6 +572,8 @@ class ClusterCache:
     def _set(self, key: str, new: PodHolding | None) -> None:
         # Node events first, as if each had been applied when it came.
         self._flush()
+        if new is not None and self._set_in_place(key, new):
+            return
         old = self._pods.pop(key, None)
         if old is not None:
             self._by_node.get(old.node, set()).discard(key)
@@ -571,6 +583,44 @@ class ClusterCache:
         # The old node first: a holding that moves must leave it before it can be placed again.
         for n in dict.fromkeys(h.node for h in (old, new) if h is not None):
             self._resync(n)
+
+    def _set_in_place(self, key: str, new: PodHolding) -> bool:
+        """Apply `new` without re-placing its node when that would give the same snapshot.
+
+        Re-placing a node releases and allocates every holding on it in the canonical order;
+        it only matters when something there conflicts, since holdings that all fit
+        together fit in any order. So when every holding on the node is placed (no conflict,
+        nothing overcommitted): a pod whose exact assignment is unchanged (our Binding
+        arriving as a bound, annotated pod) keeps its place, and a new assignment on a node
+        without other schedulers' pods (whose GPUs are chosen after ours) is allocated on its
+        own. Returns False when the full re-placement is needed.
+        """
+        a = new.assignment
+        if a is None or self._overcommitted.get(a.node):
+            return False
+        holders = self._by_node.get(a.node, set())
+        placed = self._placed.get(a.node, set())
+        if len(placed) != len(holders) or not placed >= holders:
+            return False
+        old = self._pods.get(key)
+        if old is not None:
+            if old.assignment != a:
+                return False
+            self._pods[key] = new
+            return True
+        if any(self._pods[k].assignment is None for k in holders):
+            return False
+        try:
+            self._snapshot.allocate(a)
+        except AllocationError:
+            return False  # the full re-placement records why
+        self._pods[key] = new
+        holders.add(key)
+        self._by_node[a.node] = holders
+        self._placed[a.node] = placed | {key}
+        if self._pod_errors.get(key, "").endswith("not counted"):
+            del self._pod_errors[key]
+        return True
 
     def _sorted_specs(self) -> list[NodeSpec]:
         # Sorted so that node order (and so the snapshot) never depends on event order.

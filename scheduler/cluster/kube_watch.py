@@ -9,7 +9,8 @@ which releases what it held.
 
 Events are read as raw JSON (`raw_object`): the list functions are passed to Watch.stream
 through wrappers without a return type, so the client does not build model objects for every
-event; resourceVersion is tracked here from the raw objects and BOOKMARKs.
+event; resourceVersion is tracked here from the raw objects and BOOKMARKs. Each event line is
+decoded with orjson (`_RawWatch`), a few times faster than the json module on pod objects.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
@@ -34,6 +36,25 @@ log = logging.getLogger(__name__)
 
 NON_TERMINAL_PODS = "status.phase!=Succeeded,status.phase!=Failed"
 HTTP_GONE = 410
+
+
+class _RawWatch(k8s_watch.Watch):
+    """The client's Watch, decoding each event line with orjson; raw dicts only."""
+
+    def unmarshal_event(self, data: str, return_type: Any) -> Any:
+        """The event as a dict whose `raw_object` is the object (None for a blank line or
+        one that is not JSON, as the client's own decoder answers)."""
+        if return_type:  # never here: the list functions carry no return type
+            return super().unmarshal_event(data, return_type)  # type: ignore[no-untyped-call]
+        if not data or data.isspace():
+            return None
+        try:
+            js = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return None
+        if isinstance(js, dict) and "object" in js:
+            js["raw_object"] = js["object"]
+        return js
 
 
 class _Gone(Exception):
@@ -209,7 +230,7 @@ class KubeSource:
     def _watch(self, kind: str, rv: str) -> None:
         """Watch from `rv` until the server ends the stream; self.resource_version[kind] follows
         every event, so a dropped connection resumes where it stopped."""
-        w: Any = k8s_watch.Watch()  # type: ignore[no-untyped-call]
+        w: Any = _RawWatch()  # type: ignore[no-untyped-call]
         with self._lock:
             self._watches[kind] = w
         # The server ends the watch after timeout_seconds (jittered like client-go's reflector);

@@ -7,7 +7,7 @@ honours them only when the signature verifies.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from scheduler.constants import (
@@ -21,7 +21,7 @@ from scheduler.contract.assignment import Assignment
 from scheduler.contract.request import RequestError
 from scheduler.contract.units import MILLI_PER_GPU
 from scheduler.podcodec.pod_fields import ANNOTATION_INT_RE, annotations_of, pod_key, pod_uid
-from scheduler.podcodec.resources import pod_resources
+from scheduler.podcodec.resources import PodResources, pod_resources
 from scheduler.podcodec.signing import Signer
 
 ASSIGNMENT_ANNOTATIONS = (
@@ -43,10 +43,13 @@ class AssignmentError(ValueError):
         self.value = value
 
 
-def assignment_from_pod(pod: object) -> Assignment | None:
+def assignment_from_pod(
+    pod: object, *, resources: Callable[[Mapping[str, Any]], PodResources] = pod_resources
+) -> Assignment | None:
     """The assignment our annotations record on a pod, or None when it carries none.
 
-    CPU and memory come from the pod's requests (immutable, so a rebuild gets the same).
+    CPU and memory come from the pod's requests (immutable, so a rebuild gets the same),
+    read by `resources` (the cache passes its memo of them).
     Raises AssignmentError naming the annotation when one is malformed.
     """
     key = pod_key(pod)
@@ -73,7 +76,7 @@ def assignment_from_pod(pod: object) -> Assignment | None:
         raise AssignmentError(ASSIGNED_GPUS_ANNOTATION, raw_gpus,
                               f"a share ({milli} thousandths) is held on exactly one GPU")
     try:
-        res = pod_resources(pod)
+        res = resources(pod)
     except RequestError as e:
         raise AssignmentError(e.field, e.value, str(e)) from None
     return Assignment(pod=key, node=node, gpus=gpus, gpu_milli=milli, gpu_memory_mib=mem,

@@ -19,6 +19,9 @@ ANNOTATION_INT_RE = re.compile(r"0|[1-9][0-9]{0,8}")
 
 def as_mapping(value: object, field: str, *, required: bool = False) -> Mapping[str, Any]:
     """`value` as a JSON object ({} for an absent optional one)."""
+    if type(value) is dict:
+        # Decoded JSON is always a plain dict: skip the ABC check (several per watch event).
+        return value
     if value is None and not required:
         return {}
     if not isinstance(value, Mapping):

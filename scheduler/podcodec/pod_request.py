@@ -6,7 +6,7 @@ Every error is a RequestError naming the JSON path (or annotation) of the offend
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from scheduler.constants import (
@@ -27,7 +27,7 @@ from scheduler.podcodec.pod_fields import (
     pod_key,
     pod_uid,
 )
-from scheduler.podcodec.resources import pod_resources
+from scheduler.podcodec.resources import PodResources, pod_resources
 
 _CONTAINER_REQ = "spec.containers[*].resources.requests"
 # PodRequest's field -> where in the pod its total comes from, for error messages.
@@ -77,12 +77,16 @@ def _gang(pod: Mapping[str, Any], known: Mapping[str, int] | None) -> GangRef | 
 
 
 def pod_request_from_k8s(
-    pod: object, *, known_gang_sizes: Mapping[str, int] | None = None
+    pod: object, *, known_gang_sizes: Mapping[str, int] | None = None,
+    resources: Callable[[Mapping[str, Any]], PodResources] = pod_resources,
 ) -> PodRequest:
-    """The PodRequest of a Pod object; raises RequestError naming the field path."""
+    """The PodRequest of a Pod object; raises RequestError naming the field path.
+
+    `resources` reads the pod's effective requests (the cache passes its memo of them).
+    """
     key = pod_key(pod)
     assert isinstance(pod, Mapping)
-    res = pod_resources(pod)
+    res = resources(pod)
     ann = annotations_of(pod)
     priority = as_mapping(pod.get("spec"), "spec").get("priority", 0)
     if priority is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
+from functools import lru_cache
 
 _BINARY = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "Pi": 1 << 50, "Ei": 1 << 60}
 _DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
@@ -38,6 +39,21 @@ class QuantityError(ValueError):
 
 def parse_quantity(value: object) -> Fraction:
     """The exact value of a quantity (a JSON string, or a plain JSON number)."""
+    if type(value) is str:
+        return _parse_text(value)
+    return _parse(value)
+
+
+# A cluster's pods and nodes use a few dozen distinct quantity strings ("100m", "64Mi", "8"),
+# read again on every pod and node event: their exact values (immutable Fractions) are kept.
+# Bounded, so a stream of distinct strings costs memory only up to maxsize; errors are not
+# cached (they raise every time).
+@lru_cache(maxsize=4096)
+def _parse_text(text: str) -> Fraction:
+    return _parse(text)
+
+
+def _parse(value: object) -> Fraction:
     if isinstance(value, bool):
         raise QuantityError(value, "expected a string such as '2', '500m' or '16Gi'")
     if isinstance(value, int):

@@ -9,6 +9,13 @@ Keys form a ring: each has a key id, one signs, all verify. The signature annota
 storm: add the new key to every ring (extender and node agents), switch the signing id,
 drop the old key once no running pod carries a signature made with it.
 
+Every MAC computed (by `sign` or `verify`) is kept in a bounded memo keyed by the key id and
+the exact signed message, so the pod event that follows our own Binding, and every later event
+of the pod, checks its signature by one comparison instead of a new HMAC. The memo maps a
+message to its true MAC under that key, whatever signature was presented, so a check against
+it is the same check: a tampered value is a different message, a tampered signature still
+compares unequal, and a signature no key of the ring made never verifies.
+
 Key files (one per key id in a directory, or one file) must hold at least 32 bytes and look
 random: a key of few distinct bytes (16 identical bytes, "aaaa...") is refused.
 """
@@ -20,6 +27,7 @@ import hmac
 import math
 import os
 import re
+import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,6 +37,8 @@ MIN_FILE_KEY_BYTES = 32
 MIN_DISTINCT_BYTES = 10
 MIN_BITS_PER_BYTE = 3.0  # `openssl rand -hex 32` gives ~3.8; base64 ~5; raw ~7.9
 KEY_ID_RE = re.compile(r"[a-z0-9-]{1,32}")
+# MACs kept by a Signer (about 300 bytes each): every pod of a large cluster, a few MB at most.
+MAC_MEMO_SIZE = 16384
 # Bumped if the signed message ever changes, so old signatures stop verifying.
 _VERSION = "gts-assign-v1"
 
@@ -128,6 +138,10 @@ class Signer:
                              f"{', '.join(sorted(ring))}")
         self._keys = ring
         self.key_id = key_id
+        # (key id, message) -> hex MAC, oldest first (see the module doc); the lock guards
+        # the eviction, since binds sign on their own threads while the watch verifies.
+        self._macs: dict[tuple[str, bytes], str] = {}
+        self._macs_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Signer(key_id={self.key_id!r}, keys={sorted(self._keys)}, <keys hidden>)"
@@ -140,7 +154,7 @@ class Signer:
     def sign(self, uid: str, node: str, gpus: Sequence[int], milli: int, mem: int) -> str:
         """`<key id>:<hex HMAC-SHA256>` of the canonical message."""
         msg = _message(uid, node, gpus, milli, mem)
-        return f"{self.key_id}:{_mac(self._keys[self.key_id], msg)}"
+        return f"{self.key_id}:{self._mac_of(self.key_id, msg)}"
 
     def verify(
         self, signature: str, uid: str, node: str, gpus: Sequence[int], milli: int, mem: int
@@ -149,16 +163,31 @@ class Signer:
         if not isinstance(signature, str) or not uid:
             return False
         kid, sep, mac = signature.rpartition(":")
-        candidates = [self._keys.get(kid)] if sep else list(self._keys.values())
+        candidates = ([kid] if kid in self._keys else []) if sep else list(self._keys)
         try:
             msg = _message(uid, node, gpus, milli, mem)
         except ValueError:
             return False  # a field with a newline: nothing we ever signed
         ok = False
         for k in candidates:
-            if k is not None:
-                ok |= hmac.compare_digest(_mac(k, msg).encode(), mac.encode())
+            ok |= hmac.compare_digest(self._mac_of(k, msg).encode(), mac.encode())
         return ok
+
+    def memo_size(self) -> int:
+        """How many MACs are kept (at most MAC_MEMO_SIZE)."""
+        return len(self._macs)
+
+    def _mac_of(self, kid: str, msg: bytes) -> str:
+        """The MAC of `msg` under key `kid`, from the memo when it was computed before."""
+        memo_key = (kid, msg)
+        mac = self._macs.get(memo_key)
+        if mac is None:
+            mac = _mac(self._keys[kid], msg)
+            with self._macs_lock:
+                while len(self._macs) >= MAC_MEMO_SIZE:
+                    del self._macs[next(iter(self._macs))]
+                self._macs[memo_key] = mac
+        return mac
 
 
 def _mac(key: bytes, msg: bytes) -> str:

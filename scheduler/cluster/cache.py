@@ -591,9 +591,10 @@ class ClusterCache:
         it only matters when something there conflicts, since holdings that all fit
         together fit in any order. So when every holding on the node is placed (no conflict,
         nothing overcommitted): a pod whose exact assignment is unchanged (our Binding
-        arriving as a bound, annotated pod) keeps its place, and a new assignment on a node
-        without other schedulers' pods (whose GPUs are chosen after ours) is allocated on its
-        own. Returns False when the full re-placement is needed.
+        arriving as a bound, annotated pod) keeps its place, and a new assignment that fits
+        beside them is allocated on its own (other schedulers' pods, placed last on the
+        lowest wholly free GPUs, keep theirs: the new one is on none of those). Returns False
+        when the full re-placement is needed.
         """
         a = new.assignment
         if a is None or self._overcommitted.get(a.node):
@@ -608,8 +609,6 @@ class ClusterCache:
                 return False
             self._pods[key] = new
             return True
-        if any(self._pods[k].assignment is None for k in holders):
-            return False
         try:
             self._snapshot.allocate(a)
         except AllocationError:

@@ -140,8 +140,9 @@ class KubeBinder:
         """POST on the API server's connection pool, the body read and the connection back.
 
         The pool is looked up once (PoolManager.request parses the URL and rebuilds the pool
-        key on every call); should the manager ever close it (it keeps a bounded number of
-        pools), the request was not sent and is made again on the pool it has now.
+        key on every call); should it be closed (by closing the client, or by a manager that
+        closes the pools it evicts, as urllib3 1.x did), the request was not sent and is made
+        again on the pool the manager has now.
         """
         for _ in range(2):
             pool = self._pool

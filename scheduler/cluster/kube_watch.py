@@ -10,7 +10,7 @@ which releases what it held.
 Events are read as raw JSON (`raw_object`): the list functions are passed to Watch.stream
 through wrappers without a return type, so the client does not build model objects for every
 event; resourceVersion is tracked here from the raw objects and BOOKMARKs. Each event line is
-decoded with orjson (`_RawWatch`), a few times faster than the json module on pod objects.
+decoded with orjson (`RawWatch`), a few times faster than the json module on pod objects.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ NON_TERMINAL_PODS = "status.phase!=Succeeded,status.phase!=Failed"
 HTTP_GONE = 410
 
 
-class _RawWatch(k8s_watch.Watch):
+class RawWatch(k8s_watch.Watch):
     """The client's Watch, decoding each event line with orjson; raw dicts only."""
 
     def unmarshal_event(self, data: str, return_type: Any) -> Any:
@@ -230,7 +230,7 @@ class KubeSource:
     def _watch(self, kind: str, rv: str) -> None:
         """Watch from `rv` until the server ends the stream; self.resource_version[kind] follows
         every event, so a dropped connection resumes where it stopped."""
-        w: Any = _RawWatch()  # type: ignore[no-untyped-call]
+        w: Any = RawWatch()  # type: ignore[no-untyped-call]
         with self._lock:
             self._watches[kind] = w
         # The server ends the watch after timeout_seconds (jittered like client-go's reflector);

@@ -27,8 +27,41 @@ def failure_codes(
     req: PodRequest, snap: Snapshot, idx: np.ndarray, config: PolicyConfig, flat: FlatTables
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
     """Failure code per node of idx (0 = fits) and, for whole GPUs, the (set, quality) lookup
-    that scoring reuses. Conditions are applied from the last reason to the first, so the
-    code left is the first that fails."""
+    that scoring reuses. The code is the first reason (lowest Failure) that applies: a
+    static one (static_failure_codes) before any that depends on what is free."""
+    static = static_failure_codes(req, snap, idx)
+    codes, lookup = free_failure_codes(req, snap, idx, config, flat)
+    return np.where(static, static, codes), lookup
+
+
+def static_failure_codes(req: PodRequest, snap: Snapshot, idx: np.ndarray) -> np.ndarray:
+    """The codes no allocation or release changes (model, GPU count, totals), per node of idx.
+
+    A function of the request and the node's spec only, so the shape cache computes it once
+    per snapshot. Conditions are applied from the last reason to the first, so the code left
+    is the first that fails.
+    """
+    checks: list[tuple[np.ndarray, Failure]] = []
+    if req.is_share and req.gpu_memory_mib and snap.max_gpus:
+        checks.append((snap.gpu_mem_total[idx].max(axis=1) < req.gpu_memory_mib,
+                       Failure.GPU_MEMORY_TOTAL))
+    if req.memory_mib:
+        checks.append((snap.mem_total[idx] < req.memory_mib, Failure.MEMORY_TOTAL))
+    if req.cpu_milli:
+        checks.append((snap.cpu_total[idx] < req.cpu_milli, Failure.CPU_TOTAL))
+    if req.wants_gpu:
+        checks.append((snap.gpu_count[idx] < max(req.gpus, 1), Failure.TOO_FEW_GPUS))
+        if req.allowed_models:
+            allowed = matching_model_ids(req.allowed_models, snap.models)
+            checks.append((~np.isin(snap.model_id[idx], allowed), Failure.MODEL))
+    return _apply(checks, len(idx))
+
+
+def free_failure_codes(
+    req: PodRequest, snap: Snapshot, idx: np.ndarray, config: PolicyConfig, flat: FlatTables
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """The codes that depend on what is free (GPUs, shares, CPU, memory) per node of idx, and
+    the whole-set lookup; the first that fails, as static_failure_codes does."""
     checks: list[tuple[np.ndarray, Failure]] = []
     lookup = None
     if req.gpus:
@@ -47,19 +80,11 @@ def failure_codes(
         checks.append((snap.mem_free[idx] < req.memory_mib, Failure.MEMORY))
     if req.cpu_milli:
         checks.append((snap.cpu_free[idx] < req.cpu_milli, Failure.CPU))
-    if req.is_share and req.gpu_memory_mib and snap.max_gpus:
-        checks.append((snap.gpu_mem_total[idx].max(axis=1) < req.gpu_memory_mib,
-                       Failure.GPU_MEMORY_TOTAL))
-    if req.memory_mib:
-        checks.append((snap.mem_total[idx] < req.memory_mib, Failure.MEMORY_TOTAL))
-    if req.cpu_milli:
-        checks.append((snap.cpu_total[idx] < req.cpu_milli, Failure.CPU_TOTAL))
-    if req.wants_gpu:
-        checks.append((snap.gpu_count[idx] < max(req.gpus, 1), Failure.TOO_FEW_GPUS))
-        if req.allowed_models:
-            allowed = matching_model_ids(req.allowed_models, snap.models)
-            checks.append((~np.isin(snap.model_id[idx], allowed), Failure.MODEL))
-    codes = np.zeros(len(idx), dtype=np.uint8)
+    return _apply(checks, len(idx)), lookup
+
+
+def _apply(checks: list[tuple[np.ndarray, Failure]], n: int) -> np.ndarray:
+    codes = np.zeros(n, dtype=np.uint8)
     for cond, failure in checks:
         codes[cond] = failure
-    return codes, lookup
+    return codes

@@ -20,13 +20,14 @@ import numpy as np
 from scheduler.contract.request import PodRequest
 from scheduler.policy.choice import Choice
 from scheduler.policy.config import PolicyConfig
-from scheduler.policy.feasibility import failure_codes
+from scheduler.policy.feasibility import free_failure_codes, static_failure_codes
 from scheduler.policy.flat_tables import FlatTables, flat_tables
 from scheduler.policy.scoring import evaluate, prior_classes
 from scheduler.policy.snapshot import Snapshot, row_selector
 from scheduler.policy.typical_workload import TypicalWorkload
 
 MEMO_KEY = "shape_rows"
+STATIC_KEY = "static_codes"
 MAX_SHAPES = 32  # shapes kept per snapshot, least recently used dropped first
 
 Compute = Callable[[np.ndarray], tuple[np.ndarray, ...]]
@@ -87,12 +88,34 @@ def shape_key(req: PodRequest) -> tuple[object, ...]:
             req.allowed_models)
 
 
+def _static_codes(req: PodRequest, snap: Snapshot) -> np.ndarray:
+    """static_failure_codes of every node for this shape: computed once per snapshot, since
+    no allocation changes them (a changed node's row then needs only the free checks)."""
+    memo = snap.memo.get(STATIC_KEY)
+    if not isinstance(memo, OrderedDict):
+        memo = OrderedDict()
+        snap.memo[STATIC_KEY] = memo
+    key = shape_key(req)
+    codes = memo.get(key)
+    if codes is None:
+        codes = static_failure_codes(req, snap, np.arange(snap.n_nodes, dtype=np.int64))
+        memo[key] = codes
+        while len(memo) > MAX_SHAPES:
+            memo.popitem(last=False)
+    return codes
+
+
 def _codes_rows(
     req: PodRequest, snap: Snapshot, config: PolicyConfig, flat: FlatTables
 ) -> ShapeRows:
     """The per-shape rows of failure_codes: (codes,) or (codes, sets, quality)."""
+    static = _static_codes(req, snap)
+
     def compute(rows: np.ndarray) -> tuple[np.ndarray, ...]:
-        codes, lookup = failure_codes(req, snap, rows, config, flat)
+        # failure_codes, with the static codes taken from the snapshot's memo.
+        st = static[rows]
+        codes, lookup = free_failure_codes(req, snap, rows, config, flat)
+        codes = np.where(st, st, codes)
         if lookup is None:
             return (codes,)
         return codes, lookup[0], lookup[1]

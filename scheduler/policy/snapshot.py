@@ -113,7 +113,10 @@ class Snapshot:
         """Sorted indices of the nodes changed since a cache was valid at `generation` with
         per-node `versions` (a copy of node_version then)."""
         k = generation - self.log_start
-        if k >= 0 and len(self.change_log) - k <= max(8, self.n_nodes >> 5):
+        n = len(self.change_log) - k
+        if k >= 0 and n == 1:  # one allocation since: the usual case between two decisions
+            return np.array(self.change_log[k:], dtype=np.int64)
+        if k >= 0 and n <= max(8, self.n_nodes >> 5):
             return np.array(sorted(set(self.change_log[k:])), dtype=np.int64)
         return np.flatnonzero(self.node_version != versions)
 

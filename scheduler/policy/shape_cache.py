@@ -109,11 +109,9 @@ def _codes_rows(
     req: PodRequest, snap: Snapshot, config: PolicyConfig, flat: FlatTables
 ) -> ShapeRows:
     """The per-shape rows of failure_codes: (codes,) or (codes, sets, quality)."""
-    static = _static_codes(req, snap)
-
     def compute(rows: np.ndarray) -> tuple[np.ndarray, ...]:
         # failure_codes, with the static codes taken from the snapshot's memo.
-        st = static[rows]
+        st = _static_codes(req, snap)[rows]
         codes, lookup = free_failure_codes(req, snap, rows, config, flat)
         codes = np.where(st, st, codes)
         if lookup is None:

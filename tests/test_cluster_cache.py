@@ -1006,6 +1006,9 @@ _NODE_EVENT = st.one_of(
 @given(st.lists(_NODE_EVENT, max_size=25))
 # A node that comes and goes between reads: its conflict error must not outlive it.
 @example([("pod", "p0", ("a", (3,))), ("node", "a", 2), ("delete", "a", 0)])
+# A pod deleted while its node's event is held back: the conflict it had must go with it.
+@example([("pod", "p0", ("a", (0,))), ("pod", "p3", ("a", (0,))), ("node", "a", 2),
+          ("gone", "p3", 0)])
 def test_held_back_node_events_never_change_the_state(events: list[tuple[str, str, Any]]) -> None:
     # Any interleaving of node and pod events, with reads at random points: the cache that
     # holds node events back ends exactly where one that applies each at once ends.

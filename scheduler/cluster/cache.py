@@ -295,6 +295,7 @@ class ClusterCache:
         """
         key = pod_key(pod)
         with self.lock:
+            self._flush()  # node events first, as if each was applied when it came
             self.gang_members.pod_changed(pod)
             old = self._pods.get(key)
             try:
@@ -311,6 +312,7 @@ class ClusterCache:
         """The pod is gone (watch DELETED): release whatever it held."""
         key = pod_key(pod)
         with self.lock:
+            self._flush()  # node events first, as if each was applied when it came
             self.gang_members.pod_deleted(key)
             self._resources.drop(key)
             self._stale.pop(key, None)
@@ -322,6 +324,7 @@ class ClusterCache:
     def replace_pods(self, pods: Iterable[Mapping[str, Any]]) -> None:
         """Re-list of pods: rebuild every holding from the objects, keeping live assumptions."""
         with self.lock:
+            self._flush()  # node events first, as if each was applied when it came
             self._load_pods(pods)
             self._rebuild()
 
@@ -395,6 +398,7 @@ class ClusterCache:
         Raises AllocationError if it does not fit or the pod already holds something else.
         """
         with self.lock:
+            self._flush()  # node events first, as if each was applied when it came
             old = self._pods.get(a.pod)
             if old is not None and old.assignment == a and old.deadline is not None:
                 old.deadline = self.clock() + self.assume_ttl_s
@@ -416,6 +420,7 @@ class ClusterCache:
     def confirm(self, key: str) -> bool:
         """The pod's Binding was posted: keep its holding until it finishes or is deleted."""
         with self.lock:
+            self._flush()  # node events first, as if each was applied when it came
             h = self._pods.get(key)
             if h is None or h.assignment is None:
                 return False
@@ -429,6 +434,7 @@ class ClusterCache:
         returns whether something was released.
         """
         with self.lock:
+            self._flush()  # node events first, as if each was applied when it came
             h = self._pods.get(key)
             if h is None or (h.durable and h.deadline is None):
                 return False
@@ -440,6 +446,7 @@ class ClusterCache:
     def expire(self) -> list[str]:
         """Release assumptions whose time to live has passed; returns their pod keys."""
         with self.lock:
+            self._flush()  # node events first, as if each was applied when it came
             now = self.clock()
             gone = sorted(k for k, h in self._pods.items()
                           if h.deadline is not None and h.deadline <= now)

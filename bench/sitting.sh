@@ -24,6 +24,7 @@ step extender_20k_best $py -m bench.extender_load --nodes 20000 --pods 100 --obj
   --binds 100 --best-node-only
 step e2e_100 $py -m bench.e2e --sizes 100/400 --repeats 3
 step e2e_100_prioritize $py -m bench.e2e --sizes 100/400 --repeats 3 --serve best-node-only=false
+step e2e_100_http1 $py -m bench.e2e --sizes 100/400 --repeats 3 --serve http2=false
 step e2e_1000 $py -m bench.e2e --sizes 1000/2000 --repeats 3
 step e2e_1000_adaptive $py -m bench.e2e --sizes 1000/2000 --repeats 3 \
   --scheduler percentageOfNodesToScore=0
@@ -31,4 +32,5 @@ step e2e_5000 $py -m bench.e2e --sizes 5000/5000 --repeats 1
 step e2e_5000_adaptive $py -m bench.e2e --sizes 5000/5000 --repeats 1 \
   --scheduler percentageOfNodesToScore=0
 step node_burst $py -m bench.node_burst
+step pod_event_burst $py -m bench.pod_event_burst
 echo "== end $(date -u +%T) load $(load)" | tee -a "$out/log"

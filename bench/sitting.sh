@@ -2,18 +2,22 @@
 # Every performance table of the README, in one sitting, in the README's order:
 #   bash bench/sitting.sh [OUTDIR]        (from the repository root, after the README's set-up)
 # Each command's output goes to OUTDIR/<name>.txt, with the load average before and after in
-# OUTDIR/log. Run it on a quiet machine: nothing else running. About 45 minutes on 2 cores.
+# OUTDIR/log. Run it on a quiet machine: nothing else running. About 15 minutes on 2 cores.
 set -u
 out=${1:-sitting-$(date -u +%Y%m%dT%H%M)}
 mkdir -p "$out"
 py=${PYTHON:-.venv/bin/python}
 load() { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || uptime; }
+# Seconds a fixed pure-Python loop takes now: the load average does not show a host's other
+# tenants, this does (on the 2-core machine one loop took 0.42 s, then 0.85 s minutes later,
+# at a load average under 1).
+probe() { $py -c 'import time; t=time.perf_counter(); sum(range(10**7)); print(f"probe {time.perf_counter()-t:.3f} s")'; }
 step() {
   local name=$1; shift
-  echo "== $name $(date -u +%T) load $(load): $*" | tee -a "$out/log"
+  echo "== $name $(date -u +%T) load $(load), $(probe): $*" | tee -a "$out/log"
   "$@" > "$out/$name.txt" 2>&1
   local rc=$?
-  echo "   done $(date -u +%T) load $(load) rc=$rc" | tee -a "$out/log"
+  echo "   done $(date -u +%T) load $(load), $(probe) rc=$rc" | tee -a "$out/log"
 }
 step tables $py -m bench.topology_tables
 for i in 1 2 3; do step policy$i $py -m bench.policy_perf --json; done

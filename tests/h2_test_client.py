@@ -1,21 +1,16 @@
-"""A small blocking HTTP/2 client over TLS (the h2 library), for the extender's HTTP/2 tests,
-and a test PKI made with openssl."""
+"""A small blocking HTTP/2 client over TLS (the h2 library), for the extender's HTTP/2 tests."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import ssl
-import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import h2.config
 import h2.connection
 import h2.events
-import pytest
 from h2.settings import SettingCodes, Settings
 
 
@@ -138,33 +133,3 @@ class H2Client:
 def client_window(c: H2Client) -> int:
     """The window the server granted for a new stream (its INITIAL_WINDOW_SIZE)."""
     return int(c.h2.remote_settings[SettingCodes.INITIAL_WINDOW_SIZE])
-
-
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
-def make_pki(tmp_path: Path) -> dict[str, str]:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, all from the CA."""
-    if not shutil.which("openssl"):
-        pytest.skip("openssl is not installed: cannot make the test certificates")
-    d = {k: str(tmp_path / k) for k in ("ca.key", "ca.crt", "srv.key", "srv.csr", "srv.crt",
-                                         "cli.key", "cli.csr", "cli.crt", "ext")}
-    Path(d["ext"]).write_text("subjectAltName=IP:127.0.0.1\n")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=ca",
-             "-keyout", d["ca.key"], "-out", d["ca.crt"])
-    for who in ("srv", "cli"):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={who}",
-                 "-keyout", d[f"{who}.key"], "-out", d[f"{who}.csr"])
-        _openssl("x509", "-req", "-in", d[f"{who}.csr"], "-CA", d["ca.crt"], "-CAkey",
-                 d["ca.key"], "-CAcreateserial", "-days", "1", "-extfile", d["ext"],
-                 "-out", d[f"{who}.crt"])
-    return d
-
-
-def client_context(pki: dict[str, str], *, certificate: bool = True) -> ssl.SSLContext:
-    """A client context trusting the test CA, with the client certificate or without."""
-    ctx = ssl.create_default_context(cafile=pki["ca.crt"])
-    if certificate:
-        ctx.load_cert_chain(pki["cli.crt"], pki["cli.key"])
-    return ctx

@@ -23,8 +23,9 @@ from extender_fakes import (
     wait_for,
 )
 from h2.errors import ErrorCodes
-from h2_test_client import H2Client, client_context, client_window, make_pki
+from h2_test_client import H2Client, client_window
 from kube_scheduler_oracle import check_bind_reply, check_filter_reply
+from pki import client_context, make_pki
 
 from scheduler.extender.config import ServeConfig, add_arguments, resolve
 from scheduler.extender.runtime import Extender, build

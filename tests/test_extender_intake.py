@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import ssl
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from extender_fakes import KEY, ExtenderClient, FakeBinder, address, pod_obj, spec, static_cache
+from pki import make_pki, openssl
 
 from scheduler.constants import ALLOWED_MODELS_ANNOTATION
 from scheduler.extender.metrics import ExtenderMetrics
@@ -167,26 +166,9 @@ def test_idle_keep_alive_connections_are_closed(tight: Extender) -> None:
 
 # ---- mutual TLS and the metrics port ------------------------------------------------------
 
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
 @pytest.fixture
 def pki(tmp_path: Path) -> dict[str, str]:
-    if not shutil.which("openssl"):
-        pytest.skip("openssl is not installed: cannot make the test certificates")
-    d = {k: str(tmp_path / k) for k in ("ca.key", "ca.crt", "srv.key", "srv.csr", "srv.crt",
-                                         "cli.key", "cli.csr", "cli.crt", "ext")}
-    Path(d["ext"]).write_text("subjectAltName=IP:127.0.0.1\n")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=ca",
-             "-keyout", d["ca.key"], "-out", d["ca.crt"])
-    for who in ("srv", "cli"):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={who}",
-                 "-keyout", d[f"{who}.key"], "-out", d[f"{who}.csr"])
-        _openssl("x509", "-req", "-in", d[f"{who}.csr"], "-CA", d["ca.crt"], "-CAkey",
-                 d["ca.key"], "-CAcreateserial", "-days", "1", "-extfile", d["ext"],
-                 "-out", d[f"{who}.crt"])
-    return d
+    return make_pki(tmp_path)
 
 
 def test_mutual_tls_refuses_clients_without_a_certificate_of_the_ca(
@@ -204,7 +186,7 @@ def test_mutual_tls_refuses_clients_without_a_certificate_of_the_ca(
         with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
             anonymous.post("bind", {"PodName": "x", "PodNamespace": "default", "Node": "a"})
         # A certificate from another CA (self-signed) is refused as well.
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
                  "/CN=mallory", "-keyout", str(tmp_path / "m.key"), "-out",
                  str(tmp_path / "m.crt"))
         other = ssl.create_default_context(cafile=pki["ca.crt"])

@@ -265,6 +265,34 @@ def test_streams_over_the_limit_are_refused_one_by_one(pki: dict[str, str]) -> N
         e.stop()
 
 
+def test_a_request_reset_while_answered_still_counts_toward_the_stream_limit(
+        pki: dict[str, str]) -> None:
+    # Request, reset, repeat ("rapid reset"): the requests are still being answered, so they
+    # hold their places and the next one is refused.
+    binder = GatedBinder()
+    e = serve(pki, binder, limits=Limits(h2_max_streams=2))
+    try:
+        first = h2c(e, pki)
+        pods = [pod_obj(f"r{i}", gpus=1) for i in range(3)]
+        nodes = [filtered(first, p) for p in pods]
+        first.close()
+        c = h2c(e, pki)
+        for p, n in zip(pods[:2], nodes[:2], strict=True):
+            sid = c.post("bind", bind_doc(p, n))
+            c.h2.reset_stream(sid, ErrorCodes.CANCEL)
+            c.flush()
+        wait_for(lambda: binder.entered == 2, "both binds in the service")
+        r = c.wait(c.post("bind", bind_doc(pods[2], nodes[2])))
+        assert r.reset == ErrorCodes.REFUSED_STREAM and r.status == 0
+        binder.gate.set()
+        # Once those answers are in, their places are free again.
+        wait_for(lambda: c.get("/healthz").status == 200, "a new stream accepted")
+        c.close()
+    finally:
+        binder.gate.set()
+        e.stop()
+
+
 def test_mutual_tls_refuses_an_h2_client_without_a_certificate(pki: dict[str, str]) -> None:
     e = serve(pki)
     try:

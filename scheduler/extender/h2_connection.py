@@ -135,6 +135,10 @@ class H2ServerConnection:
         self.streams: dict[int, _Stream] = {}  # received or being answered, not yet replied
         self.sending: dict[int, memoryview] = {}  # reply bodies left to send, by stream
         self.running = 0  # requests in app.handle
+        # Their streams: a request the client reset while it is answered still counts
+        # toward the stream limit until app.handle returns ("rapid reset", CVE-2023-44487:
+        # otherwise request, reset, repeat runs any number of requests at once).
+        self.answering: set[int] = set()
         self.replies: queue.SimpleQueue[tuple[int, Reply]] = queue.SimpleQueue()
         self.out = bytearray()  # bytes for the socket
         self._retry_len = 0  # an SSL write that wanted to be retried with the same length
@@ -283,7 +287,8 @@ class H2ServerConnection:
     def _on_request(self, event: h2.events.RequestReceived) -> None:
         sid = event.stream_id
         assert sid is not None and event.headers is not None
-        if len(self.streams) >= self.limits.h2_max_streams or self._stopping.is_set():
+        if (len(self.streams.keys() | self.answering) >= self.limits.h2_max_streams
+                or self._stopping.is_set()):
             self.h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
             return
         headers = {bytes(k): bytes(v) for k, v in event.headers}
@@ -329,6 +334,7 @@ class H2ServerConnection:
         method = s.headers.get(b":method", b"").decode("latin-1")
         path = s.headers.get(b":path", b"/").decode("latin-1")
         self.running += 1
+        self.answering.add(sid)
         self.server.h2_workers().submit(self._answer, sid, method, path, body)
 
     def _answer(self, sid: int, method: str, path: str, body: bytes) -> None:
@@ -358,6 +364,7 @@ class H2ServerConnection:
             except queue.Empty:
                 return
             self.running -= 1
+            self.answering.discard(sid)
             if sid in self.streams:
                 self._start_reply(sid, reply)
 

@@ -100,3 +100,16 @@ def test_the_mac_memo_is_bounded_and_stays_correct_after_eviction(
     assert s.memo_size() == 4
     # The same MAC as a signer without a memo would give.
     assert Signer(KEY).sign(*sig_args(uid="u0")) == sigs[0]
+
+
+def test_a_long_message_is_checked_without_the_memo() -> None:
+    # A hand-written assignment listing hundreds of GPU indices still verifies or fails as
+    # before, but takes no memo room.
+    s = Signer(KEY)
+    many = tuple(range(300))
+    sig = s.sign(*sig_args(gpus=many))
+    assert s.memo_size() == 0
+    assert s.verify(sig, *sig_args(gpus=many))
+    assert not s.verify(sig, *sig_args(gpus=many[:-1]))
+    assert s.memo_size() == 0
+    assert sig == Signer(KEY).sign(*sig_args(gpus=many))

@@ -39,6 +39,10 @@ MIN_BITS_PER_BYTE = 3.0  # `openssl rand -hex 32` gives ~3.8; base64 ~5; raw ~7.
 KEY_ID_RE = re.compile(r"[a-z0-9-]{1,32}")
 # MACs kept by a Signer (about 300 bytes each): every pod of a large cluster, a few MB at most.
 MAC_MEMO_SIZE = 16384
+# Longer messages are checked without the memo: a real assignment's is under 400 bytes, but a
+# hand-written one may list up to 1,000 GPU indices (about 4 KB), and 16,384 of those would
+# hold 70 MB.
+MAC_MEMO_MAX_MESSAGE = 1024
 # Bumped if the signed message ever changes, so old signatures stop verifying.
 _VERSION = "gts-assign-v1"
 
@@ -179,6 +183,8 @@ class Signer:
 
     def _mac_of(self, kid: str, msg: bytes) -> str:
         """The MAC of `msg` under key `kid`, from the memo when it was computed before."""
+        if len(msg) > MAC_MEMO_MAX_MESSAGE:
+            return _mac(self._keys[kid], msg)
         memo_key = (kid, msg)
         mac = self._macs.get(memo_key)
         if mac is None:

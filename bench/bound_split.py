@@ -24,7 +24,7 @@ from bench.baselines import make_policy
 from bench.bound import arrived_prefix, fill_bound
 from bench.fill_replay import fill_order, replay_fill
 from bench.metrics import at_arrived
-from bench.variants import TRACE_DIR, _inputs
+from bench.variants import TRACE_DIR, VARIANTS, _inputs, gap_ratio
 from scheduler.contract.node import NodeSpec
 from scheduler.contract.request import PodRequest
 from scheduler.contract.units import MILLI_PER_GPU
@@ -59,18 +59,25 @@ def split_seed(nodes: Sequence[NodeSpec], pods: Sequence[PodRequest], seed: int,
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Print per seed and the median ratio against both bounds."""
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--variant", default="default")
-    ap.add_argument("--seeds", type=int, default=10)
+    ap = argparse.ArgumentParser(prog="python -m bench.bound_split",
+                                 description=__doc__.split("\n\n")[0])
+    ap.add_argument("--variant", default="default", choices=VARIANTS)
+    ap.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default 10)")
     ap.add_argument("--at", type=float, default=100.0, help="read-off, %% arrived")
     args = ap.parse_args(argv)
+    if args.seeds < 1:
+        ap.error(f"--seeds={args.seeds}: need at least 1")
+    if not 0 < args.at <= 1000:
+        ap.error(f"--at={args.at}: a read-off in % arrived, above 0 and at most 1000")
+    if not TRACE_DIR.is_dir():
+        ap.error(f"trace folder {TRACE_DIR} not found (../shared/traces beside the repository)")
     nodes, pods = _inputs(str(TRACE_DIR), args.variant)
     plain_r: list[float] = []
     forced_r: list[float] = []
     for seed in range(args.seeds):
         ours, fgd, plain, forced = split_seed(nodes, pods, seed, args.at)
-        plain_r.append((ours - plain) / (fgd - plain))
-        forced_r.append((ours - forced) / (fgd - forced))
+        plain_r.append(gap_ratio(ours, fgd, plain))
+        forced_r.append(gap_ratio(ours, fgd, forced))
         print(f"seed {seed}: ours {ours:.2f} fgd {fgd:.2f} bound {plain:.2f} "
               f"(ratio {plain_r[-1]:.2f}) placing-bound {forced:.2f} "
               f"(ratio {forced_r[-1]:.2f})", flush=True)

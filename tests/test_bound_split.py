@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from bench import bound_split
 from bench.baselines import make_policy
 from bench.bound import arrived_prefix, fill_bound, lp_bound
 from bench.bound_split import placed_shares
@@ -85,3 +86,16 @@ def test_placing_bound_stays_below_the_run_that_placed_those_shares(policy: str)
             raised += held > plain + 1e-9
     assert checked >= 4
     assert raised >= 1  # the floor binds somewhere, or this would test nothing
+
+
+@pytest.mark.parametrize(("argv", "names"), [
+    (["--variant", "nope"], "--variant"),
+    (["--seeds", "0"], "--seeds=0"),
+    (["--at", "0"], "--at=0.0"),
+])
+def test_bad_arguments_are_refused_naming_the_option(
+        argv: list[str], names: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        bound_split.main(argv)
+    assert e.value.code == 2
+    assert names in capsys.readouterr().err

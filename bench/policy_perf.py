@@ -15,6 +15,7 @@ that one node).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scheduler.contract.assignment import Assignment
 from scheduler.contract.node import NodeSpec
 from scheduler.contract.request import PodRequest
 from scheduler.policy import (
@@ -79,48 +81,54 @@ def big_cluster(n: int = 5000) -> list[NodeSpec]:
     return [NodeSpec(f"n{i}", 256000, 2097152, a100 if i % 2 else v100) for i in range(n)]
 
 
-Step = Callable[[PodRequest, Snapshot, TypicalWorkload], bool]
+Step = Callable[[PodRequest, Snapshot, TypicalWorkload], Assignment | None]
 
 
-def step_place(req: PodRequest, snap: Snapshot, mix: TypicalWorkload) -> bool:
+def step_place(req: PodRequest, snap: Snapshot, mix: TypicalWorkload) -> Assignment | None:
     """The simulator's path."""
     a = place(req, snap, mix, DEFAULT_CONFIG)
-    if a is None:
-        return False
-    snap.allocate(a)
-    return True
+    if a is not None:
+        snap.allocate(a)
+    return a
 
 
-def step_extender(req: PodRequest, snap: Snapshot, mix: TypicalWorkload) -> bool:
+def step_extender(req: PodRequest, snap: Snapshot, mix: TypicalWorkload) -> Assignment | None:
     """The extender's path: filter_nodes, score_nodes, assign on the best node."""
     fr = filter_nodes(req, snap, None, DEFAULT_CONFIG)
     if not fr.feasible.size:
-        return False
+        return None
     s = score_nodes(req, snap, fr.feasible, mix, DEFAULT_CONFIG)
     a = assign(req, snap, int(fr.feasible[int(np.argmax(s))]), DEFAULT_CONFIG, mix)
     snap.allocate(a)
-    return True
+    return a
 
 
-def measure(base: Snapshot, req: PodRequest, step: Step, decisions: int) -> dict[str, float]:
-    """Decisions per second over `decisions` placements (restarting when full)."""
+def measure(base: Snapshot, req: PodRequest, step: Step,
+            decisions: int) -> dict[str, float | str]:
+    """Decisions per second over `decisions` placements (restarting when full), and a
+    fingerprint of the decisions (sha256 of each one's node, GPUs and share, outside the
+    timed span): equal fingerprints before and after a change mean the same decisions."""
     mix = TypicalWorkload()
     snap = base.copy()
     done = restarts = 0
     spent = 0.0
+    digest = hashlib.sha256()
     while done < decisions:
         r = PodRequest(f"p{done}", cpu_milli=req.cpu_milli, memory_mib=req.memory_mib,
                        gpus=req.gpus, gpu_milli=req.gpu_milli)
         t0 = time.perf_counter()
-        ok = step(r, snap, mix)
+        a = step(r, snap, mix)
         spent += time.perf_counter() - t0
-        if ok:
+        if a is not None:
             done += 1
+            digest.update(f"{a.node}:{a.gpus}:{a.gpu_milli};".encode())
         else:
             snap = base.copy()
             restarts += 1
+            digest.update(b"refill;")
     return {"decisions": done, "seconds": spent, "per_second": done / spent,
-            "us_per_decision": 1e6 * spent / done, "refills": restarts}
+            "us_per_decision": 1e6 * spent / done, "refills": restarts,
+            "fingerprint": digest.hexdigest()[:16]}
 
 
 def run(decisions: int) -> dict[str, object]:
@@ -143,12 +151,14 @@ def run(decisions: int) -> dict[str, object]:
 
 def table(res: dict[str, object]) -> str:
     """A plain-text table of the results."""
-    lines = [f"{'cluster':<22} {'pod':<22} {'path':<9} {'decisions/s':>12} {'us/decision':>12}"]
+    lines = [f"{'cluster':<22} {'pod':<22} {'path':<9} {'decisions/s':>12} {'us/decision':>12}"
+             f"  decisions' fingerprint"]
     rows = res["results"]
     assert isinstance(rows, list)
     for r in rows:
         lines.append(f"{r['cluster']:<22} {r['pod']:<22} {r['path']:<9} "
-                     f"{r['per_second']:>12,.0f} {r['us_per_decision']:>12.1f}")
+                     f"{r['per_second']:>12,.0f} {r['us_per_decision']:>12.1f}"
+                     f"  {r['fingerprint']}")
     lines.append(f"(cluster source: {res['source']}; target: >= 5,000 decisions/s on the trace)")
     return "\n".join(lines)
 

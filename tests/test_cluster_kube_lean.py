@@ -1,17 +1,22 @@
-"""The lean pieces of the watch and bind path: orjson event decoding, and a Binding POST on a
-pool the client's manager has since closed."""
+"""The lean pieces of the watch and bind path: the watch body read straight from its socket
+buffer (chunked framing, orjson lines, ERROR events), and a Binding POST on a pool the
+client's manager has since closed."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kubeapi_double import KubeAPIDouble
+from kubernetes.client.exceptions import ApiException
 from test_cluster_kube import api_client, pod_obj
 
 from scheduler.cluster.kube_binder import KubeBinder
-from scheduler.cluster.kube_watch import RawWatch
+from scheduler.cluster.watch_stream import Dechunker, WatchStream, WatchStreamError
 
 
 @pytest.fixture
@@ -20,13 +25,77 @@ def api() -> Iterator[KubeAPIDouble]:
         yield server
 
 
-def test_watch_lines_decode_as_the_clients_decoder_does() -> None:
-    w = RawWatch()  # type: ignore[no-untyped-call]
+def chunked(body: bytes, sizes: list[int], ext: bool) -> bytes:
+    """`body` in HTTP/1.1 chunked framing, cut at `sizes` (cycled), ending with the last chunk."""
+    out, pos, i = [], 0, 0
+    while pos < len(body):
+        n = max(1, sizes[i % len(sizes)])
+        piece = body[pos:pos + n]
+        out.append(b"%x%s\r\n%s\r\n" % (len(piece), b";x=y" if ext else b"", piece))
+        pos += n
+        i += 1
+    return b"".join(out) + b"0\r\n\r\n"
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=st.binary(max_size=3000), sizes=st.lists(st.integers(1, 700), min_size=1),
+       cuts=st.lists(st.integers(1, 500), min_size=1), ext=st.booleans())
+def test_dechunker_gives_the_body_back_however_the_bytes_arrive(
+        body: bytes, sizes: list[int], cuts: list[int], ext: bool) -> None:
+    wire = chunked(body, sizes, ext) + b"after the last chunk"
+    d, got, pos, i = Dechunker(), [], 0, 0
+    while pos < len(wire) and not d.done:
+        n = cuts[i % len(cuts)]
+        got.append(d.feed(wire[pos:pos + n]))
+        pos += n
+        i += 1
+    assert d.done and b"".join(got) == body
+
+
+@pytest.mark.parametrize("wire", [b"zz\r\nab\r\n", b"0x2\r\nab\r\n", b"-2\r\nab\r\n",
+                                  b"2\r\nabX\r\n", b"1" * 2000])
+def test_dechunker_refuses_broken_framing(wire: bytes) -> None:
+    with pytest.raises(WatchStreamError):
+        Dechunker().feed(wire)
+
+
+class _Resp:
+    """Just what WatchStream reads of a urllib3 response: a chunked body on a socket file."""
+
+    def __init__(self, body: bytes, status: int = 200) -> None:
+        self.status = status
+        self.chunked = True
+        self.headers: dict[str, str] = {}
+        wire = io.BufferedReader(io.BytesIO(chunked(body, [37], False)))
+        self._fp = type("fp", (), {"fp": wire})()
+        self.closed = self.released = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def release_conn(self) -> None:
+        self.released = True
+
+
+def test_watch_stream_decodes_lines_and_skips_what_is_not_json() -> None:
     obj = {"metadata": {"name": "p", "resourceVersion": "7"}, "x": [1, 2.5, None, "é"]}
-    ev = w.unmarshal_event(json.dumps({"type": "MODIFIED", "object": obj}), None)
-    assert ev == {"type": "MODIFIED", "object": obj, "raw_object": obj}
-    for line in ("", "  ", "{not json"):
-        assert w.unmarshal_event(line, None) is None
+    ev = json.dumps({"type": "MODIFIED", "object": obj}).encode()
+    resp = _Resp(b"\n  \n{not json\n" + ev + b"\n[1]\n" + ev)  # the last line has no newline
+    assert list(WatchStream(resp).events()) == [{"type": "MODIFIED", "object": obj}] * 2
+    assert resp.closed and resp.released
+
+
+def test_watch_stream_raises_an_error_event_with_its_code() -> None:
+    err = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired",
+                                       "message": "too old resource version"}}
+    ok = {"type": "ADDED", "object": {"metadata": {"name": "a"}}}
+    resp = _Resp(json.dumps(ok).encode() + b"\n" + json.dumps(err).encode() + b"\n")
+    seen = []
+    with pytest.raises(ApiException) as e:
+        for ev in WatchStream(resp).events():
+            seen.append(ev)
+    assert seen == [ok] and e.value.status == 410 and "Expired" in str(e.value.reason)
+    assert resp.closed
 
 
 def test_a_bind_after_the_pool_was_closed_opens_it_again(api: KubeAPIDouble) -> None:

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 Rule = tuple[str, str, str]
 
 # kubernetes-client method -> the (apiGroup, resource, verb) it needs. A list_* call in a file
-# that streams a Watch over it also needs watch.
+# that opens a watch with it (watch=True, or the client's Watch.stream) also needs watch.
 CALLS: dict[str, set[Rule]] = {
     "list_node": {("", "nodes", "list")},
     "read_node": {("", "nodes", "get")},
@@ -37,7 +37,7 @@ CONTRACT_AHEAD: set[Rule] = {
 }
 # A call on a kubernetes client API object (CoreV1Api, CustomObjectsApi) by its usual names.
 _CALL = re.compile(r"\b(?:core|core_v1|custom|events_v1|api)\.([a-z]+_[a-z_]+)\(")
-_WATCH = re.compile(r"\.stream\(")
+_WATCH = re.compile(r"\.stream\(|\bwatch=True\b")
 # Requests sent on the client's connection pool without the generated API (kube_binder's
 # Binding POST): the resource path they build, and the grant it needs.
 RAW_PATHS: dict[re.Pattern[str], Rule] = {

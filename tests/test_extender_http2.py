@@ -188,6 +188,56 @@ def test_a_blocked_bind_does_not_block_a_filter_on_the_same_connection(
     c.close()
 
 
+def test_what_may_wait_goes_to_a_worker_and_the_rest_is_answered_on_the_connection(
+        pki: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    e = serve(pki)
+    threads: list[tuple[str, str]] = []
+    real_filter, real_bind = e.service.filter, e.service.bind
+
+    def filter_(args: Any) -> Any:
+        threads.append(("filter", threading.current_thread().name))
+        return real_filter(args)
+
+    def bind(args: Any) -> Any:
+        threads.append(("bind", threading.current_thread().name))
+        return real_bind(args)
+
+    monkeypatch.setattr(e.service, "filter", filter_)
+    monkeypatch.setattr(e.service, "bind", bind)
+    try:
+        c = h2c(e, pki)
+        single = pod_obj("single", gpus=1)
+        c.wait(c.post("bind", bind_doc(single, filtered(c, single))))
+        member = pod_obj("member", gpus=1, gang="g", min_member=2)
+        assert c.wait(c.post("filter", filter_doc(member))).status == 200
+        c.close()
+    finally:
+        e.stop()
+    where = {verb + ("-gang" if i == 2 else ""): t for i, (verb, t) in enumerate(threads)}
+    workers = "gts-h2-request"
+    assert not where["filter"].startswith(workers)  # the connection's own thread
+    assert where["bind"].startswith(workers) and where["filter-gang"].startswith(workers)
+
+
+@pytest.mark.parametrize(("path", "pod", "waits"), [
+    ("/filter", pod_obj("p"), False),
+    ("/prioritize?x=1", pod_obj("p"), False),
+    ("/healthz", None, False),
+    ("/bind", None, True),
+    ("/metrics", None, True),
+    ("/filter", pod_obj("p", gang="g", min_member=2), True),
+    ("/filter", pod_obj("p", annotations={"scheduling.k8s.io/group-name": "g"}), True),
+])
+def test_may_wait_by_verb_and_gang_markers(path: str, pod: dict[str, Any] | None,
+                                           waits: bool, pki: dict[str, str]) -> None:
+    e = serve(pki)
+    try:
+        body = json.dumps(filter_doc(pod)).encode() if pod is not None else b"{}"
+        assert e.server.app.may_wait(path, body) is waits
+    finally:
+        e.stop()
+
+
 def test_bodies_over_the_limit_are_refused_and_the_connection_goes_on(
         pki: dict[str, str]) -> None:
     e = serve(pki, limits=Limits(max_body_bytes=10_000))

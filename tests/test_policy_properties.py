@@ -25,6 +25,9 @@ from scheduler.policy import (
     reserve_gang,
     score_nodes,
 )
+from scheduler.policy.config import DEFAULT_CONFIG
+from scheduler.policy.failure import Failure
+from scheduler.policy.reasons import reason_text
 from topology.model import GPU, NodeTopology
 from topology.presets import DGX1_NVLINKS
 
@@ -127,6 +130,10 @@ def best_quality_bruteforce(snap: Snapshot, node: int, k: int) -> float:
 def check_placement(req: PodRequest, snap: Snapshot, mix: TypicalWorkload) -> None:
     a = place(req, snap, mix)
     fr = filter_nodes(req, snap)
+    # The sentences are shared between nodes with equal values: each is the node's own.
+    codes = dict(zip(fr.candidates.tolist(), fr.codes.tolist(), strict=True))
+    assert fr.reasons == {j: reason_text(req, snap, j, Failure(c), DEFAULT_CONFIG)
+                          for j, c in codes.items() if c != Failure.OK}
     if a is None:
         assert fr.feasible.size == 0
         return

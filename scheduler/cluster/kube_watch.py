@@ -7,10 +7,10 @@ bookmarks, resumes from the last version seen when a watch ends or the connectio
 field selector kube-scheduler uses): a pod that finishes leaves the watch as a DELETED event,
 which releases what it held.
 
-Events are read as raw JSON (`raw_object`): the list functions are passed to Watch.stream
-through wrappers without a return type, so the client does not build model objects for every
-event; resourceVersion is tracked here from the raw objects and BOOKMARKs. Each event line is
-decoded with orjson (`RawWatch`), a few times faster than the json module on pod objects.
+Events are read as raw JSON, never as the client's model objects: the watch is opened with
+the client's list call (its authentication, TLS and pools) and its body read by WatchStream
+(watch_stream.py), which decodes each event line with orjson; resourceVersion is tracked here
+from the raw objects and BOOKMARKs.
 """
 
 from __future__ import annotations
@@ -22,39 +22,19 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 from kubernetes import client as k8s
-from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
 from scheduler.cluster.cache import ClusterCache
 from scheduler.cluster.kube_binder import consume
 from scheduler.cluster.kube_errors import ApiError, NotFound, map_error
+from scheduler.cluster.watch_stream import WatchStream
 from scheduler.constants import POD_GROUP_API
 
 log = logging.getLogger(__name__)
 
 NON_TERMINAL_PODS = "status.phase!=Succeeded,status.phase!=Failed"
 HTTP_GONE = 410
-
-
-class RawWatch(k8s_watch.Watch):
-    """The client's Watch, decoding each event line with orjson; raw dicts only."""
-
-    def unmarshal_event(self, data: str, return_type: Any) -> Any:
-        """The event as a dict whose `raw_object` is the object (None for a blank line or
-        one that is not JSON, as the client's own decoder answers)."""
-        if return_type:  # never here: the list functions carry no return type
-            return super().unmarshal_event(data, return_type)  # type: ignore[no-untyped-call]
-        if not data or data.isspace():
-            return None
-        try:
-            js = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return None
-        if isinstance(js, dict) and "object" in js:
-            js["raw_object"] = js["object"]
-        return js
 
 
 class _Gone(Exception):
@@ -97,7 +77,7 @@ class KubeSource:
         self.stats: dict[str, int] = {"lists": 0, "relists_gone": 0, "reconnects": 0,
                                       "events": 0, "bad_events": 0}
         self._listed: set[str] = set()
-        self._watches: dict[str, Any] = {}
+        self._watches: dict[str, WatchStream] = {}
         # Kinds whose watch the server has answered: events from then on are not missed.
         self._open: set[str] = set()
         self._threads: list[threading.Thread] = []
@@ -230,31 +210,25 @@ class KubeSource:
     def _watch(self, kind: str, rv: str) -> None:
         """Watch from `rv` until the server ends the stream; self.resource_version[kind] follows
         every event, so a dropped connection resumes where it stopped."""
-        w: Any = RawWatch()  # type: ignore[no-untyped-call]
-        with self._lock:
-            self._watches[kind] = w
         # The server ends the watch after timeout_seconds (jittered like client-go's reflector);
         # the read timeout only catches a connection that died silently.
         server_timeout = int(self.watch_timeout_s * (1 + self.rng.random()))
-        list_func = self._list_func(kind)
-
-        def open_watch(**kw: Any):  # type: ignore[no-untyped-def]
-            # Unannotated like the list functions; returns once the server answered the watch.
-            resp = list_func(**kw)
-            with self._lock:
-                self._open.add(kind)
-            return resp
-
         try:
-            for ev in w.stream(open_watch, resource_version=rv,
-                               allow_watch_bookmarks=True, timeout_seconds=server_timeout,
-                               _request_timeout=(10, server_timeout + 30)):
+            resp = self._list_func(kind)(watch=True, _preload_content=False,
+                                         resource_version=rv, allow_watch_bookmarks=True,
+                                         timeout_seconds=server_timeout,
+                                         _request_timeout=(10, server_timeout + 30))
+            stream = WatchStream(resp)
+            with self._lock:
+                self._watches[kind] = stream
+                self._open.add(kind)  # answered: events from here on are not missed
+            if self.stop_event.is_set():
+                stream.stop()  # stop() ran before this stream was registered
+            for ev in stream.events():
                 if self.stop_event.is_set():
-                    w.stop()
+                    stream.stop()
                     break
-                if not isinstance(ev, dict):
-                    continue
-                type_, obj = ev.get("type"), ev.get("raw_object")
+                type_, obj = ev.get("type"), ev.get("object")
                 meta = obj.get("metadata") if isinstance(obj, dict) else None
                 new_rv = meta.get("resourceVersion") if isinstance(meta, dict) else None
                 if type_ in ("ADDED", "MODIFIED", "DELETED"):

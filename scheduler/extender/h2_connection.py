@@ -7,11 +7,12 @@ is a stream of one connection: no handshakes.
 
 Threads: the connection's thread owns the socket and the h2 state machine; it reads, writes
 and sends reply bodies as flow control allows. One thread, because OpenSSL does not allow an
-SSL object to be read and written from two threads at once. Each complete request is
-answered by `app.handle` in a thread of its own, from a pool shared by the server's
-connections (a bind may block while its gang gathers and a filter must never wait behind it;
-the pool only saves starting a thread per request); the reply comes back through a queue and
-a wake-up socket pair.
+SSL object to be read and written from two threads at once. A request that may wait
+(`app.may_wait`: a bind, a gang member's filter) is answered by `app.handle` in a thread of
+its own, from a pool shared by the server's connections (a bind may block while its gang
+gathers and a filter must never wait behind it; the pool only saves starting a thread per
+request), its reply coming back through a queue and a wake-up socket pair; the others
+(filters of single pods, prioritize, health) are answered on the connection's thread.
 
 Bounds (from `Limits`): at most `h2_max_streams` requests at once (more are refused with
 RST_STREAM REFUSED_STREAM, which a client may retry), a header list of at most
@@ -86,6 +87,7 @@ class App(Protocol):
     """Routing: server.ExtenderApp."""
 
     def handle(self, method: str, path: str, body: bytes) -> Reply: ...
+    def may_wait(self, path: str, body: bytes) -> bool: ...
 
 
 class ConnState(Protocol):
@@ -333,6 +335,13 @@ class H2ServerConnection:
         self._release(s)
         method = s.headers.get(b":method", b"").decode("latin-1")
         path = s.headers.get(b":path", b"/").decode("latin-1")
+        app = self.server.app
+        if not app.may_wait(path, body):
+            # Answered here: a filter's answer is bounded work under the cache lock, and a
+            # hand-off to a worker and back (queue, wake-up byte, two thread switches under
+            # the GIL) cost about a fifth of it.
+            self._start_reply(sid, app.handle(method, path, body))
+            return
         self.running += 1
         self.answering.add(sid)
         self.server.h2_workers().submit(self._answer, sid, method, path, body)

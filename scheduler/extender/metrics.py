@@ -63,11 +63,19 @@ class ExtenderMetrics:
         self.http2_errors = Counter(
             "gts_extender_http2_protocol_errors",
             "HTTP/2 connections closed because the client broke the protocol.", registry=r)
+        self._request_children: dict[tuple[str, int], tuple[Histogram, Counter]] = {}
 
     def observe_request(self, verb: str, code: int, seconds: float) -> None:
         """One HTTP call answered."""
-        self.request_seconds.labels(verb).observe(seconds)
-        self.requests.labels(verb, str(code)).inc()
+        # The labelled children, looked up once per (verb, code): labels() validates and
+        # locks on every call, on the path of every request. Both label sets are bounded
+        # (the server maps unknown paths to "other").
+        pair = self._request_children.get((verb, code))
+        if pair is None:
+            pair = (self.request_seconds.labels(verb), self.requests.labels(verb, str(code)))
+            self._request_children[(verb, code)] = pair
+        pair[0].observe(seconds)
+        pair[1].inc()
 
     def connection(self, protocol: str) -> None:
         """A connection accepted, speaking `protocol` ("h2" or "http/1.1")."""

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from scheduler.constants import POD_GROUP_LABEL, VOLCANO_GROUP_ANNOTATION
 from scheduler.extender.h2_connection import H2ServerConnection
 from scheduler.extender.metrics import ExtenderMetrics
 from scheduler.extender.service import ExtenderService
@@ -65,6 +66,7 @@ TEXT = "text/plain; charset=utf-8"
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 MAX_BODY_BYTES = 64 * 1024 * 1024  # see the module docstring
 VERBS = ("filter", "prioritize", "bind")
+_GANG_MARKERS = (POD_GROUP_LABEL.encode(), VOLCANO_GROUP_ANNOTATION.encode())
 _DIGITS = re.compile(r"[0-9]{1,12}")
 
 
@@ -123,6 +125,20 @@ class ExtenderApp:
             reply = (500, JSON, error_body(f"internal error in {verb}: {type(e).__name__}: {e}"))
         self.metrics.observe_request(label, reply[0], time.perf_counter() - start)
         return reply
+
+    def may_wait(self, path: str, body: bytes) -> bool:
+        """Whether answering may block for a while: a bind (its API write, or its gang's
+        other members), a gang member's filter (its gang being planned by another member's
+        filter: up to gangs.PLANNING_WAITS seconds), or /metrics (many series). HTTP/2
+        answers the others on the connection's own thread, without a hand-off.
+
+        The gang markers are looked for in the raw body: kube-scheduler's JSON writes label
+        and annotation keys unescaped, and a false positive only costs the hand-off.
+        """
+        verb = path.split("?", 1)[0].strip("/")
+        if verb not in ("filter", "prioritize", "healthz", "readyz"):
+            return True
+        return verb == "filter" and any(m in body for m in _GANG_MARKERS)
 
     def _route(self, method: str, verb: str, body: bytes) -> Reply:
         if verb in VERBS and self.verbs:

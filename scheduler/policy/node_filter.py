@@ -11,7 +11,7 @@ from scheduler.policy.config import DEFAULT_CONFIG, PolicyConfig
 from scheduler.policy.failure import UNRESOLVABLE, Failure
 from scheduler.policy.feasibility import candidate_indices
 from scheduler.policy.flat_tables import flat_tables
-from scheduler.policy.reasons import reason_text
+from scheduler.policy.reasons import reason_texts
 from scheduler.policy.shape_cache import cached_codes
 from scheduler.policy.snapshot import Snapshot
 
@@ -41,14 +41,9 @@ class FilterResult:
     def reasons(self) -> dict[int, str]:
         """A reason a person can act on, per infeasible node index."""
         if self._reasons is None:
-            bad = np.flatnonzero(self.codes != _OK)
-            self._reasons = {
-                int(self.candidates[j]): reason_text(
-                    self.req, self.snap, int(self.candidates[j]), Failure(int(self.codes[j])),
-                    self.config,
-                )
-                for j in bad
-            }
+            bad = self.codes != _OK
+            self._reasons = reason_texts(self.req, self.snap, self.candidates[bad],
+                                         self.codes[bad], self.config)
         return self._reasons
 
     @property

@@ -12,6 +12,34 @@ from scheduler.policy.gpu_models import matching_model_ids
 from scheduler.policy.snapshot import Snapshot
 from scheduler.policy.whole_sets import whole_set_lookup
 
+# Codes whose sentence depends only on one per-node value (besides the pod): nodes with equal
+# values share one sentence, so a busy cluster's many full nodes cost one format, not one each.
+_KEYED: dict[Failure, str] = {
+    Failure.FREE_GPUS: "free_mask", Failure.CPU: "cpu_free", Failure.MEMORY: "mem_free",
+    Failure.TOO_FEW_GPUS: "gpu_count", Failure.CPU_TOTAL: "cpu_total",
+    Failure.MEMORY_TOTAL: "mem_total",
+}
+
+
+def reason_texts(req: PodRequest, snap: Snapshot, nodes: np.ndarray, codes: np.ndarray,
+                 config: PolicyConfig) -> dict[int, str]:
+    """reason_text for each node index with its failure code, equal sentences built once."""
+    out: dict[int, str] = {}
+    memo: dict[tuple[int, object], str] = {}
+    for code in np.unique(codes).tolist():
+        at = nodes[codes == code]
+        attr = _KEYED.get(Failure(code))
+        values: list[object] = (getattr(snap, attr)[at].tolist() if attr is not None
+                                else [snap.specs[n].gpu_model for n in at.tolist()]
+                                if code == Failure.MODEL else [None] * len(at))
+        for node, value in zip(at.tolist(), values, strict=True):
+            key = (code, value if value is not None else -1 - node)
+            text = memo.get(key)
+            if text is None:
+                text = memo[key] = reason_text(req, snap, node, Failure(code), config)
+            out[node] = text
+    return out
+
 
 def reason_text(
     req: PodRequest, snap: Snapshot, node: int, failure: Failure, config: PolicyConfig

@@ -84,14 +84,18 @@ def _best_pattern(sizes: np.ndarray, prices: np.ndarray, table: np.ndarray) -> n
     return counts
 
 
-def lp_prices(sizes: tuple[int, ...], demand: tuple[float, ...]) -> np.ndarray:
-    """Dual prices y_s of the cutting-stock LP (min GPUs, each size's demand covered)."""
+def lp_solution(
+    sizes: tuple[int, ...], demand: tuple[float, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(patterns as columns of counts per size, GPUs of each pattern, dual prices y_s) of the
+    cutting-stock LP (min GPUs, each size's demand covered), by column generation."""
     s = np.asarray(sizes, np.int64)
     d = np.asarray(demand, np.float64)
     k = len(s)
     # Start from the single-size patterns (each size alone, as many as fit).
     cols = [np.eye(k, dtype=np.int64)[i] * (MILLI_PER_GPU // int(s[i])) for i in range(k)]
     y = np.zeros(k)
+    x = np.zeros(0)
     for _ in range(MAX_ROUNDS):
         a = np.stack(cols, axis=1).astype(np.float64)
         res = linprog(np.ones(a.shape[1]), A_ub=-a, b_ub=-d, bounds=(0, None), method="highs")
@@ -100,11 +104,18 @@ def lp_prices(sizes: tuple[int, ...], demand: tuple[float, ...]) -> np.ndarray:
             # the solver still fail, the last prices stand (at worst 0: sizes alone price).
             break
         y = np.maximum(-np.asarray(res.ineqlin.marginals, np.float64), 0.0)
+        x = np.asarray(res.x, np.float64)
         table = knapsack(s, y)
         if table[MILLI_PER_GPU] <= 1.0 + PRICE_TOL:
             break
         cols.append(_best_pattern(s, y, table))
-    return y
+    pats = np.stack(cols[: len(x)], axis=1) if len(x) else np.zeros((k, 0), np.int64)
+    return pats, x, y
+
+
+def lp_prices(sizes: tuple[int, ...], demand: tuple[float, ...]) -> np.ndarray:
+    """Dual prices y_s of the cutting-stock LP (min GPUs, each size's demand covered)."""
+    return lp_solution(sizes, demand)[2]
 
 
 @lru_cache(maxsize=16)

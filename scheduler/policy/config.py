@@ -43,6 +43,10 @@ class PolicyConfig:
     # Members of a gang prefer nodes that already hold one of them (shared NVLink domain);
     # below the topology term, above fragmentation ties.
     gang_affinity_weight: float = 0.5
+    # Shares that would open a free GPU are refused while fewer whole GPUs are free than this
+    # times w * N * (1 - v(s)/1000) (admission.py, bid-price control); 0 = off: it leaves pods
+    # pending that fit, which only a fill run's metric rewards (docs/tuning.md).
+    admission_reserve: float = 0.0
     # Reject placements whose best free set is below this quality (0 = any set will do).
     min_quality: float = 0.0
     # The extender's filter returns only the best node, so kube-scheduler's own scores cannot
@@ -55,7 +59,7 @@ class PolicyConfig:
         for name in ("topology_weight", "frag_weight", "value_weight", "pack_weight",
                      "gang_affinity_weight", "frag_step", "order_weight", "cpu_node_weight",
                      "bandwidth_weight", "premium_weight", "strand_weight",
-                     "share_fit_weight", "pattern_weight"):
+                     "share_fit_weight", "pattern_weight", "admission_reserve"):
             v = getattr(self, name)
             if not v >= 0:
                 raise ValueError(f"PolicyConfig.{name}={v!r}: must be >= 0")

@@ -288,6 +288,29 @@ def test_best_node_only_passes_just_the_top_node() -> None:
     assert {e["Score"] for e in pr} == {10}
 
 
+def test_share_admission_leaves_the_share_pending_with_the_rule_as_reason() -> None:
+    # Opt-in bid-price admission: three of four GPUs hold whole-GPU pods, so an 810 share
+    # (the prior's low-fill size) may not open the last free GPU; a 470 next to a GPU in use
+    # with room still passes, and without the setting the 810 passes too.
+    nodes = [spec("a", "pcie-2gpu"), spec("b", "pcie-2gpu")]
+    opts = ServiceOptions(policy_config=policy.PolicyConfig(admission_reserve=10.0))
+    app, svc, _ = make(nodes, options=opts)
+    app_off, svc_off, _ = make(nodes)
+    for s in (svc, svc_off):
+        with s.cache.lock:
+            s.cache.assume(Assignment("default/x", "a", gpus=(0, 1)))
+            s.cache.assume(Assignment("default/y", "b", gpus=(0,)))
+    _, fr = call(app, "filter", args_doc(pod_obj("s", gpus=0, milli=810), ["a", "b"]))
+    assert fr["NodeNames"] == []
+    assert fr["FailedNodes"]["b"].startswith("share admission")
+    _, fr = call(app_off, "filter", args_doc(pod_obj("s", gpus=0, milli=810), ["a", "b"]))
+    assert fr["NodeNames"] == ["b"]
+    with svc.cache.lock:
+        svc.cache.assume(Assignment("default/z", "b", gpus=(1,), gpu_milli=300))
+    _, fr = call(app, "filter", args_doc(pod_obj("t", gpus=0, milli=470), ["a", "b"]))
+    assert fr["NodeNames"] == ["b"]
+
+
 def test_static_mode_bind_only_records() -> None:
     cache = static_cache([spec("a")])
     svc = ExtenderService(cache, RecordOnlyBinder(), None, ServiceOptions(record_only=True))

@@ -69,6 +69,7 @@ from scheduler.extender.wire import (
 from scheduler.podcodec.assignment import assignment_annotations
 from scheduler.podcodec.pod_request import pod_request_from_k8s
 from scheduler.podcodec.signing import Signer
+from scheduler.policy.admission import share_refusal
 from scheduler.policy.choice import Choice, assignment_for
 from scheduler.policy.gpu_models import check_models
 from scheduler.policy.scoring import evaluate
@@ -217,6 +218,16 @@ class ExtenderService:
             cand = _Candidates.of(names, snap, self.cache.errors, self._indices)
             fr = policy.filter_nodes(req, snap, cand.idx, self.config)
             feasible = np.asarray(fr.feasible, dtype=np.int64)
+            reasons: Mapping[int, str] = fr.reasons
+            refused = share_refusal(req, snap, feasible,
+                                    self.cache.typical_workload.classes(),
+                                    self.config.admission_reserve) \
+                if self.config.admission_reserve else None
+            if refused is not None:
+                # Opt-in admission (PolicyConfig.admission_reserve): every node that fits
+                # fails with the rule's sentence, so the pod stays pending and says why.
+                reasons = {**fr.reasons, **dict.fromkeys(feasible.tolist(), refused)}
+                feasible = feasible[:0]
             chosen = feasible
             if self.config.best_node_only and len(feasible) > 1:
                 # Exactly one node (the scores carry the policy's hashed tie-break), so that
@@ -226,8 +237,7 @@ class ExtenderService:
                 scores = policy.score_nodes(req, snap, feasible, self.cache.typical_workload,
                                             self.config)
                 chosen = feasible[[int(np.argmax(scores))]]
-            passed, failed, unres = cand.split(chosen, feasible, fr.reasons, fr.unresolvable,
-                                               snap)
+            passed, failed, unres = cand.split(chosen, feasible, reasons, fr.unresolvable, snap)
             passed_names = [names[p] for p in passed]
             if self._start_cycle(req, ns, name, uid, sched, passed_names) and \
                     self.options.record_only:

@@ -34,7 +34,7 @@ def _workload(mix: tuple[tuple[int, int, int, int], ...] = MIX) -> TypicalWorklo
                            cpu_only=False)
 
 
-def _cluster(used: list[list[int]]) -> Snapshot:
+def pcie2_cluster(used: list[list[int]]) -> Snapshot:
     """pcie-2gpu nodes with the given thousandths in use per GPU (1000 = a whole-GPU pod)."""
     nodes = [NodeSpec(f"n{i}", 64000, 1 << 18, preset("pcie-2gpu")) for i in range(len(used))]
     snap = build_snapshot(nodes)
@@ -70,7 +70,7 @@ def test_without_whole_gpu_pods_nothing_is_protected() -> None:
 
 def test_scarce_whole_gpus_refuse_a_share_that_opens_one() -> None:
     # Three of four GPUs hold whole-GPU pods; an 810 would take the last free one.
-    snap = _cluster([[1000, 1000], [1000, 0]])
+    snap = pcie2_cluster([[1000, 1000], [1000, 0]])
     req = PodRequest("s", gpu_milli=810)
     cfg = PolicyConfig(admission_reserve=10.0)
     pol = TopologyPolicy(cfg, _workload())
@@ -85,13 +85,13 @@ def test_scarce_whole_gpus_refuse_a_share_that_opens_one() -> None:
 
 def test_default_policy_never_refuses() -> None:
     assert DEFAULT_CONFIG.admission_reserve == 0.0
-    snap = _cluster([[1000, 1000], [1000, 0]])
+    snap = pcie2_cluster([[1000, 1000], [1000, 0]])
     assert share_refusal(PodRequest("s", gpu_milli=810), snap, np.arange(2),
                          _workload().classes(), DEFAULT_CONFIG.admission_reserve) is None
 
 
 def test_whole_gpu_pods_are_never_refused() -> None:
-    snap = _cluster([[1000, 1000], [1000, 0]])
+    snap = pcie2_cluster([[1000, 1000], [1000, 0]])
     pol = TopologyPolicy(PolicyConfig(admission_reserve=10.0), _workload())
     a = pol.place(PodRequest("w", gpus=1), snap)
     assert a is not None and pol.events == {}
@@ -106,7 +106,7 @@ _used = st.lists(st.lists(st.sampled_from([0, 0, 0, 100, 190, 500, 810, 1000]), 
 def test_plenty_of_free_whole_gpus_never_refuses(used: list[list[int]], milli: int,
                                                  reserve: float) -> None:
     # At least reserve * N whole GPUs free: above R * w * N * (1 - v/1000) for any w, v.
-    snap = _cluster(used)
+    snap = pcie2_cluster(used)
     n = 2 * len(used)
     free = int(np.count_nonzero(snap.milli_free == 1000))
     reserve = min(reserve, free / n)
@@ -119,7 +119,7 @@ def test_plenty_of_free_whole_gpus_never_refuses(used: list[list[int]], milli: i
 @given(_used, st.sampled_from([110, 190, 470, 810, 999]), st.floats(0.0, 100.0))
 def test_a_share_that_fits_a_gpu_in_use_is_never_refused(used: list[list[int]], milli: int,
                                                           reserve: float) -> None:
-    snap = _cluster(used)
+    snap = pcie2_cluster(used)
     in_use = [m for gpus in used for m in gpus if 0 < m < 1000 and 1000 - m >= milli]
     pol = TopologyPolicy(PolicyConfig(admission_reserve=reserve), _workload())
     a = pol.place(PodRequest("s", gpu_milli=milli), snap)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
+from test_policy_admission import pcie2_cluster
 
 from scheduler.contract.assignment import Assignment
 from scheduler.contract.node import NodeSpec
@@ -117,12 +118,7 @@ def test_term_never_picks_an_infeasible_gpu(used: list[list[int]], milli: int,
                                             weight: float) -> None:
     # Whatever the weight, the placement fits (the snapshot accepts it) and a share is
     # refused exactly when the term is off refuses it too.
-    nodes = [NodeSpec(f"n{i}", 64000, 1 << 18, preset("pcie-2gpu")) for i in range(len(used))]
-    snap = build_snapshot(nodes)
-    for i, gpus in enumerate(used):
-        for g, m in enumerate(gpus):
-            if m:
-                snap.allocate(Assignment(f"u{i}-{g}", f"n{i}", (g,), gpu_milli=m))
+    snap = pcie2_cluster(used)
     req = PodRequest("s", gpu_milli=milli)
     on = TopologyPolicy(PolicyConfig(pattern_weight=weight)).place(req, snap)
     off = TopologyPolicy(PolicyConfig()).place(req, snap)

@@ -85,17 +85,26 @@ def test_watch_stream_decodes_lines_and_skips_what_is_not_json() -> None:
     assert resp.closed and resp.released
 
 
-def test_watch_stream_raises_an_error_event_with_its_code() -> None:
+@pytest.mark.parametrize("newline", [b"\n", b""])
+def test_watch_stream_raises_an_error_event_with_its_code(newline: bytes) -> None:
+    # Also as the body's last line without its newline: never passed on as an event.
     err = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired",
                                        "message": "too old resource version"}}
     ok = {"type": "ADDED", "object": {"metadata": {"name": "a"}}}
-    resp = _Resp(json.dumps(ok).encode() + b"\n" + json.dumps(err).encode() + b"\n")
+    resp = _Resp(json.dumps(ok).encode() + b"\n" + json.dumps(err).encode() + newline)
     seen = []
     with pytest.raises(ApiException) as e:
         for ev in WatchStream(resp).events():
             seen.append(ev)
     assert seen == [ok] and e.value.status == 410 and "Expired" in str(e.value.reason)
     assert resp.closed
+
+
+def test_an_error_event_without_a_numeric_code_is_raised_with_status_0() -> None:
+    err = {"type": "ERROR", "object": {"code": "gone", "reason": "X", "message": "y"}}
+    with pytest.raises(ApiException) as e:
+        list(WatchStream(_Resp(json.dumps(err).encode() + b"\n")).events())
+    assert e.value.status == 0 and "X: y" in str(e.value.reason)
 
 
 def test_a_bind_after_the_pool_was_closed_opens_it_again(api: KubeAPIDouble) -> None:

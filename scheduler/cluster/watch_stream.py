@@ -36,14 +36,23 @@ class WatchStreamError(ValueError):
     """The body is not valid chunked framing, or ended before its last chunk."""
 
 
-def _decode(line: bytes) -> dict[str, Any] | None:
+def _event(line: bytes) -> dict[str, Any] | None:
+    """The event on one line (None for a blank or non-JSON line); an ERROR event is raised."""
     if not line or line.isspace():
         return None
     try:
         ev = orjson.loads(line)
     except orjson.JSONDecodeError:
         return None
-    return ev if isinstance(ev, dict) else None
+    if not isinstance(ev, dict):
+        return None
+    if ev.get("type") == "ERROR":
+        obj = ev.get("object")
+        obj = obj if isinstance(obj, dict) else {}
+        code = obj.get("code")
+        raise ApiException(status=code if isinstance(code, int) else 0,
+                           reason=f"{obj.get('reason')}: {obj.get('message')}")
+    return ev
 
 
 class Dechunker:
@@ -110,16 +119,10 @@ def events_from_body(pieces: Iterable[bytes]) -> Iterator[dict[str, Any]]:
         if len(rest) > MAX_LINE_BYTES:
             raise WatchStreamError(f"an event line over {MAX_LINE_BYTES} bytes")
         for line in lines:
-            ev = _decode(line)
-            if ev is None:
-                continue
-            if ev.get("type") == "ERROR":
-                obj = ev.get("object")
-                obj = obj if isinstance(obj, dict) else {}
-                raise ApiException(status=obj.get("code", 0),
-                                   reason=f"{obj.get('reason')}: {obj.get('message')}")
-            yield ev
-    ev = _decode(rest)  # a last line without its newline
+            ev = _event(line)
+            if ev is not None:
+                yield ev
+    ev = _event(rest)  # a last line without its newline
     if ev is not None:
         yield ev
 

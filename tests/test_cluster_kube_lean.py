@@ -15,7 +15,7 @@ from kubeapi_double import KubeAPIDouble
 from kubernetes.client.exceptions import ApiException
 from test_cluster_kube import api_client, pod_obj
 
-from scheduler.cluster.kube_binder import KubeBinder
+from scheduler.cluster.kube_binder import TOKEN_REUSE_S, KubeBinder
 from scheduler.cluster.watch_stream import Dechunker, WatchStream, WatchStreamError
 
 
@@ -124,3 +124,31 @@ def test_a_bind_after_the_pool_was_closed_opens_it_again(api: KubeAPIDouble) -> 
         pod = api.get_pod("default", name)
         assert pod is not None and pod["spec"]["nodeName"] == "a"
         assert pod["metadata"]["annotations"]["x/a"] == v
+
+
+def test_the_bearer_token_is_reused_for_a_second_then_read_again(api: KubeAPIDouble) -> None:
+    """Reading the token runs the configuration's refresh hook (an environment scan per bind
+    before); a rotated token is picked up once the reuse window has passed."""
+    client = api_client(api)
+    reads: list[float] = []
+    token = ["Bearer one"]
+
+    def refresh(cfg: object) -> None:
+        reads.append(now[0])
+        client.configuration.api_key["BearerToken"] = token[0]
+
+    client.configuration.refresh_api_key_hook = refresh
+    now = [100.0]
+    binder = KubeBinder(client, clock=lambda: now[0])
+    assert binder._bearer() == "Bearer one"
+    token[0] = "Bearer two"
+    now[0] += TOKEN_REUSE_S / 2
+    assert binder._bearer() == "Bearer one" and reads == [100.0]
+    now[0] += TOKEN_REUSE_S
+    assert binder._bearer() == "Bearer two" and len(reads) == 2
+    now[0] -= 10 * TOKEN_REUSE_S  # a clock that went back never pins the old token
+    assert binder._bearer() == "Bearer two" and len(reads) == 3
+    api.put_node({"metadata": {"name": "a"}, "status": {}})
+    api.put_pod(pod_obj("p", gpus=1))
+    binder.bind("default", "p", "", "a")  # the bind path reads it through the same cache
+    assert len(reads) == 3

@@ -1,6 +1,5 @@
 """Print the image's Python requirements: pyproject's dependencies for the service and the node
-agent (the [nvml] extra included: GPU health checks; and [granian], for `gts serve
---http-server=granian`), without what only the simulator needs.
+agent (the [nvml] extra included: GPU health checks), without what only the simulator needs.
 
 Run by deploy/Dockerfile; tests/test_deploy_image.py checks that every third-party module
 scheduler/ and topology/ import is in this list.
@@ -15,7 +14,7 @@ from pathlib import Path
 
 # Only the simulator's reports (bench/) and `gts topo show --png` draw with matplotlib.
 SIMULATOR_ONLY = {"matplotlib"}
-EXTRAS = ("nvml", "granian")
+EXTRAS = ("nvml",)
 
 
 def requirement_name(req: str) -> str:

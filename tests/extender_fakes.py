@@ -25,7 +25,6 @@ from scheduler.constants import (
 )
 from scheduler.contract.node import NodeSpec
 from scheduler.contract.units import MILLI_PER_GPU
-from scheduler.extender.server import ExtenderHTTPServer
 from scheduler.policy.snapshot import Snapshot, build_snapshot
 from topology.presets import preset
 
@@ -207,12 +206,6 @@ class ExtenderClient:
 
     def close(self) -> None:
         self.conn.close()
-
-
-def builtin(e: Any) -> ExtenderHTTPServer:
-    """The extender port's server, which these tests expect to be the built-in one."""
-    assert isinstance(e.server, ExtenderHTTPServer), type(e.server)
-    return e.server
 
 
 def address(e: Any) -> tuple[str, int]:

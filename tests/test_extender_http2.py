@@ -16,7 +16,6 @@ from extender_fakes import (
     ExtenderClient,
     FakeBinder,
     address,
-    builtin,
     check_invariants,
     pod_obj,
     spec,
@@ -252,7 +251,7 @@ def test_bodies_over_the_limit_are_refused_and_the_connection_goes_on(
         r = c.wait(sid)
         assert r.status == 413
         assert c.get("/healthz").status == 200
-        assert builtin(e)._inflight == 0  # every reserved byte was given back
+        assert e.server._inflight == 0  # every reserved byte was given back
         c.close()
     finally:
         e.stop()
@@ -419,7 +418,7 @@ def test_a_protocol_error_closes_only_that_connection(pki: dict[str, str]) -> No
                 c.pump()
         assert c.terminated is not None and c.terminated.error_code == ErrorCodes.PROTOCOL_ERROR
         c.close()
-        wait_for(lambda: builtin(e).h2_errors == 1, "the error was not counted")
+        wait_for(lambda: e.server.h2_errors == 1, "the error was not counted")
         assert metric(e, pki, "gts_extender_http2_protocol_errors_total") == 1
         c = h2c(e, pki)
         assert c.get("/healthz").status == 200
@@ -459,11 +458,11 @@ def test_the_reaper_cuts_idle_and_stalled_connections_but_not_busy_ones(
                 while True:
                     c.pump()
             c.close()
-        assert builtin(e).reaped >= 2
+        assert e.server.reaped >= 2
         binder.gate.set()
         assert busy.wait(sid).status == 200  # the waiting bind kept its connection
         busy.close()
-        wait_for(lambda: builtin(e)._inflight == 0, "the stalled body's bytes were kept")
+        wait_for(lambda: e.server._inflight == 0, "the stalled body's bytes were kept")
     finally:
         binder.gate.set()
         e.stop()
@@ -481,7 +480,7 @@ def test_a_stalled_body_is_reset_while_a_bind_on_the_same_connection_is_answered
         stalled = c.request("POST", "/filter", b'{"Pod": ', end=False)  # and nothing more
         r = c.wait(stalled)
         assert r.reset == ErrorCodes.CANCEL and r.status == 0
-        assert builtin(e)._inflight == 0
+        assert e.server._inflight == 0
         binder.gate.set()
         assert c.wait(bind).status == 200  # the connection and its bind were left be
         assert c.get("/healthz").status == 200
@@ -503,7 +502,7 @@ def test_an_idle_h2_connection_counts_toward_the_cap_and_is_evicted_first(
         with pytest.raises((ConnectionError, ssl.SSLError, OSError)):
             while True:
                 idle.pump()
-        assert builtin(e).evicted == 1 and builtin(e).connections == 2
+        assert e.server.evicted == 1 and e.server.connections == 2
         idle.close()
         for c in others:
             c.close()

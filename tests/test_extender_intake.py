@@ -10,16 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from extender_fakes import (
-    KEY,
-    ExtenderClient,
-    FakeBinder,
-    address,
-    builtin,
-    pod_obj,
-    spec,
-    static_cache,
-)
+from extender_fakes import KEY, ExtenderClient, FakeBinder, address, pod_obj, spec, static_cache
 from pki import make_pki, openssl
 
 from scheduler.constants import ALLOWED_MODELS_ANNOTATION
@@ -152,7 +143,7 @@ def test_a_body_shorter_than_its_content_length_loses_its_connection(tight: Exte
     s = raw(tight, b"POST /filter HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{")
     assert wait_closed(s) == b""  # reaped at read-timeout, not held for minutes
     s.close()
-    assert builtin(tight).reaped >= 1
+    assert tight.server.reaped >= 1
 
 
 def test_idle_connections_cannot_starve_valid_requests(tight: Extender) -> None:
@@ -161,7 +152,7 @@ def test_idle_connections_cannot_starve_valid_requests(tight: Extender) -> None:
     node, err = c.schedule(pod_obj("valid", gpus=1), NAMES)
     assert err == "" and node in NAMES
     c.close()
-    assert builtin(tight).connections <= 4
+    assert tight.server.connections <= 4
     for s in idle:
         s.close()
 

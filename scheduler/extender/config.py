@@ -46,7 +46,6 @@ class ServeConfig:
     signing_key_id: str | None = None
     tls_client_ca: str | None = None
     http2: bool = True
-    http_server: str = "builtin"
     metrics_port: int = 9090
     scheduler_name: str = SCHEDULER_NAME
     max_body_bytes: int = MAX_BODY_BYTES
@@ -137,16 +136,6 @@ def _keys(v: Any, name: str) -> tuple[str, ...]:
     return keys
 
 
-HTTP_SERVERS = ("builtin", "granian")
-
-
-def _http_server(v: Any, name: str) -> str:
-    s = _str(v, name).lower()
-    if s not in HTTP_SERVERS:
-        raise ConfigError(f"{name}={v!r}: expected builtin or granian")
-    return s
-
-
 def _level(v: Any, name: str) -> str:
     s = _str(v, name).lower()
     if s not in ("debug", "info", "warning", "error"):
@@ -168,11 +157,6 @@ OPTIONS: tuple[_Option, ...] = (
             "offer HTTP/2 by ALPN on the TLS port (default true): kube-scheduler then sends "
             "every call over one connection instead of a TLS handshake per concurrent bind; "
             "false serves HTTP/1.1 only", _bool),
-    _Option("http-server", "NAME",
-            "builtin (default: this project's HTTP/1.1 and HTTP/2 server) or granian "
-            "(experimental: HTTP and TLS in Rust through the granian package, the [granian] "
-            "extra; less CPU per request, hyper's own connection limits; see "
-            "scheduler/extender/granian_server.py)", _http_server),
     _Option("metrics-port", "PORT",
             "plain-HTTP port for /healthz, /readyz and /metrics only, so probes and "
             "Prometheus need no client certificate (default 9090; 0 = off, /metrics then on "

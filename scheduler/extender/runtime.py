@@ -28,7 +28,6 @@ from scheduler.extender.server import (
     ExtenderApp,
     ExtenderHTTPServer,
     Limits,
-    Serving,
     serve_in_thread,
     tls_context,
 )
@@ -46,7 +45,7 @@ class Extender:
 
     cache: ClusterCache
     service: ExtenderService
-    server: Serving
+    server: ExtenderHTTPServer
     metrics_server: ExtenderHTTPServer | None = None
     stoppers: list[Callable[[], None]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -112,13 +111,11 @@ def build(
     limits: Limits = DEFAULT_LIMITS,
     metrics_port: int | None = None,
     events: EventSink | None = None,
-    serve_with: Callable[[ExtenderApp], Serving] | None = None,
 ) -> Extender:
     """An Extender over `cache` and `binder`, bound to host:port (not started).
 
     With `metrics_port` (0 picks a free one), /healthz, /readyz and /metrics are also served
-    over plain HTTP there, and /metrics leaves the extender port. `serve_with` makes the
-    extender port's server instead of the built-in one (`--http-server=granian`).
+    over plain HTTP there, and /metrics leaves the extender port.
     """
     metrics = ExtenderMetrics()
     service = ExtenderService(cache, binder, signer, options, metrics=metrics, clock=clock,
@@ -126,8 +123,7 @@ def build(
     metrics.track(cache, service.gangs, service.fragmentation)
     ready = lambda: cache.synced  # noqa: E731
     app = ExtenderApp(service, metrics, ready=ready, serve_metrics=metrics_port is None)
-    server = serve_with(app) if serve_with is not None else \
-        ExtenderHTTPServer(app, host, port, tls, limits)
+    server = ExtenderHTTPServer(app, host, port, tls, limits)
     side = None
     if metrics_port is not None:
         try:
@@ -156,30 +152,6 @@ def _limits(cfg: ServeConfig) -> Limits:
                   idle_timeout_s=cfg.idle_timeout, read_timeout_s=cfg.read_timeout)
 
 
-def _serve_with(cfg: ServeConfig) -> Callable[[ExtenderApp], Serving] | None:
-    """The extender port's server when it is not the built-in one."""
-    if cfg.http_server != "granian":
-        return None
-    from scheduler.extender.granian_server import (
-        GranianExtenderServer,
-        GranianUnavailable,
-        TlsFiles,
-    )
-
-    tls = TlsFiles(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca) \
-        if cfg.tls_cert and cfg.tls_key else None
-    limits = _limits(cfg)
-
-    def make(app: ExtenderApp) -> Serving:
-        try:
-            return GranianExtenderServer(app, cfg.host, cfg.port, tls, limits,
-                                         http2=cfg.http2)
-        except GranianUnavailable as e:
-            raise ConfigError(str(e)) from None
-
-    return make
-
-
 def _tls(cfg: ServeConfig) -> Any:
     if not (cfg.tls_cert and cfg.tls_key):
         return None
@@ -204,7 +176,7 @@ def static_extender(cfg: ServeConfig) -> Extender:
     signer = load_signer(cfg)
     ext = build(cache, RecordOnlyBinder(), signer, _options(cfg, record_only=True),
                 host=cfg.host, port=cfg.port, tls=_tls(cfg), limits=_limits(cfg),
-                metrics_port=cfg.metrics_port or None, serve_with=_serve_with(cfg))
+                metrics_port=cfg.metrics_port or None)
     log.warning("static mode: no Kubernetes; bind only records the assignment in this "
                 "process's cache and returns success", extra={
                     "cluster": cfg.cluster, "nodes": len(specs)})
@@ -246,8 +218,7 @@ def kube_extender(cfg: ServeConfig) -> Extender:
     binder = KubeBinder(api)
     ext = build(cache, binder, signer, _options(cfg, record_only=False),
                 host=cfg.host, port=cfg.port, tls=_tls(cfg), limits=_limits(cfg),
-                metrics_port=cfg.metrics_port or None, events=events,
-                serve_with=_serve_with(cfg))
+                metrics_port=cfg.metrics_port or None, events=events)
     events.start()
     ext.stoppers.append(events.stop)
     source = KubeSource(api, cache)

@@ -44,7 +44,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import Any
 
 from scheduler.constants import POD_GROUP_LABEL, VOLCANO_GROUP_ANNOTATION
 from scheduler.extender.h2_connection import H2ServerConnection
@@ -506,19 +506,7 @@ def tls_context(cert_file: str, key_file: str, client_ca: str | None = None, *,
     return ctx
 
 
-class Serving(Protocol):
-    """What `Extender` needs of the extender port's server (this module's, or granian's)."""
-
-    server_address: tuple[Any, ...]
-    tls: Any
-    app: ExtenderApp
-
-    def serve_forever(self, poll_interval: float = 0.5) -> None: ...
-    def shutdown(self) -> None: ...
-    def server_close(self) -> None: ...
-
-
-def serve_in_thread(server: Serving) -> threading.Thread:
+def serve_in_thread(server: ExtenderHTTPServer) -> threading.Thread:
     """Run `server` in a daemon thread (tests, benchmarks); stop with server.shutdown()."""
     t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                          name="gts-extender-http", daemon=True)

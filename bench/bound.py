@@ -75,6 +75,16 @@ PodClass = tuple[int, int, int, int, frozenset[str]]  # (GPUs, share, CPU, memor
 _SIZE_CUTS = (2, 3, 4)
 
 
+@dataclass(frozen=True, slots=True)
+class LpSolution:
+    """The LP's primal point (lp_bound(solution=True)), for rounding it into a placement
+    (bench.offline_packer): what the bound's optimum places, per class, type and pattern."""
+
+    placed: dict[tuple[PodClass, NodeType], float]  # x[c,t]
+    share_arcs: dict[NodeType, dict[tuple[int, int], float]]  # f[t,a,s] by (a, s)
+    multi_configs: dict[NodeType, dict[tuple[int, ...], float]]  # z[t,q] by q
+
+
 class BoundError(RuntimeError):
     """The LP solver did not reach an optimum (it always should: x = 0 is feasible)."""
 
@@ -89,6 +99,7 @@ class Bound:
     classes: int
     node_types: int
     variables: int
+    solution: LpSolution | None = None  # only when asked for (lp_bound(solution=True))
 
     @property
     def unallocated_pct(self) -> float:
@@ -124,6 +135,7 @@ class _Lp:
         self.b_ub: list[float] = []
         self.eq: tuple[list[int], list[int], list[float]] = ([], [], [])
         self.n_eq = 0
+        self.x: np.ndarray = np.zeros(0)  # the primal optimum, once maximise has run
 
     def var(self, obj: float = 0.0) -> int:
         self.obj.append(obj)
@@ -160,11 +172,14 @@ class _Lp:
                       method="highs", **kw)
         if res.status != 0:
             raise BoundError(f"HiGHS: {res.message}")
+        self.x = np.asarray(res.x, dtype=np.float64)
         return float(-res.fun)
 
 
-def _share_flow(lp: _Lp, sizes: list[int], share_x: dict[int, list[int]]) -> list[int]:
-    """The arc flow of one node type; returns the variables leaving position 0."""
+def _share_flow(lp: _Lp, sizes: list[int], share_x: dict[int, list[int]],
+                arc_vars: dict[tuple[int, int], int]) -> list[int]:
+    """The arc flow of one node type; returns the variables leaving position 0 and records
+    every arc's variable in `arc_vars` by (position, size)."""
     step = 0
     for s in sizes:
         step = math.gcd(step, s)
@@ -176,6 +191,7 @@ def _share_flow(lp: _Lp, sizes: list[int], share_x: dict[int, list[int]]) -> lis
         for s in sizes:
             if a + s <= MILLI_PER_GPU:
                 v = lp.var()
+                arc_vars[(a, s)] = v
                 out[a].append(v)
                 into[a + s].append(v)
                 arcs[s].append(v)
@@ -205,15 +221,18 @@ def _configs(sizes: list[int], room: int) -> list[tuple[int, ...]]:
 
 
 def _multi_gpu_configs(
-    lp: _Lp, nt: int, g: int, whole: dict[PodClass, int]
+    lp: _Lp, nt: int, g: int, whole: dict[PodClass, int],
+    conf_vars: dict[tuple[int, ...], int],
 ) -> list[tuple[int, float]]:
     """Pods of 2+ GPUs on one node type, per node: z[conf] nodes hold the multi-GPU pods of
-    `conf` (a multiset of sizes fitting G); returns the GPU-count terms of those nodes."""
+    `conf` (a multiset of sizes fitting G); returns the GPU-count terms of those nodes and
+    records each z's variable in `conf_vars`."""
     sizes = sorted({c[0] for c in whole if c[0] >= 2})
     if not sizes:
         return []
     confs = _configs(sizes, g)
     z = [lp.var() for _ in confs]
+    conf_vars.update(zip(confs, z, strict=True))
     lp.le([(v, 1.0) for v in z], float(nt))
     for k in sizes:
         lp.le([(v, 1.0) for c, v in whole.items() if c[0] == k]
@@ -223,13 +242,14 @@ def _multi_gpu_configs(
 
 
 def lp_bound(nodes: Sequence[NodeSpec], pods: Sequence[PodRequest],
-             min_placed: Mapping[int, int] | None = None) -> Bound:
+             min_placed: Mapping[int, int] | None = None, solution: bool = False) -> Bound:
     """The LP bound (module docstring) for `pods` all arrived on the cluster `nodes`.
 
     `min_placed` {share size in thousandths: n} makes the LP place at least n of the shares of
     that size instead of choosing freely which pods to refuse: an online policy places every
     pod that fits when it arrives, so the plain bound's lead splits into what it gains by
-    refusing (admission) and what by packing (docs/tuning.md uses it that way)."""
+    refusing (admission) and what by packing (docs/tuning.md uses it that way).
+    With `solution` the Bound carries the LP's primal point (LpSolution)."""
     types = node_types(nodes)
     capacity = sum(g * n for (g, _m, _c, _mem), n in types.items()) * MILLI_PER_GPU
     if capacity <= 0:
@@ -244,6 +264,9 @@ def lp_bound(nodes: Sequence[NodeSpec], pods: Sequence[PodRequest],
     demand = sum((c[0] * MILLI_PER_GPU or c[1]) * n for c, n in classes.items())
     lp = _Lp()
     by_class: dict[PodClass, list[int]] = {c: [] for c in classes}
+    x_vars: dict[tuple[PodClass, NodeType], int] = {}
+    arc_vars: dict[NodeType, dict[tuple[int, int], int]] = {}
+    conf_vars: dict[NodeType, dict[tuple[int, ...], int]] = {}
     for t, nt in sorted(types.items(), key=lambda kv: repr(kv[0])):
         g, _model, tcpu, tmem = t
         here = [c for c in classes if _compatible(c, t)]
@@ -252,18 +275,20 @@ def lp_bound(nodes: Sequence[NodeSpec], pods: Sequence[PodRequest],
         xs = {c: lp.var(float(c[0] * MILLI_PER_GPU or c[1])) for c in here}
         for c, v in xs.items():
             by_class[c].append(v)
+            x_vars[(c, t)] = v
         lp.le([(v, float(c[2])) for c, v in xs.items() if c[2]], float(nt * tcpu))
         lp.le([(v, float(c[3])) for c, v in xs.items() if c[3]], float(nt * tmem))
         for j in _SIZE_CUTS:
             lp.le([(v, 1.0) for c, v in xs.items() if c[2] * j > tcpu], float(nt * (j - 1)))
             lp.le([(v, 1.0) for c, v in xs.items() if c[3] * j > tmem], float(nt * (j - 1)))
         whole = {c: v for c, v in xs.items() if c[0] > 0}
-        multi = _multi_gpu_configs(lp, nt, g, whole)
+        multi = _multi_gpu_configs(lp, nt, g, whole, conf_vars.setdefault(t, {}))
         share_x: dict[int, list[int]] = {}
         for c, v in xs.items():
             if c[0] == 0:
                 share_x.setdefault(c[1], []).append(v)
-        starts = _share_flow(lp, sorted(share_x), share_x) if share_x else []
+        starts = (_share_flow(lp, sorted(share_x), share_x, arc_vars.setdefault(t, {}))
+                  if share_x else [])
         lp.le([(v, 1.0) for c, v in whole.items() if c[0] == 1] + multi
               + [(v, 1.0) for v in starts], float(nt * g))
     for c, vs in by_class.items():
@@ -273,9 +298,18 @@ def lp_bound(nodes: Sequence[NodeSpec], pods: Sequence[PodRequest],
             lp.le([(v, -1.0) for c, vs in by_class.items() if c[0] == 0 and c[1] == size
                    for v in vs], -float(n))
     best = lp.maximise() if lp.n else 0.0
+    sol = None
+    if solution:
+        val = lp.x if lp.n else np.zeros(0)
+        sol = LpSolution(
+            placed={k: float(val[v]) for k, v in x_vars.items()},
+            share_arcs={t: {k: float(val[v]) for k, v in vs.items()} for t, vs in arc_vars.items()},
+            multi_configs={t: {k: float(val[v]) for k, v in vs.items()}
+                           for t, vs in conf_vars.items()},
+        )
     return Bound(capacity_milli=capacity, max_allocated_milli=min(best, float(capacity)),
                  demand_milli=demand, classes=len(classes), node_types=len(types),
-                 variables=lp.n)
+                 variables=lp.n, solution=sol)
 
 
 def arrived_prefix(order: Sequence[PodRequest], capacity_milli: int, x: float) -> int:

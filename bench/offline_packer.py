@@ -1,0 +1,357 @@
+"""An offline packer: a real placement of the arrived pods that knows them all in advance.
+
+bench.bound gives an upper limit on the GPU thousandths any placement of a fill run's arrived
+pods allocates; this module builds actual placements to see how much of that limit is
+reachable. Like the bound it may refuse pods (CPU-only pods are never placed: they allocate
+no GPU and only take CPU and memory from GPU pods).
+
+Two packers, both deterministic:
+
+- `bfd_pack`: best-fit decreasing. The GPU pods sorted by GPU demand, then CPU, then memory
+  (largest first); each goes where it leaves the least: a share onto the fullest GPU that
+  fits, whole GPUs onto the node with the fewest wholly free GPUs left.
+- `lp_pack`: the bound's LP solution rounded down, then best-fit decreasing for the rest. The
+  LP says how many pods of each class go to each node type (x[c,t]) and, per type, which share
+  patterns its GPUs hold (the arc flow, decomposed into paths); the packer places floor(x)
+  pods per class and type on that type's nodes, each whole floor(pattern count) of share
+  patterns as one GPU's shares, and then offers every pod still unplaced to `bfd_pack`'s pass
+  over the whole cluster.
+
+Feasibility is the project's: candidate nodes come from the FGD artifact's filter
+(bench.baselines.fgd_artifact.artifact_feasible: CPU, memory, GPU model, free GPUs or share
+room) and every placement is checked and held through bench.policy_answer (check_assignment,
+then Snapshot.allocate, which refuses any over-commit), the path the simulator's replays take.
+
+`python -m bench.offline_packer` prints, per trace variant and read-off (100 %, 130 %
+arrived, as bench.bound.fill_bound reads them), the median over seeds of the bound's and the
+packers' unallocated GPU %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.baselines.fgd_artifact import (
+    artifact_feasible,
+    assignment,
+    exclusive_gpus,
+    gpu_fits,
+)
+from bench.bound import Bound, LpSolution, NodeType, PodClass, arrived_prefix, lp_bound
+from bench.fill_replay import fill_order
+from bench.policy_answer import check_assignment, hold
+from scheduler.contract.assignment import Assignment
+from scheduler.contract.node import NodeSpec
+from scheduler.contract.request import PodRequest
+from scheduler.contract.units import MILLI_PER_GPU
+from scheduler.policy.snapshot import Snapshot, build_snapshot
+
+NAME = "offline"
+_EPS = 1e-6  # LP values this close to an integer count as it (HiGHS tolerances)
+
+
+@dataclass(frozen=True, slots=True)
+class Packing:
+    """One offline placement: what it holds and how much GPU it allocates."""
+
+    capacity_milli: int
+    allocated_milli: int
+    assignments: tuple[Assignment, ...]
+
+    @property
+    def unallocated_pct(self) -> float:
+        """Unallocated GPU % of capacity."""
+        return 100.0 * (1.0 - self.allocated_milli / self.capacity_milli)
+
+
+def _class_of(p: PodRequest) -> PodClass:
+    """The pod's class, as bench.bound.pod_classes keys it."""
+    return (p.gpus, p.gpu_milli if p.is_share else 0, p.cpu_milli, p.memory_mib,
+            p.allowed_models)
+
+
+def _type_of(s: NodeSpec) -> NodeType:
+    """The node's type, as bench.bound.node_types keys it."""
+    return (s.topology.n, s.gpu_model, s.cpu_milli, s.memory_mib)
+
+
+def _decreasing(pods: Sequence[PodRequest]) -> list[PodRequest]:
+    """Largest GPU demand first, then the most CPU and memory (key breaks ties)."""
+    return sorted(pods, key=lambda p: (-p.gpu_demand_milli, -p.cpu_milli, -p.memory_mib, p.key))
+
+
+class _Cluster:
+    """The snapshot being filled, and the one way this module changes it."""
+
+    def __init__(self, nodes: Sequence[NodeSpec]) -> None:
+        self.snap: Snapshot = build_snapshot(nodes)
+        self.capacity = int(self.snap.gpu_count.sum()) * MILLI_PER_GPU
+        if self.capacity <= 0:
+            raise ValueError("nodes: the cluster has no GPUs; the packer allocates GPUs")
+        self.placed: list[Assignment] = []
+        self.allocated = 0
+
+    def hold(self, req: PodRequest, node: int, gpus: tuple[int, ...]) -> None:
+        """Place `req` on `node`'s `gpus` through the replay's checks (raises on any error:
+        a wrong choice here is this module's bug, never a silent over-commit)."""
+        a = assignment(req, self.snap, node, gpus)
+        check_assignment(req, a, self.snap, NAME)
+        hold(self.snap, [a], NAME)
+        self.placed.append(a)
+        self.allocated += req.gpu_demand_milli
+
+    def best_fit(self, req: PodRequest, within: np.ndarray | None = None) -> bool:
+        """Place `req` where it leaves the least (module docstring) among the nodes `within`
+        (a bool mask; None: all); False when it fits nowhere there."""
+        snap = self.snap
+        ok = artifact_feasible(req, snap)
+        if within is not None:
+            ok &= within
+        nodes = np.flatnonzero(ok)
+        if not nodes.size:
+            return False
+        if req.is_share:
+            fits = gpu_fits(req, snap)[nodes]
+            free = np.where(fits, snap.milli_free[nodes], MILLI_PER_GPU + 1)
+            gpu = free.argmin(axis=1)
+            tight = free[np.arange(nodes.size), gpu]
+            # The fullest fitting GPU; among equals the node with the least GPU left, then the
+            # least CPU left, so partly used nodes fill before fresh ones are opened.
+            order = np.lexsort((nodes, snap.cpu_free[nodes], snap.milli_free[nodes].sum(axis=1),
+                                tight))
+            k = int(order[0])
+            self.hold(req, int(nodes[k]), (int(gpu[k]),))
+            return True
+        free_gpus = np.bitwise_count(snap.free_mask[nodes]).astype(np.int64)
+        order = np.lexsort((nodes, snap.cpu_free[nodes], free_gpus))
+        node = int(nodes[int(order[0])])
+        self.hold(req, node, exclusive_gpus(snap, node, req.gpus) if req.wants_gpu else ())
+        return True
+
+    def one_gpu(self, items: Sequence[Sequence[PodRequest]], within: np.ndarray) -> None:
+        """Place each item of `items` (a 1-GPU pod, or shares summing to at most one GPU) on
+        one wholly free GPU of a node in `within` (one node type), keeping CPU and memory per
+        free GPU balanced across the nodes; an item that fits nowhere is left out.
+
+        The LP pools CPU and memory per node type, so what it places fits in aggregate; what
+        strands GPUs is a node whose CPU or memory runs out while GPUs are free. So the items
+        go heaviest first (by CPU or memory per GPU of the type, whichever is more) to the node
+        left with the most CPU and memory per free GPU after it (completing a node is best)."""
+        snap = self.snap
+        rows = np.flatnonzero(within)
+        if not rows.size or not items:
+            return
+        g = float(snap.gpu_count[rows[0]])
+        cpu_gpu = max(float(snap.cpu_total[rows[0]]) / g, 1.0)
+        mem_gpu = max(float(snap.mem_total[rows[0]]) / g, 1.0)
+
+        def weight(item: Sequence[PodRequest]) -> tuple[float, str]:
+            c = sum(p.cpu_milli for p in item) / cpu_gpu
+            m = sum(p.memory_mib for p in item) / mem_gpu
+            return (-max(c, m), item[0].key)
+
+        for item in sorted(items, key=weight):
+            # One whole GPU with the item's CPU and memory: the project's filter finds the
+            # nodes that hold it.
+            probe = PodRequest(key="probe", gpus=1, cpu_milli=sum(p.cpu_milli for p in item),
+                               memory_mib=sum(p.memory_mib for p in item),
+                               allowed_models=item[0].allowed_models)
+            nodes = np.flatnonzero(artifact_feasible(probe, snap) & within)
+            if not nodes.size:
+                continue
+            left = np.bitwise_count(snap.free_mask[nodes]).astype(np.float64) - 1.0
+            room = np.minimum((snap.cpu_free[nodes] - probe.cpu_milli) / cpu_gpu,
+                              (snap.mem_free[nodes] - probe.memory_mib) / mem_gpu)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                score = np.where(left > 0, room / np.maximum(left, 1.0), np.inf)
+            node = int(nodes[int(np.lexsort((nodes, -score))[0])])
+            gpu = exclusive_gpus(snap, node, 1)
+            for p in item:
+                self.hold(p, node, gpu)
+
+    def packing(self) -> Packing:
+        """What has been placed so far."""
+        return Packing(self.capacity, self.allocated, tuple(self.placed))
+
+
+def bfd_pack(nodes: Sequence[NodeSpec], pods: Sequence[PodRequest]) -> Packing:
+    """Best-fit decreasing over the whole cluster (module docstring)."""
+    cluster = _Cluster(nodes)
+    for p in _decreasing([p for p in pods if p.wants_gpu]):
+        cluster.best_fit(p)
+    return cluster.packing()
+
+
+def share_patterns(arcs: dict[tuple[int, int], float]) -> list[tuple[tuple[int, ...], float]]:
+    """One node type's share arc flow {(position, size): flow} as paths from position 0:
+    (share sizes in order, GPUs), the widest arc first at every step (deterministic)."""
+    left = {k: v for k, v in arcs.items() if v > _EPS}
+    out: dict[int, list[int]] = defaultdict(list)
+    for a, s in left:
+        out[a].append(s)
+    paths: list[tuple[tuple[int, ...], float]] = []
+    while True:
+        starts = [s for s in out.get(0, []) if left.get((0, s), 0.0) > _EPS]
+        if not starts:
+            return paths
+        path: list[int] = []
+        a, width = 0, math.inf
+        while True:
+            nxt = [s for s in out.get(a, []) if left.get((a, s), 0.0) > _EPS]
+            if not nxt:
+                break
+            s = max(nxt, key=lambda s: (left[(a, s)], s))
+            width = min(width, left[(a, s)])
+            path.append(s)
+            a += s
+        pos = 0
+        for s in path:  # every arc on the path loses the path's width; one reaches ~0
+            left[(pos, s)] -= width
+            pos += s
+        paths.append((tuple(path), width))
+
+
+def lp_pack(nodes: Sequence[NodeSpec], pods: Sequence[PodRequest],
+            bound: Bound | None = None) -> Packing:
+    """The LP's solution rounded down, then best-fit decreasing (module docstring). `bound`:
+    lp_bound(nodes, pods, solution=True) when already solved."""
+    if bound is None or bound.solution is None:
+        bound = lp_bound(nodes, pods, solution=True)
+    sol = bound.solution
+    assert sol is not None
+    cluster = _Cluster(nodes)
+    gpu_pods = [p for p in pods if p.wants_gpu]
+    by_class: dict[PodClass, list[PodRequest]] = defaultdict(list)
+    for p in _decreasing(gpu_pods):
+        by_class[_class_of(p)].append(p)
+    types = sorted({_type_of(s) for s in nodes if s.topology.n > 0}, key=repr)
+    type_ids = np.array([types.index(_type_of(s)) if s.topology.n > 0 else -1 for s in nodes])
+    for k, t in enumerate(types):
+        _pack_type(cluster, t, type_ids == k, sol, by_class)
+    # The rest (fractional parts, and pods whose rounded place was taken) anywhere they fit.
+    done = {a.pod for a in cluster.placed}
+    for p in _decreasing([p for p in gpu_pods if p.key not in done]):
+        cluster.best_fit(p)
+    return cluster.packing()
+
+
+def _pack_type(cluster: _Cluster, t: NodeType, within: np.ndarray, sol: LpSolution,
+               by_class: dict[PodClass, list[PodRequest]]) -> None:
+    """Place on the nodes of type `t` the pods the LP puts there, rounded down: whole-GPU
+    pods largest first, then the type's share patterns one GPU at a time."""
+    mine: list[PodRequest] = []
+    for (c, tt), v in sorted(sol.placed.items(), key=lambda kv: repr(kv[0])):
+        if tt != t:
+            continue
+        n = min(math.floor(v + _EPS), len(by_class.get(c, [])))
+        mine.extend(by_class[c][:n])
+        del by_class[c][:n]  # taken by this type: no other type's share of the class gets them
+    shares: dict[int, list[PodRequest]] = defaultdict(list)
+    for p in _decreasing([p for p in mine if p.is_share]):
+        shares[p.gpu_milli].append(p)
+    # Multi-GPU pods first, best fit by GPUs, as the LP's per-node configs pack them.
+    for p in _decreasing([p for p in mine if p.gpus >= 2]):
+        cluster.best_fit(p, within)
+    items: list[list[PodRequest]] = [[p] for p in mine if p.gpus == 1]
+    for pattern, gpus in share_patterns(sol.share_arcs.get(t, {})):
+        for _ in range(math.floor(gpus + _EPS)):
+            # A GPU's pattern keeps its shares together even when some sizes ran out (the
+            # LP's arcs may exceed the shares it places).
+            pick = [shares[s].pop(0) for s in pattern if shares[s]]
+            if pick:
+                items.append(pick)
+    cluster.one_gpu(items, within)
+    # Shares of this type that no whole pattern took: back to the common pass.
+    for left in shares.values():
+        for p in left:
+            by_class[_class_of(p)].append(p)
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One variant, seed and read-off: bound and packers' unallocated GPU %."""
+
+    variant: str
+    seed: int
+    arrived: int
+    bound: float
+    bfd: float
+    lp: float
+    seconds: float
+
+
+def fill_cells(nodes: Sequence[NodeSpec], pods: Sequence[PodRequest], variant: str, seed: int,
+               read_off: Sequence[int] = (100, 130)) -> list[Cell]:
+    """The bound and both packers on the fill order of `seed`, at each read-off."""
+    capacity = sum(s.topology.n for s in nodes) * MILLI_PER_GPU
+    order, _ = fill_order(list(pods), capacity, seed)
+    cells = []
+    for x in read_off:
+        t0 = time.perf_counter()
+        arrived = order[: arrived_prefix(order, capacity, x)]
+        b = lp_bound(nodes, arrived, solution=True)
+        lp = lp_pack(nodes, arrived, b)
+        bfd = bfd_pack(nodes, arrived)
+        cells.append(Cell(variant, seed, x, b.unallocated_pct, bfd.unallocated_pct,
+                          lp.unallocated_pct, time.perf_counter() - t0))
+    return cells
+
+
+def _table(cells: Sequence[Cell]) -> str:
+    head = ("| variant | arrived | bound | offline LP-rounded | offline BFD | LP-rounded - bound |"
+            " seeds |\n| --- | --- | --- | --- | --- | --- | --- |")
+    rows = [head]
+    keys = sorted({(c.variant, c.arrived) for c in cells},
+                  key=lambda k: ([c.variant for c in cells].index(k[0]), k[1]))
+    for v, x in keys:
+        cs = [c for c in cells if (c.variant, c.arrived) == (v, x)]
+        med = {f: statistics.median(getattr(c, f) for c in cs) for f in ("bound", "lp", "bfd")}
+        gap = statistics.median(c.lp - c.bound for c in cs)
+        rows.append(f"| {v} | {x} % | {med['bound']:.2f} | {med['lp']:.2f} | {med['bfd']:.2f} "
+                    f"| {gap:.2f} | {len(cs)} |")
+    return "\n".join(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: the bound and the offline packers per trace variant (module docstring)."""
+    from bench.clusters import load_cluster
+    from bench.variants import TRACE_DIR, VARIANTS
+    from bench.workloads import load_workload
+
+    ap = argparse.ArgumentParser(prog="python -m bench.offline_packer",
+                                 description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help="comma-separated pod-list variants (default: all ten)")
+    ap.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default 10)")
+    ap.add_argument("--trace-dir", type=Path, default=TRACE_DIR)
+    ap.add_argument("--json", type=Path, default=None, help="write every cell to this file")
+    args = ap.parse_args(argv)
+    nodes = load_cluster(args.trace_dir / "openb_node_list_gpu_node.csv")
+    cells: list[Cell] = []
+    for v in args.variants.split(","):
+        pods = load_workload(args.trace_dir / f"openb_pod_list_{v}.csv").pods()
+        for seed in range(args.seeds):
+            for c in fill_cells(nodes, pods, v, seed):
+                cells.append(c)
+                print(f"{v} seed {seed} at {c.arrived} %: bound {c.bound:.2f}, LP-rounded "
+                      f"{c.lp:.2f}, BFD {c.bfd:.2f} ({c.seconds:.1f} s)", file=sys.stderr,
+                      flush=True)
+            if args.json is not None:  # after every seed, so an interrupted run keeps them
+                args.json.write_text(json.dumps([asdict(c) for c in cells], indent=1))
+    print(_table(cells))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -3,10 +3,10 @@ only losses are the ones it models exactly (share patterns on a GPU, big pods pe
 
 from __future__ import annotations
 
-from functools import cache
 from pathlib import Path
 
 import pytest
+from brute_force_packing import brute_force, nodes_of, share, whole
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,66 +16,8 @@ from bench.fill_replay import fill_order, replay_fill
 from bench.metrics import at_arrived
 from scheduler.contract.node import NodeSpec
 from scheduler.contract.request import PodRequest
-from scheduler.contract.units import MILLI_PER_GPU
 from topology.model import NodeTopology
 from topology.presets import preset
-
-TOPO = {1: "single-gpu", 2: "pcie-2gpu", 4: "pcie-4gpu"}
-
-
-def nodes_of(shapes: list[tuple[int, int, int]]) -> list[NodeSpec]:
-    return [NodeSpec(f"n{i}", cpu, mem, preset(TOPO[g])) for i, (g, cpu, mem) in
-            enumerate(shapes)]
-
-
-def share(i: int, milli: int, cpu: int = 0, mem: int = 0) -> PodRequest:
-    return PodRequest(key=f"p{i}", cpu_milli=cpu, memory_mib=mem, gpu_milli=milli)
-
-
-def whole(i: int, gpus: int, cpu: int = 0, mem: int = 0) -> PodRequest:
-    return PodRequest(key=f"p{i}", cpu_milli=cpu, memory_mib=mem, gpus=gpus)
-
-
-def brute_force(nodes: list[NodeSpec], pods: list[PodRequest]) -> int:
-    """The most GPU thousandths any placement of a subset of `pods` allocates (exhaustive)."""
-    gpus = [[0] * s.topology.n for s in nodes]
-    cpu = [s.cpu_milli for s in nodes]
-    mem = [s.memory_mib for s in nodes]
-    models = [s.gpu_model for s in nodes]
-
-    @cache
-    def best(i: int, state: tuple[tuple[tuple[int, ...], int, int], ...]) -> int:
-        if i == len(pods):
-            return 0
-        p = pods[i]
-        out = best(i + 1, state)  # refuse it
-        for n, (used, c, m) in enumerate(state):
-            if c < p.cpu_milli or m < p.memory_mib:
-                continue
-            if p.allowed_models and models[n] not in p.allowed_models:
-                continue
-            options: list[tuple[int, ...]] = []
-            if p.is_share:
-                for g in sorted(set(range(len(used))), key=lambda g: used[g]):
-                    if used[g] + p.gpu_milli <= MILLI_PER_GPU:
-                        new = list(used)
-                        new[g] += p.gpu_milli
-                        options.append(tuple(sorted(new)))
-            elif p.gpus:
-                if sum(1 for u in used if u == 0) >= p.gpus:
-                    new = sorted(used)
-                    for g in range(p.gpus):
-                        new[g] = MILLI_PER_GPU
-                    options.append(tuple(sorted(new)))
-            else:
-                options.append(used)
-            for new_used in set(options):
-                nxt = list(state)
-                nxt[n] = (new_used, c - p.cpu_milli, m - p.memory_mib)
-                out = max(out, p.gpu_demand_milli + best(i + 1, tuple(nxt)))
-        return out
-
-    return best(0, tuple((tuple(g), c, m) for g, c, m in zip(gpus, cpu, mem, strict=True)))
 
 
 def test_shares_that_cannot_pair_are_exact() -> None:

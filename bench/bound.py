@@ -36,6 +36,10 @@ Formulation (one linear program, solved with HiGHS through scipy.optimize.linpro
                sum_{c share s} x[c,t] <= sum_a f[t,a,s]   every share size s
   optionally sum_{c share s, t} x[c,t] >= m_s   at least m_s shares of size s placed
                                                 (min_placed; bench.bound_split)
+  optionally (full_nodes) a pod of k_c = G_t GPUs counts cpu_t and mem_t, not its own, in the
+             pooled rows: it takes a whole node, and what CPU and memory it leaves there no
+             other GPU pod can use (bench.offline_packer solves with it; the pooled rows let
+             the plain LP hand that CPU to 1-GPU pods on other nodes)
 
 Every real placement gives a feasible point (count each node's pods and each GPU's shares in
 the order of its path), so the optimum is at least any policy's allocation: the bound is
@@ -242,14 +246,18 @@ def _multi_gpu_configs(
 
 
 def lp_bound(nodes: Sequence[NodeSpec], pods: Sequence[PodRequest],
-             min_placed: Mapping[int, int] | None = None, solution: bool = False) -> Bound:
+             min_placed: Mapping[int, int] | None = None, solution: bool = False,
+             full_nodes: bool = False) -> Bound:
     """The LP bound (module docstring) for `pods` all arrived on the cluster `nodes`.
 
     `min_placed` {share size in thousandths: n} makes the LP place at least n of the shares of
     that size instead of choosing freely which pods to refuse: an online policy places every
     pod that fits when it arrives, so the plain bound's lead splits into what it gains by
     refusing (admission) and what by packing (docs/tuning.md uses it that way).
-    With `solution` the Bound carries the LP's primal point (LpSolution)."""
+    With `solution` the Bound carries the LP's primal point (LpSolution). `full_nodes`
+    tightens the pooled CPU and memory: a pod of all of a node's G GPUs is charged the node's
+    whole CPU and memory, which no other GPU pod can use (valid for every real placement; off
+    by default, so the bound stays the one the README's tables report)."""
     types = node_types(nodes)
     capacity = sum(g * n for (g, _m, _c, _mem), n in types.items()) * MILLI_PER_GPU
     if capacity <= 0:
@@ -276,8 +284,13 @@ def lp_bound(nodes: Sequence[NodeSpec], pods: Sequence[PodRequest],
         for c, v in xs.items():
             by_class[c].append(v)
             x_vars[(c, t)] = v
-        lp.le([(v, float(c[2])) for c, v in xs.items() if c[2]], float(nt * tcpu))
-        lp.le([(v, float(c[3])) for c, v in xs.items() if c[3]], float(nt * tmem))
+        # With full_nodes, a pod of all G GPUs counts its node's whole CPU and memory: no
+        # other GPU pod can use what it leaves there.
+        full = {c: full_nodes and c[0] == g for c in xs}
+        lp.le([(v, float(tcpu if full[c] else c[2])) for c, v in xs.items() if c[2] or full[c]],
+              float(nt * tcpu))
+        lp.le([(v, float(tmem if full[c] else c[3])) for c, v in xs.items() if c[3] or full[c]],
+              float(nt * tmem))
         for j in _SIZE_CUTS:
             lp.le([(v, 1.0) for c, v in xs.items() if c[2] * j > tcpu], float(nt * (j - 1)))
             lp.le([(v, 1.0) for c, v in xs.items() if c[3] * j > tmem], float(nt * (j - 1)))

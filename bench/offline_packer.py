@@ -261,17 +261,33 @@ def lp_pack(nodes: Sequence[NodeSpec], pods: Sequence[PodRequest],
     return cluster.packing()
 
 
+def _round_down(values: Sequence[float]) -> list[int]:
+    """Integers near `values` summing to floor(sum): the floors, plus one for the largest
+    fractional parts (ties: the first), so rounding loses less than one in all."""
+    floors = [math.floor(v + _EPS) for v in values]
+    extra = math.floor(sum(values) + _EPS) - sum(floors)
+    by_part = sorted(range(len(values)), key=lambda i: (-(values[i] - floors[i]), i))
+    for i in by_part[:max(extra, 0)]:
+        floors[i] += 1
+    return floors
+
+
 def _pack_type(cluster: _Cluster, t: NodeType, within: np.ndarray, sol: LpSolution,
                by_class: dict[PodClass, list[PodRequest]]) -> None:
     """Place on the nodes of type `t` the pods the LP puts there, rounded down: whole-GPU
     pods largest first, then the type's share patterns one GPU at a time."""
     mine: list[PodRequest] = []
-    for (c, tt), v in sorted(sol.placed.items(), key=lambda kv: repr(kv[0])):
-        if tt != t:
-            continue
-        n = min(math.floor(v + _EPS), len(by_class.get(c, [])))
-        mine.extend(by_class[c][:n])
-        del by_class[c][:n]  # taken by this type: no other type's share of the class gets them
+    here = sorted(((c, v) for (c, tt), v in sol.placed.items() if tt == t), key=repr)
+    # Rounded per request size, not per class: a size spread over many classes (CPU, memory)
+    # would otherwise lose up to one pod per class, and a share pattern then misses its part.
+    sizes: dict[tuple[int, int], list[tuple[PodClass, float]]] = defaultdict(list)
+    for c, v in here:
+        sizes[(c[0], c[1])].append((c, v))
+    for group in sizes.values():
+        for (c, _v), n in zip(group, _round_down([v for _c, v in group]), strict=True):
+            n = min(n, len(by_class.get(c, [])))
+            mine.extend(by_class[c][:n])
+            del by_class[c][:n]  # taken by this type: no other type gets them
     shares: dict[int, list[PodRequest]] = defaultdict(list)
     for p in _decreasing([p for p in mine if p.is_share]):
         shares[p.gpu_milli].append(p)
@@ -279,8 +295,10 @@ def _pack_type(cluster: _Cluster, t: NodeType, within: np.ndarray, sol: LpSoluti
     for p in _decreasing([p for p in mine if p.gpus >= 2]):
         cluster.best_fit(p, within)
     items: list[list[PodRequest]] = [[p] for p in mine if p.gpus == 1]
-    for pattern, gpus in share_patterns(sol.share_arcs.get(t, {})):
-        for _ in range(math.floor(gpus + _EPS)):
+    patterns = share_patterns(sol.share_arcs.get(t, {}))
+    for (pattern, _gpus), count in zip(patterns, _round_down([g for _p, g in patterns]),
+                                       strict=True):
+        for _ in range(count):
             # A GPU's pattern keeps its shares together even when some sizes ran out (the
             # LP's arcs may exceed the shares it places).
             pick = [shares[s].pop(0) for s in pattern if shares[s]]

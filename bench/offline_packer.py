@@ -12,10 +12,12 @@ Two packers, both deterministic:
   fits, whole GPUs onto the node with the fewest wholly free GPUs left.
 - `lp_pack`: the bound's LP solution rounded down, then best-fit decreasing for the rest. The
   LP says how many pods of each class go to each node type (x[c,t]) and, per type, which share
-  patterns its GPUs hold (the arc flow, decomposed into paths); the packer places floor(x)
-  pods per class and type on that type's nodes, each whole floor(pattern count) of share
-  patterns as one GPU's shares, and then offers every pod still unplaced to `bfd_pack`'s pass
-  over the whole cluster.
+  patterns its GPUs hold (the arc flow, decomposed into paths); the packer places that many
+  pods (rounded down, per request size) on that type's nodes, each of the rounded-down
+  pattern counts as one GPU's shares, filling the nodes one at a time with a mix of heavy
+  and light items in CPU and memory (the LP pools them per type), and then offers every pod
+  still unplaced to `bfd_pack`'s pass over the whole cluster. It rounds two optimal LP
+  vertices (plain, and with bench.bound's full_nodes) and keeps the better packing.
 
 Feasibility is the project's: candidate nodes come from the FGD artifact's filter
 (bench.baselines.fgd_artifact.artifact_feasible: CPU, memory, GPU model, free GPUs or share
@@ -166,8 +168,8 @@ class _Cluster:
         used = np.zeros(snap.n_nodes)
         items = [items[int(k)] for k in order]
         alive = np.ones(len(items), dtype=bool)
-        for node in rows:
-            node = int(node)
+        for row in rows:
+            node = int(row)
             while alive.any():
                 free = int(np.bitwise_count(snap.free_mask[node]))
                 if free == 0:
@@ -237,14 +239,28 @@ def share_patterns(arcs: dict[tuple[int, int], float]) -> list[tuple[tuple[int, 
 
 
 def lp_pack(nodes: Sequence[NodeSpec], pods: Sequence[PodRequest],
-            bound: Bound | None = None) -> Packing:
-    """The LP's solution rounded down, then best-fit decreasing (module docstring). `bound`:
-    lp_bound(nodes, pods, solution=True, full_nodes=True) when already solved (full_nodes
-    keeps the LP from giving 1-GPU pods the CPU that whole-node pods leave idle)."""
-    if bound is None or bound.solution is None:
-        bound = lp_bound(nodes, pods, solution=True, full_nodes=True)
-    sol = bound.solution
-    assert sol is not None
+            bounds: Sequence[Bound] = ()) -> Packing:
+    """The LP's solution rounded down, then best-fit decreasing (module docstring), for each
+    of `bounds` (lp_bound(..., solution=True) of these nodes and pods); the packing that
+    allocates most (the first among equals). Without `bounds` it solves the LP twice, plain
+    and with full_nodes: the LP has many optima, and the vertex HiGHS returns decides how
+    well the rounding goes (neither is always better)."""
+    if not bounds:
+        bounds = [lp_bound(nodes, pods, solution=True),
+                  lp_bound(nodes, pods, solution=True, full_nodes=True)]
+    best: Packing | None = None
+    for b in bounds:
+        if b.solution is None:
+            raise ValueError("lp_pack: a bound without its solution (lp_bound(solution=True))")
+        pk = _round(nodes, pods, b.solution)
+        if best is None or pk.allocated_milli > best.allocated_milli:
+            best = pk
+    assert best is not None
+    return best
+
+
+def _round(nodes: Sequence[NodeSpec], pods: Sequence[PodRequest], sol: LpSolution) -> Packing:
+    """One LP solution rounded down, then best-fit decreasing for what is left."""
     cluster = _Cluster(nodes)
     gpu_pods = [p for p in pods if p.wants_gpu]
     by_class: dict[PodClass, list[PodRequest]] = defaultdict(list)
@@ -319,7 +335,7 @@ class Cell:
     seed: int
     arrived: int
     bound: float  # bench.bound's, as the README's tables report it
-    full_bound: float  # with full_nodes: the LP lp_pack rounds (never below `bound`)
+    full_bound: float  # with full_nodes (never below `bound`; lp_pack rounds both)
     bfd: float
     lp: float
     seconds: float
@@ -334,9 +350,9 @@ def fill_cells(nodes: Sequence[NodeSpec], pods: Sequence[PodRequest], variant: s
     for x in read_off:
         t0 = time.perf_counter()
         arrived = order[: arrived_prefix(order, capacity, x)]
-        plain = lp_bound(nodes, arrived)
+        plain = lp_bound(nodes, arrived, solution=True)
         full = lp_bound(nodes, arrived, solution=True, full_nodes=True)
-        lp = lp_pack(nodes, arrived, full)
+        lp = lp_pack(nodes, arrived, (plain, full))
         bfd = bfd_pack(nodes, arrived)
         cells.append(Cell(variant, seed, x, plain.unallocated_pct, full.unallocated_pct,
                           bfd.unallocated_pct, lp.unallocated_pct, time.perf_counter() - t0))

@@ -38,8 +38,8 @@ Formulation (one linear program, solved with HiGHS through scipy.optimize.linpro
                                                 (min_placed; bench.bound_split)
   optionally (full_nodes) a pod of k_c = G_t GPUs counts cpu_t and mem_t, not its own, in the
              pooled rows: it takes a whole node, and what CPU and memory it leaves there no
-             other GPU pod can use (bench.offline_packer solves with it; the pooled rows let
-             the plain LP hand that CPU to 1-GPU pods on other nodes)
+             other GPU pod can use (the pooled rows let the plain LP hand that CPU to 1-GPU
+             pods on other nodes; bench.offline_packer rounds both LPs' solutions)
 
 Every real placement gives a feasible point (count each node's pods and each GPU's shares in
 the order of its path), so the optimum is at least any policy's allocation: the bound is

@@ -19,10 +19,12 @@ Two packers, both deterministic:
   still unplaced to `bfd_pack`'s pass over the whole cluster. It rounds two optimal LP
   vertices (plain, and with bench.bound's full_nodes) and keeps the better packing.
 
-Feasibility is the project's: candidate nodes come from the FGD artifact's filter
-(bench.baselines.fgd_artifact.artifact_feasible: CPU, memory, GPU model, free GPUs or share
-room) and every placement is checked and held through bench.policy_answer (check_assignment,
-then Snapshot.allocate, which refuses any over-commit), the path the simulator's replays take.
+Feasibility is the project's: the best-fit passes take their candidate nodes from the FGD
+artifact's filter (bench.baselines.fgd_artifact.artifact_feasible: CPU, memory, GPU model, free
+GPUs or share room), the per-type fill from the snapshot's free GPUs, CPU and memory, and every
+placement is checked and held through bench.policy_answer (check_assignment, then
+Snapshot.allocate, which refuses any over-commit), the path the simulator's replays take; a
+choice those refuse raises instead of being skipped.
 
 `python -m bench.offline_packer` prints, per trace variant and read-off (100 %, 130 %
 arrived, as bench.bound.fill_bound reads them), the median over seeds of the bound's and the

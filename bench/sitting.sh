@@ -23,6 +23,8 @@ step tables $py -m bench.topology_tables
 for i in 1 2 3; do step policy$i $py -m bench.policy_perf --json; done
 step extender $py -m bench.extender_load --nodes 1000,5000
 step extender_best $py -m bench.extender_load --nodes 1000,5000 --object-pods 0 --best-node-only
+step extender_best_fixed $py -m bench.extender_load --nodes 1000,5000 --object-pods 0 \
+  --best-node-only --order fixed
 step extender_20k $py -m bench.extender_load --nodes 20000 --pods 100 --object-pods 0 --binds 100
 step extender_20k_best $py -m bench.extender_load --nodes 20000 --pods 100 --object-pods 0 \
   --binds 100 --best-node-only

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from functools import cache
 
+from hypothesis import strategies as st
+
 from scheduler.contract.node import NodeSpec
 from scheduler.contract.request import PodRequest
 from scheduler.contract.units import MILLI_PER_GPU
@@ -71,3 +73,24 @@ def brute_force(nodes: list[NodeSpec], pods: list[PodRequest]) -> int:
         return out
 
     return best(0, tuple((tuple(g), c, m) for g, c, m in zip(gpus, cpu, mem, strict=True)))
+
+
+@st.composite
+def instances(draw: st.DrawFn, kinds: tuple[str, ...] = ("share", "whole")
+              ) -> tuple[list[NodeSpec], list[PodRequest]]:
+    """A small cluster (1-2 nodes of 1-2 GPUs, small or large CPU and memory) and 1-6 pods of
+    `kinds` ("share", "whole", "cpu"), each with some CPU and memory or none."""
+    shapes = draw(st.lists(st.tuples(st.sampled_from([1, 2]), st.sampled_from([4000, 16000]),
+                                     st.sampled_from([8192, 65536])), min_size=1, max_size=2))
+    pods: list[PodRequest] = []
+    for i in range(draw(st.integers(1, 6))):
+        cpu = draw(st.sampled_from([0, 1000, 3000, 9000]))
+        mem = draw(st.sampled_from([0, 4096, 40000]))
+        kind = draw(st.sampled_from(kinds))
+        if kind == "share":
+            pods.append(share(i, draw(st.sampled_from([50, 160, 300, 470, 650, 810])), cpu, mem))
+        elif kind == "whole":
+            pods.append(whole(i, draw(st.sampled_from([1, 2])), cpu, mem))
+        else:
+            pods.append(PodRequest(key=f"p{i}", cpu_milli=cpu, memory_mib=mem))
+    return nodes_of(shapes), pods

@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from brute_force_packing import brute_force, nodes_of, share, whole
+from brute_force_packing import brute_force, instances, nodes_of, share, whole
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from bench.baselines import make_policy
 from bench.bound import arrived_prefix, fill_bound, lp_bound
@@ -80,21 +79,6 @@ def test_cpu_only_pods_and_no_gpus() -> None:
     cpu_node = NodeSpec("c", 4000, 4096, NodeTopology(gpus=(), links=()))
     with pytest.raises(ValueError, match="no GPUs"):
         lp_bound([cpu_node], [])
-
-
-@st.composite
-def instances(draw: st.DrawFn) -> tuple[list[NodeSpec], list[PodRequest]]:
-    shapes = draw(st.lists(st.tuples(st.sampled_from([1, 2]), st.sampled_from([4000, 16000]),
-                                     st.sampled_from([8192, 65536])), min_size=1, max_size=2))
-    pods: list[PodRequest] = []
-    for i in range(draw(st.integers(1, 6))):
-        cpu = draw(st.sampled_from([0, 1000, 3000, 9000]))
-        mem = draw(st.sampled_from([0, 4096, 40000]))
-        if draw(st.booleans()):
-            pods.append(share(i, draw(st.sampled_from([50, 160, 300, 470, 650, 810])), cpu, mem))
-        else:
-            pods.append(whole(i, draw(st.sampled_from([1, 2])), cpu, mem))
-    return nodes_of(shapes), pods
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -73,7 +73,7 @@ def test_the_common_case_maps_no_name(monkeypatch: pytest.MonkeyPatch) -> None:
         return real(names, snap, memo)
 
     monkeypatch.setattr(service_module, "_known_indices", spy)
-    app, svc, _ = make([spec(f"n{i}") for i in range(6)], options=BEST_ONLY)
+    app, _, _ = make([spec(f"n{i}") for i in range(6)], options=BEST_ONLY)
     listed = ["n4", "n1", "ghost", "n0", "n5", "n3", "n2"]  # any order, an unknown name too
     _, fr = call(app, "filter", args_doc(pod_obj("p", gpus=2), listed))
     assert len(fr["NodeNames"]) == 1 and fr["NodeNames"][0] in listed
@@ -87,7 +87,7 @@ def test_the_common_case_maps_no_name(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_best_node_kube_scheduler_left_out_gives_the_next_best(
         monkeypatch: pytest.MonkeyPatch) -> None:
     nodes = [spec(f"n{i}") for i in range(5)]
-    app, svc, _ = make(nodes, options=BEST_ONLY)
+    app, _, _ = make(nodes, options=BEST_ONLY)
     everyone = [f"n{i}" for i in range(5)]
     _, fr = call(app, "filter", args_doc(pod_obj("p", gpus=1), everyone))
     (best,) = fr["NodeNames"]

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from brute_force_packing import brute_force, nodes_of, share, whole
+from brute_force_packing import brute_force, instances, nodes_of, share, whole
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -60,27 +60,9 @@ def assert_feasible(nodes: Sequence[NodeSpec], pods: Sequence[PodRequest], pk: P
     assert pk.capacity_milli == sum(s.topology.n for s in nodes) * MILLI_PER_GPU
 
 
-@st.composite
-def instances(draw: st.DrawFn) -> tuple[list[NodeSpec], list[PodRequest]]:
-    shapes = draw(st.lists(st.tuples(st.sampled_from([1, 2]), st.sampled_from([4000, 16000]),
-                                     st.sampled_from([8192, 65536])), min_size=1, max_size=2))
-    pods: list[PodRequest] = []
-    for i in range(draw(st.integers(1, 6))):
-        cpu = draw(st.sampled_from([0, 1000, 3000, 9000]))
-        mem = draw(st.sampled_from([0, 4096, 40000]))
-        kind = draw(st.sampled_from(["share", "whole", "cpu"]))
-        if kind == "share":
-            pods.append(share(i, draw(st.sampled_from([50, 160, 300, 470, 650, 810])), cpu, mem))
-        elif kind == "whole":
-            pods.append(whole(i, draw(st.sampled_from([1, 2])), cpu, mem))
-        else:
-            pods.append(PodRequest(key=f"p{i}", cpu_milli=cpu, memory_mib=mem))
-    return nodes_of(shapes), pods
-
-
 @pytest.mark.parametrize("name", sorted(PACKERS))
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(inst=instances())
+@given(inst=instances(kinds=("share", "whole", "cpu")))
 def test_feasible_and_never_above_the_optimum_or_the_bound(
     name: str, inst: tuple[list[NodeSpec], list[PodRequest]]
 ) -> None:

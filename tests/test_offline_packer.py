@@ -60,6 +60,13 @@ def assert_feasible(nodes: Sequence[NodeSpec], pods: Sequence[PodRequest], pk: P
     assert pk.capacity_milli == sum(s.topology.n for s in nodes) * MILLI_PER_GPU
 
 
+def packed(name: str, nodes: list[NodeSpec], pods: list[PodRequest]) -> Packing:
+    """The packing of packer `name`, checked feasible."""
+    pk = PACKERS[name](nodes, pods)
+    assert_feasible(nodes, pods, pk)
+    return pk
+
+
 @pytest.mark.parametrize("name", sorted(PACKERS))
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(inst=instances(kinds=("share", "whole", "cpu")))
@@ -67,8 +74,7 @@ def test_feasible_and_never_above_the_optimum_or_the_bound(
     name: str, inst: tuple[list[NodeSpec], list[PodRequest]]
 ) -> None:
     nodes, pods = inst
-    pk = PACKERS[name](nodes, pods)
-    assert_feasible(nodes, pods, pk)
+    pk = packed(name, nodes, pods)
     assert pk.allocated_milli <= brute_force(nodes, pods)
     assert pk.allocated_milli <= lp_bound(nodes, pods).max_allocated_milli + 1e-6
 
@@ -93,9 +99,7 @@ def pairs(draw: st.DrawFn) -> tuple[list[NodeSpec], list[PodRequest]]:
 def test_shares_that_pair_exactly_fill_every_gpu(
     name: str, inst: tuple[list[NodeSpec], list[PodRequest]]
 ) -> None:
-    nodes, pods = inst
-    pk = PACKERS[name](nodes, pods)
-    assert_feasible(nodes, pods, pk)
+    pk = packed(name, *inst)
     assert pk.allocated_milli == pk.capacity_milli
     assert pk.unallocated_pct == 0.0
 

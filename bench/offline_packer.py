@@ -380,20 +380,32 @@ def _table(cells: Sequence[Cell]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: the bound and the offline packers per trace variant (module docstring)."""
     from bench.clusters import load_cluster
-    from bench.variants import TRACE_DIR, VARIANTS
+    from bench.variants import TRACE_DIR, VARIANTS, parse_variants
     from bench.workloads import load_workload
 
     ap = argparse.ArgumentParser(prog="python -m bench.offline_packer",
                                  description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--variants", default=",".join(VARIANTS),
-                    help="comma-separated pod-list variants (default: all ten)")
+                    help="comma-separated pod-list variants, or tuning, held-out, all "
+                         "(default: all ten)")
     ap.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default 10)")
     ap.add_argument("--trace-dir", type=Path, default=TRACE_DIR)
     ap.add_argument("--json", type=Path, default=None, help="write every cell to this file")
     args = ap.parse_args(argv)
+    if not args.trace_dir.is_dir():
+        ap.error(f"--trace-dir: {args.trace_dir} is not a directory")
+    # Any pod list in the trace folder is a variant (a planner's own trace too).
+    lists = sorted(f.name[len("openb_pod_list_"):-len(".csv")]
+                   for f in args.trace_dir.glob("openb_pod_list_*.csv"))
+    try:
+        variants = parse_variants(args.variants, lists)
+    except ValueError as e:
+        ap.error(f"--variants: {e} (pod lists in {args.trace_dir})")
+    if args.seeds < 1:
+        ap.error(f"--seeds={args.seeds}: expected at least 1")
     nodes = load_cluster(args.trace_dir / "openb_node_list_gpu_node.csv")
     cells: list[Cell] = []
-    for v in args.variants.split(","):
+    for v in variants:
         pods = load_workload(args.trace_dir / f"openb_pod_list_{v}.csv").pods()
         for seed in range(args.seeds):
             for c in fill_cells(nodes, pods, v, seed):

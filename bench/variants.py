@@ -220,6 +220,18 @@ def markdown(summary: dict[str, object], policies: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def parse_variants(text: str, known: Sequence[str] = VARIANTS) -> list[str]:
+    """`default,cpu050`, or `tuning`, `held-out`, `all`: the variants named; ValueError
+    naming any that is not in `known`."""
+    named = {"tuning": TUNING, "held-out": HELD_OUT, "all": VARIANTS}
+    variants = list(named.get(text, [v for v in text.split(",") if v]))
+    unknown = [v for v in variants if v not in known]
+    if unknown or not variants:
+        raise ValueError(f"{text!r}: unknown {', '.join(unknown) or 'none given'}; known: "
+                         f"{', '.join(known)}, or tuning, held-out, all")
+    return variants
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: run the table and print it (see the module docstring)."""
     ap = argparse.ArgumentParser(prog="python -m bench.variants", description=__doc__,
@@ -243,11 +255,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = parse_overrides(args.set)
     except ValueError as e:
         ap.error(f"--set: {e}")
-    named = {"tuning": TUNING, "held-out": HELD_OUT, "all": VARIANTS}
-    variants = list(named.get(args.variants, args.variants.split(",")))
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        ap.error(f"--variants: unknown {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    try:
+        variants = parse_variants(args.variants)
+    except ValueError as e:
+        ap.error(f"--variants: {e}")
     if not args.trace_dir.is_dir():
         ap.error(f"--trace-dir: {args.trace_dir} is not a directory")
     policies = [p for p in args.policies.split(",") if p]

@@ -130,3 +130,33 @@ def test_processes_give_the_same_cells_as_one(tmp_path: Path) -> None:
     one = run_table(["default"], ["fgd"], range(2), tmp_path)
     two = run_table(["default"], ["fgd"], range(2), tmp_path, jobs=2)
     assert sorted(two, key=repr) == sorted(one, key=repr)
+
+
+def test_variant_names_are_checked_with_the_known_ones_named() -> None:
+    from bench.variants import HELD_OUT, TUNING, VARIANTS, parse_variants
+
+    assert parse_variants("default,cpu050") == ["default", "cpu050"]
+    assert parse_variants("tuning") == list(TUNING)
+    assert parse_variants("held-out") == list(HELD_OUT)
+    assert parse_variants("all") == list(VARIANTS)
+    for bad, named in (("default,nosuch", "nosuch"), (",", "none given")):
+        with pytest.raises(ValueError, match=f"unknown {named}; known: default"):
+            parse_variants(bad)
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["--variants", "nosuch"], "--variants: 'nosuch': unknown nosuch; known: tiny"),
+    (["--variants", "tiny", "--seeds", "0"], "--seeds=0: expected at least 1"),
+    (["--trace-dir", "/nonexistent"], "--trace-dir: /nonexistent is not a directory"),
+])
+def test_offline_packer_cli_names_the_bad_option(
+        argv: list[str], says: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.offline_packer import main
+
+    (tmp_path / "openb_pod_list_tiny.csv").write_text("name\n")
+    if "--trace-dir" not in argv:
+        argv = [*argv, "--trace-dir", str(tmp_path)]
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and says in capsys.readouterr().err

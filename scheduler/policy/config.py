@@ -37,9 +37,10 @@ class PolicyConfig:
     # Shares: prefer the node whose chosen GPU the share leaves fullest (share_fit.py), below
     # one frag_step so it orders only FGD's ties; off: its gains were inside the seed spread.
     share_fit_weight: float = 0.0
-    # Shares: per GPU of LP-pattern value the placement gives up (share_patterns.py); tuned
-    # on the tuning variants (0.2-0.5 flat, 1.0 worse on one), docs/tuning.md.
-    pattern_weight: float = 0.5
+    # Shares: per GPU of LP-pattern value the placement gives up (share_patterns.py). 10 makes
+    # it decide a share's node, FGD's steps only ordering its ties; tuned on the tuning
+    # variants (5-20 flat and better in every cell than 0.2-1), docs/tuning.md.
+    pattern_weight: float = 10.0
     # Members of a gang prefer nodes that already hold one of them (shared NVLink domain);
     # below the topology term, above fragmentation ties.
     gang_affinity_weight: float = 0.5

@@ -82,14 +82,33 @@ def test_one_gpu_pod_prefers_partly_used_node_over_breaking_a_free_8gpu_node() -
     assert a is not None and a.node == "busy"
 
 
-def test_fractional_pod_fills_an_already_shared_gpu_first() -> None:
+@pytest.mark.parametrize(("used", "share"), [(470, 470), (650, 320), (350, 650), (190, 810)])
+def test_fractional_pod_fills_a_shared_gpu_it_completes_first(used: int, share: int) -> None:
+    # Pairs of the prior mix's share cutting-stock LP (470+470, 650+320) and an exact fill:
+    # the GPU already shared, not a fresh one.
+    snap = build_snapshot(
+        [node("a", pcie(2)), node("b", pcie(2))],
+        [Assignment(pod="s", node="b", gpus=(1,), gpu_milli=used)],
+    )
+    a = place(PodRequest("p", gpu_milli=share, cpu_milli=1000), snap, TypicalWorkload())
+    assert a is not None and (a.node, a.gpus, a.gpu_milli) == ("b", (1,), share)
+
+
+def test_fractional_pod_keeps_a_gap_a_better_pattern_needs() -> None:
+    # 400 used leaves 600, which the prior mix's LP fills with a 470 or 460 (pattern value
+    # 0.66 GPU); a 300 there would leave 300 (0.25), while on a fresh GPU it leaves 700 for a
+    # 650 (0.75): the share goes to the node with a fresh GPU.
     snap = build_snapshot(
         [node("a", pcie(2)), node("b", pcie(2))],
         [Assignment(pod="s", node="b", gpus=(1,), gpu_milli=400)],
     )
     a = place(PodRequest("p", gpu_milli=300, cpu_milli=1000), snap, TypicalWorkload())
-    assert a is not None and (a.node, a.gpus, a.gpu_milli) == ("b", (1,), 300)
-    # Same on one node: the shared GPU, not the free one.
+    assert a is not None and a.node == "a"
+    # Without the pattern term FGD's waste decides: the shared GPU.
+    off = place(PodRequest("p", gpu_milli=300, cpu_milli=1000), snap, TypicalWorkload(),
+                PolicyConfig(pattern_weight=0.0))
+    assert off is not None and (off.node, off.gpus) == ("b", (1,))
+    # Inside one node the GPU is chosen by FGD's waste curve: the shared one.
     a2 = assign(PodRequest("p", gpu_milli=300), snap, 1)
     assert a2.gpus == (1,)
 

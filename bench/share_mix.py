@@ -18,7 +18,6 @@ It is how the LP-pattern weight's problem was found (docs/tuning.md, "pattern_we
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
@@ -112,7 +111,7 @@ def report(variant: str, seed: int, at: float, top: int,
     out = [f"{variant}, seed {seed}, {at:g} % arrived ({n:,} pods)"]
     counts: list[Counter[int]] = []
     change: dict[str, Any] = dict(overrides)
-    ours = TopologyPolicy(dataclasses.replace(DEFAULT_CONFIG, **change))
+    ours = TopologyPolicy(replace(DEFAULT_CONFIG, **change))
     label = "topology (ours" + "".join(f", {k}={v:g}" for k, v in overrides) + ")"
     for name, pol in ((label, ours), ("fgd", make_policy("fgd", seed))):
         pats, placed = policy_patterns(pol, nodes, pods, seed, n)
@@ -147,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = parse_overrides(a.set)
     except ValueError as e:
         ap.error(f"--set: {e}")
+    if a.seed < 0:
+        ap.error(f"--seed={a.seed}: a fill order's seed is 0 or more")
     if not 0 < a.at <= 1000:
         ap.error(f"--at={a.at}: a read-off in % arrived, above 0 and at most 1000")
     if a.top < 1:

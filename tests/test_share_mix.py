@@ -46,6 +46,7 @@ def test_patterns_are_what_the_first_n_pods_put_on_each_gpu() -> None:
 
 @pytest.mark.parametrize(("args", "says"), [
     (["--at", "0"], "--at=0.0"),
+    (["--seed", "-1"], "--seed=-1"),
     (["--top", "0"], "--top=0"),
     (["--set", "nosuch=1"], "'nosuch=1'"),
     (["--variant", "nosuch"], "invalid choice"),

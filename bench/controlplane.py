@@ -50,6 +50,9 @@ DEPLOY = REPO / "deploy" / "manifests"
 NAMESPACE = "gpu-topology-scheduler"
 EXTENDER_SA = "gts-extender"
 SCHEDULER_SA = "gts-kube-scheduler"
+# What serves the extender port: `gts serve`, or the do-nothing floor (bench.null_extender).
+EXTENDER_PROGRAMS: dict[str, tuple[str, ...]] = {
+    "gts": ("scheduler.cli", "serve"), "null": ("bench.null_extender",)}
 # The scheduling.x-k8s.io PodGroup CRD, only the fields the extender reads (no controller runs).
 PODGROUP_CRD: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -501,8 +504,13 @@ class ControlPlane:
         _wait(f"{name} /healthz", healthy, 60, [proc])
         return proc
 
-    def start_extender(self, extra: Mapping[str, Any] | None = None) -> Process:
-        """`gts serve` with deploy/'s serve.yaml (paths and port changed), under its SA."""
+    def start_extender(self, extra: Mapping[str, Any] | None = None,
+                       program: str = "gts") -> Process:
+        """`gts serve` with deploy/'s serve.yaml (paths and port changed), under its SA;
+        `program="null"` runs bench.null_extender on the same configuration instead."""
+        if program not in EXTENDER_PROGRAMS:
+            raise ValueError(f"extender program {program!r}: one of "
+                             f"{', '.join(sorted(EXTENDER_PROGRAMS))}")
         from scheduler.extender.config import OPTIONS
 
         known = {o.name for o in OPTIONS}
@@ -537,7 +545,7 @@ class ControlPlane:
             cfg.pop(k)
         path = self.work / "serve.yaml"
         path.write_text(yaml.safe_dump(cfg))
-        self.extender_argv = [sys.executable, "-m", "scheduler.cli", "serve", "--config",
+        self.extender_argv = [sys.executable, "-m", *EXTENDER_PROGRAMS[program], "--config",
                               str(path)]
         return self.restart_extender()
 
@@ -567,11 +575,12 @@ class ControlPlane:
 
     def start_all(self, qps: int | None = None,
                   serve_overrides: Mapping[str, Any] | None = None,
-                  scheduler_overrides: Mapping[str, Any] | None = None) -> ControlPlane:
+                  scheduler_overrides: Mapping[str, Any] | None = None,
+                  extender: str = "gts") -> ControlPlane:
         """API, identities, extender, both schedulers."""
         self.start_api()
         self.install_deploy_identities()
-        self.start_extender(serve_overrides)
+        self.start_extender(serve_overrides, extender)
         self.start_our_scheduler(qps, scheduler_overrides)
         self.start_default_scheduler(qps)
         return self
@@ -597,14 +606,15 @@ def _crd_established(ext: Any) -> bool:
 def start_control_plane(work: Path | None = None, *, qps: int | None = None,
                         serve_overrides: Mapping[str, Any] | None = None,
                         scheduler_overrides: Mapping[str, Any] | None = None,
-                        keep: bool = False) -> ControlPlane:
-    """A started ControlPlane (raises ControlPlaneUnavailable without binaries)."""
+                        keep: bool = False, extender: str = "gts") -> ControlPlane:
+    """A started ControlPlane (raises ControlPlaneUnavailable without binaries); `extender`
+    is a key of EXTENDER_PROGRAMS."""
     bin_dir = find_binaries()
     if work is None:
         work = Path(tempfile.mkdtemp(prefix="gts-e2e-"))
     cp = ControlPlane(bin_dir=bin_dir, work=work)
     try:
-        cp.start_all(qps, serve_overrides, scheduler_overrides)
+        cp.start_all(qps, serve_overrides, scheduler_overrides, extender)
     except BaseException:
         cp.stop()
         raise

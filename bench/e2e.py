@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from bench.controlplane import (
+    EXTENDER_PROGRAMS,
     ControlPlane,
     ControlPlaneUnavailable,
     create_gpu_node,
@@ -239,15 +240,16 @@ def _extender_connections(cp: ControlPlane) -> dict[str, int]:
 
 
 def one_run(cp: ControlPlane, core: Any, profile: str, n_nodes: int, n_pods: int, tag: str,
-            threads: int, timeout_s: float) -> Run:
-    """Fresh nodes, P pods of `profile` at once, time to all bound; then clean up."""
+            threads: int, timeout_s: float, cache: bool = True) -> Run:
+    """Fresh nodes, P pods of `profile` at once, time to all bound; then clean up. `cache`:
+    the extender has a node cache to wait for (bench.null_extender has none)."""
     topo = preset("dgx1-v100")
     names = [f"{tag}-n{i}" for i in range(n_nodes)]
     labels = {RUN_LABEL: tag}
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda n: create_gpu_node(core, n, topo, labels=labels), names))
     end = time.monotonic() + 120
-    while _extender_nodes(cp) != n_nodes and time.monotonic() < end:
+    while cache and _extender_nodes(cp) != n_nodes and time.monotonic() < end:
         time.sleep(0.2)
     time.sleep(1.0)  # kube-scheduler's informers are at least as quick as the extender's
     ns = tag
@@ -273,7 +275,7 @@ def one_run(cp: ControlPlane, core: Any, profile: str, n_nodes: int, n_pods: int
     core.delete_collection_namespaced_pod(ns, grace_period_seconds=0)
     core.delete_collection_node(label_selector=f"{RUN_LABEL}={tag}")
     end = time.monotonic() + 120
-    while _extender_nodes(cp) != 0 and time.monotonic() < end:
+    while cache and _extender_nodes(cp) != 0 and time.monotonic() < end:
         time.sleep(0.2)
     return Run(profile, n_nodes, n_pods, bound_s, created, bound, cpu,
                {k: v for k, v in conns.items() if v})
@@ -290,10 +292,11 @@ def parse_serve(text: str) -> tuple[str, str]:
 def run(sizes: Sequence[tuple[int, int]], repeats: int, qps: int, threads: int,
         timeout_s: float, log: Any = sys.stderr,
         serve: Sequence[tuple[str, str]] = (),
-        scheduler: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+        scheduler: Sequence[tuple[str, str]] = (), extender: str = "gts") -> dict[str, Any]:
     """Every size, `repeats` runs of each profile; a JSON-ready result. `serve` overrides
     options of deploy/'s serve.yaml (YAML values: `best-node-only=false`), `scheduler`
-    top-level fields of our kube-scheduler's configuration (`percentageOfNodesToScore=0`)."""
+    top-level fields of our kube-scheduler's configuration (`percentageOfNodesToScore=0`);
+    `extender="null"` serves our profile's extender port with bench.null_extender."""
     from kubernetes import client
 
     results: list[SizeResult] = []
@@ -301,7 +304,8 @@ def run(sizes: Sequence[tuple[int, int]], repeats: int, qps: int, threads: int,
     overrides = {k: yaml.safe_load(v) for k, v in serve}
     sched = {k: yaml.safe_load(v) for k, v in scheduler}
     for n_nodes, n_pods in sizes:
-        cp = start_control_plane(qps=qps, serve_overrides=overrides, scheduler_overrides=sched)
+        cp = start_control_plane(qps=qps, serve_overrides=overrides, scheduler_overrides=sched,
+                                 extender=extender)
         try:
             core = client.CoreV1Api(cp.api_client())
             res = SizeResult(n_nodes, n_pods)
@@ -309,7 +313,8 @@ def run(sizes: Sequence[tuple[int, int]], repeats: int, qps: int, threads: int,
                 order = ["ours", "default"] if r % 2 == 0 else ["default", "ours"]
                 for profile in order:
                     tag = f"b{n_nodes}-{r}-{profile}"
-                    one = one_run(cp, core, profile, n_nodes, n_pods, tag, threads, timeout_s)
+                    one = one_run(cp, core, profile, n_nodes, n_pods, tag, threads, timeout_s,
+                                  cache=extender == "gts")
                     cp.check_alive()
                     res.runs.append(one)
                     cpu = ", ".join(f"{k} {v:.2f}" for k, v in one.cpu_s.items())
@@ -321,6 +326,7 @@ def run(sizes: Sequence[tuple[int, int]], repeats: int, qps: int, threads: int,
         finally:
             cp.stop()
     return {"qps": qps, "repeats": repeats, "serve": overrides, "scheduler": sched,
+            "extender": extender,
             "loadavg_before": load_before,
             "loadavg_after": list(os.getloadavg()), "cpus": os.cpu_count(),
             "sizes": [{"nodes": s.nodes, "pods": s.pods, "ours_median_s": s.median("ours"),
@@ -339,7 +345,9 @@ def table(res: dict[str, Any]) -> str:
         f"{res['loadavg_after'][0]:.2f} after"
         + "".join(f"; gts serve {k}={v}" for k, v in (res.get("serve") or {}).items())
         + "".join(f"; our kube-scheduler {k}={v}"
-                  for k, v in (res.get("scheduler") or {}).items()),
+                  for k, v in (res.get("scheduler") or {}).items())
+        + ("; extender port served by bench.null_extender (no policy, no state: a floor)"
+           if res.get("extender") == "null" else ""),
         "",
         "| nodes x 8 GPUs | one-GPU pods | ours: all bound (s) | default profile (s) | "
         "ours / default | ours pods/s | default pods/s |",
@@ -389,6 +397,11 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "(deploy/manifests/scheduler-config.yaml; repeatable; e.g. "
                          "--scheduler percentageOfNodesToScore=0 for kube-scheduler's "
                          "adaptive default instead of deploy/'s 100)")
+    ap.add_argument("--extender", choices=sorted(EXTENDER_PROGRAMS), default="gts",
+                    help="what serves our profile's extender port: gts serve (default), or "
+                         "null, bench.null_extender: the same server passing the first listed "
+                         "node and posting a bare Binding, the floor any extender on this "
+                         "stack could reach (it places pods wrongly; a peer, not a scheduler)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -396,7 +409,7 @@ def run_args(args: argparse.Namespace) -> int:
     """Run with parsed arguments; print the table (or JSON)."""
     try:
         res = run(args.sizes, args.repeats, args.qps, args.create_threads, args.timeout,
-                  serve=args.serve, scheduler=args.scheduler)
+                  serve=args.serve, scheduler=args.scheduler, extender=args.extender)
     except ControlPlaneUnavailable as e:
         print(f"gts bench e2e: {e}", file=sys.stderr)
         return 2

@@ -87,5 +87,5 @@ def test_an_unknown_extender_program_is_refused_by_name(tmp_path: Any) -> None:
 
     assert set(EXTENDER_PROGRAMS) == {"gts", "null"}
     cp = ControlPlane(bin_dir=tmp_path, work=tmp_path)
-    with pytest.raises(ValueError, match="'bogus'.*gts, null"):
+    with pytest.raises(ValueError, match=r"'bogus'.*gts, null"):
         cp.start_extender(program="bogus")

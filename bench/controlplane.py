@@ -327,6 +327,7 @@ class ControlPlane:
     extender_metrics_port: int = 0
     kubeconfigs: dict[str, Path] = field(default_factory=dict)
     extender_argv: list[str] = field(default_factory=list)
+    scheduler_ports: dict[str, int] = field(default_factory=dict)  # secure port by process
 
     @property
     def pki(self) -> Path:
@@ -487,6 +488,7 @@ class ControlPlane:
         path.write_text(yaml.safe_dump(cfg))
         kc = str(self.kubeconfigs[identity])
         port = free_port()
+        self.scheduler_ports[name] = port
         proc = Process(name, [
             str(self.bin_dir / "kube-scheduler"), f"--config={path}",
             f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
@@ -584,6 +586,19 @@ class ControlPlane:
         self.start_our_scheduler(qps, scheduler_overrides)
         self.start_default_scheduler(qps)
         return self
+
+    def scheduler_cpu_profile(self, name: str, seconds: int) -> bytes:
+        """A kube-scheduler's CPU profile over the next `seconds` (its /debug/pprof/profile,
+        on by default in KubeSchedulerConfiguration; the admin token is system:masters)."""
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # kube-scheduler's own self-signed serving cert
+        url = (f"https://127.0.0.1:{self.scheduler_ports[name]}/debug/pprof/profile"
+               f"?seconds={int(seconds)}")
+        req = urllib.request.Request(url, headers={"Authorization": f"Bearer {self.admin_token}"})
+        with urllib.request.urlopen(req, timeout=seconds + 30, context=ctx) as r:
+            data: bytes = r.read()
+            return data
 
     def check_alive(self) -> None:
         """Raise (with its log tail) if a component died."""

@@ -28,6 +28,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -39,6 +40,7 @@ from bench.controlplane import (
     create_gpu_node,
     start_control_plane,
 )
+from bench.pprof_top import rank
 from scheduler.cli import exit_code_of
 from scheduler.constants import GPU_RESOURCE, SCHEDULER_NAME
 from topology.presets import preset
@@ -65,6 +67,9 @@ class Run:
     cpu_s: dict[str, float] = field(default_factory=dict)
     # Connections kube-scheduler opened to the extender port during the run, by protocol.
     connections: dict[str, int] = field(default_factory=dict)
+    # --profile-scheduler: share of the profile's kube-scheduler CPU samples in each of
+    # SCHEDULER_PARTS (cumulative, 0..1), and the profile's CPU seconds.
+    scheduler_parts: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -222,6 +227,29 @@ class RawWriter:
             raise RuntimeError(f"POST {path}: HTTP {resp.status}: {data[:300]!r}")
 
 
+# Where a kube-scheduler's CPU goes, by the function (a suffix of its name in the profile)
+# whose samples, callees included, make the part. The parts may overlap (NodeResourcesFit is
+# a filter plugin).
+SCHEDULER_PARTS: tuple[tuple[str, str], ...] = (
+    ("filter plugins", "scheduler.(*Scheduler).findNodesThatPassFilters.func1"),
+    ("of them NodeResourcesFit", "noderesources.(*Fit).Filter"),
+    ("extender filter call", "scheduler.findNodesThatPassExtenders"),
+    ("scoring", "scheduler.prioritizeNodes"),
+    ("binding cycle", "scheduler.(*Scheduler).bindingCycle"),
+    ("events", "events.(*eventBroadcasterImpl).recordToSink.func1"),
+    ("garbage collector", "runtime.gcBgMarkWorker"),
+)
+
+
+def scheduler_parts(profile: bytes) -> dict[str, float]:
+    """Shares of SCHEDULER_PARTS in a kube-scheduler CPU profile, and its CPU seconds."""
+    r = rank(profile)
+    out = {"profiled_cpu_s": r.total_s}
+    for part, suffix in SCHEDULER_PARTS:
+        out[part] = max((share for n, share in r.cumulative if n.endswith(suffix)), default=0.0)
+    return out
+
+
 def _extender_nodes(cp: ControlPlane) -> float:
     for line in cp.extender_get("/metrics")[1].splitlines():
         if line.startswith("gts_cache_nodes "):
@@ -240,9 +268,12 @@ def _extender_connections(cp: ControlPlane) -> dict[str, int]:
 
 
 def one_run(cp: ControlPlane, core: Any, profile: str, n_nodes: int, n_pods: int, tag: str,
-            threads: int, timeout_s: float, cache: bool = True) -> Run:
+            threads: int, timeout_s: float, cache: bool = True, profile_s: int = 0,
+            profile_out: Path | None = None) -> Run:
     """Fresh nodes, P pods of `profile` at once, time to all bound; then clean up. `cache`:
-    the extender has a node cache to wait for (bench.null_extender has none)."""
+    the extender has a node cache to wait for (bench.null_extender has none). `profile_s`:
+    a CPU profile of the profile's kube-scheduler over that many seconds from the first
+    create (written to `profile_out`/TAG.pb.gz when given)."""
     topo = preset("dgx1-v100")
     names = [f"{tag}-n{i}" for i in range(n_nodes)]
     labels = {RUN_LABEL: tag}
@@ -262,6 +293,16 @@ def one_run(cp: ControlPlane, core: Any, profile: str, n_nodes: int, n_pods: int
                   "kube-apiserver": "kube-apiserver"}
     cpu0 = {k: cp.procs[p].cpu_s() for k, p in components.items() if p in cp.procs}
     conns0 = _extender_connections(cp)
+    got: dict[str, bytes | BaseException] = {}
+    profiler = None
+    if profile_s > 0:
+        def grab() -> None:
+            try:
+                got["profile"] = cp.scheduler_cpu_profile(SCHEDULER_PROCS[profile], profile_s)
+            except BaseException as e:  # reported after the run, which it must not stop
+                got["profile"] = e
+        profiler = threading.Thread(target=grab, name="pprof", daemon=True)
+        profiler.start()
     t0 = time.monotonic()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda b: writer.post(path, b), bodies))
@@ -271,6 +312,16 @@ def one_run(cp: ControlPlane, core: Any, profile: str, n_nodes: int, n_pods: int
     bound_s = (watch.last_bound_at - t0) if ok else float("inf")
     bound = len(watch.bound)
     conns = {k: v - conns0.get(k, 0) for k, v in _extender_connections(cp).items()}
+    parts: dict[str, float] = {}
+    if profiler is not None:
+        profiler.join(profile_s + 60)  # before the cleanup, which it must not sample
+        data = got.get("profile")
+        if not isinstance(data, bytes):
+            raise RuntimeError(f"{tag}: kube-scheduler CPU profile: {data!r}")
+        if profile_out is not None:
+            profile_out.mkdir(parents=True, exist_ok=True)
+            (profile_out / f"{tag}.pb.gz").write_bytes(data)
+        parts = scheduler_parts(data)
     watch.stop()
     core.delete_collection_namespaced_pod(ns, grace_period_seconds=0)
     core.delete_collection_node(label_selector=f"{RUN_LABEL}={tag}")
@@ -278,7 +329,7 @@ def one_run(cp: ControlPlane, core: Any, profile: str, n_nodes: int, n_pods: int
     while cache and _extender_nodes(cp) != 0 and time.monotonic() < end:
         time.sleep(0.2)
     return Run(profile, n_nodes, n_pods, bound_s, created, bound, cpu,
-               {k: v for k, v in conns.items() if v})
+               {k: v for k, v in conns.items() if v}, parts)
 
 
 def parse_serve(text: str) -> tuple[str, str]:
@@ -292,11 +343,13 @@ def parse_serve(text: str) -> tuple[str, str]:
 def run(sizes: Sequence[tuple[int, int]], repeats: int, qps: int, threads: int,
         timeout_s: float, log: Any = sys.stderr,
         serve: Sequence[tuple[str, str]] = (),
-        scheduler: Sequence[tuple[str, str]] = (), extender: str = "gts") -> dict[str, Any]:
+        scheduler: Sequence[tuple[str, str]] = (), extender: str = "gts",
+        profile_s: int = 0, profile_out: Path | None = None) -> dict[str, Any]:
     """Every size, `repeats` runs of each profile; a JSON-ready result. `serve` overrides
     options of deploy/'s serve.yaml (YAML values: `best-node-only=false`), `scheduler`
     top-level fields of our kube-scheduler's configuration (`percentageOfNodesToScore=0`);
-    `extender="null"` serves our profile's extender port with bench.null_extender."""
+    `extender="null"` serves our profile's extender port with bench.null_extender;
+    `profile_s` profiles each run's kube-scheduler (one_run)."""
     from kubernetes import client
 
     results: list[SizeResult] = []
@@ -314,7 +367,8 @@ def run(sizes: Sequence[tuple[int, int]], repeats: int, qps: int, threads: int,
                 for profile in order:
                     tag = f"b{n_nodes}-{r}-{profile}"
                     one = one_run(cp, core, profile, n_nodes, n_pods, tag, threads, timeout_s,
-                                  cache=extender == "gts")
+                                  cache=extender == "gts", profile_s=profile_s,
+                                  profile_out=profile_out)
                     cp.check_alive()
                     res.runs.append(one)
                     cpu = ", ".join(f"{k} {v:.2f}" for k, v in one.cpu_s.items())
@@ -326,7 +380,7 @@ def run(sizes: Sequence[tuple[int, int]], repeats: int, qps: int, threads: int,
         finally:
             cp.stop()
     return {"qps": qps, "repeats": repeats, "serve": overrides, "scheduler": sched,
-            "extender": extender,
+            "extender": extender, "profile_s": profile_s,
             "loadavg_before": load_before,
             "loadavg_after": list(os.getloadavg()), "cpus": os.cpu_count(),
             "sizes": [{"nodes": s.nodes, "pods": s.pods, "ours_median_s": s.median("ours"),
@@ -371,6 +425,33 @@ def table(res: dict[str, Any]) -> str:
             ms = [f"{1000 * c[k] / s['pods']:.2f}" if k in c else "-"
                   for k in ("extender", "kube-scheduler", "kube-apiserver")]
             lines.append(f"| {s['nodes']:,} | {s['pods']:,} | {profile} | {' | '.join(ms)} |")
+    if res.get("profile_s"):
+        lines += ["", parts_table(res)]
+    return "\n".join(lines)
+
+
+def parts_table(res: dict[str, Any]) -> str:
+    """Where each profile's kube-scheduler spent its CPU (--profile-scheduler): each part's
+    median share of the profile's samples, times the run's kube-scheduler CPU per pod."""
+    names = [p for p, _ in SCHEDULER_PARTS]
+    lines = [
+        f"kube-scheduler CPU ms per pod by part (median share of a {res['profile_s']} s CPU "
+        "profile from the first create, times its CPU per pod above; parts overlap):",
+        "",
+        "| nodes | profile | " + " | ".join(names) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in names) + " |",
+    ]
+    for s in res["sizes"]:
+        for profile in ("ours", "default"):
+            runs = [r for r in s["runs"] if r["profile"] == profile and r["scheduler_parts"]]
+            if not runs:
+                continue
+            per_pod = 1000 * (s.get(f"{profile}_cpu_s") or {}).get("kube-scheduler", 0.0) \
+                / s["pods"]
+            ms = [per_pod * statistics.median(r["scheduler_parts"][p] for r in runs)
+                  for p in names]
+            lines.append(f"| {s['nodes']:,} | {profile} | "
+                         + " | ".join(f"{m:.2f}" for m in ms) + " |")
     return "\n".join(lines)
 
 
@@ -402,14 +483,25 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "null, bench.null_extender: the same server passing the first listed "
                          "node and posting a bare Binding, the floor any extender on this "
                          "stack could reach (it places pods wrongly; a peer, not a scheduler)")
+    ap.add_argument("--profile-scheduler", type=int, default=0, metavar="SECONDS",
+                    help="take a CPU profile of each run's kube-scheduler over SECONDS from "
+                         "the first create (keep it under the runs' time to bind) and print "
+                         "where its CPU went")
+    ap.add_argument("--profile-out", type=Path, default=None, metavar="DIR",
+                    help="also keep the raw profiles there (python -m bench.pprof_top FILE)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def run_args(args: argparse.Namespace) -> int:
     """Run with parsed arguments; print the table (or JSON)."""
+    if args.profile_scheduler < 0:
+        print(f"gts bench e2e: --profile-scheduler={args.profile_scheduler}: seconds, 0 (off) "
+              "or more", file=sys.stderr)
+        return 2
     try:
         res = run(args.sizes, args.repeats, args.qps, args.create_threads, args.timeout,
-                  serve=args.serve, scheduler=args.scheduler, extender=args.extender)
+                  serve=args.serve, scheduler=args.scheduler, extender=args.extender,
+                  profile_s=args.profile_scheduler, profile_out=args.profile_out)
     except ControlPlaneUnavailable as e:
         print(f"gts bench e2e: {e}", file=sys.stderr)
         return 2

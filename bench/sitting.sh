@@ -2,7 +2,7 @@
 # Every performance table of the README, in one sitting, in the README's order:
 #   bash bench/sitting.sh [OUTDIR]        (from the repository root, after the README's set-up)
 # Each command's output goes to OUTDIR/<name>.txt, with the load average before and after in
-# OUTDIR/log. Run it on a quiet machine: nothing else running. About 15 minutes on 2 cores.
+# OUTDIR/log. Run it on a quiet machine: nothing else running. About 45 minutes on 2 cores.
 set -u
 out=${1:-sitting-$(date -u +%Y%m%dT%H%M)}
 mkdir -p "$out"
@@ -34,6 +34,13 @@ step e2e_100_http1 $py -m bench.e2e --sizes 100/400 --repeats 3 --serve http2=fa
 step e2e_1000 $py -m bench.e2e --sizes 1000/2000 --repeats 3
 step e2e_1000_adaptive $py -m bench.e2e --sizes 1000/2000 --repeats 3 \
   --scheduler percentageOfNodesToScore=0
+# The floor: the same runs with an extender that does nothing (bench.null_extender).
+step e2e_100_null $py -m bench.e2e --sizes 100/400 --repeats 3 --extender null
+step e2e_1000_null $py -m bench.e2e --sizes 1000/2000 --repeats 3 --extender null
+# Where each kube-scheduler's CPU goes (its CPU profiles; runs of their own, so that the
+# sampling does not touch the timed runs above).
+step e2e_100_profile $py -m bench.e2e --sizes 100/400 --repeats 3 --profile-scheduler 2
+step e2e_1000_profile $py -m bench.e2e --sizes 1000/2000 --repeats 1 --profile-scheduler 10
 step e2e_5000 $py -m bench.e2e --sizes 5000/5000 --repeats 1
 step e2e_5000_adaptive $py -m bench.e2e --sizes 5000/5000 --repeats 1 \
   --scheduler percentageOfNodesToScore=0

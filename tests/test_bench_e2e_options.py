@@ -55,3 +55,37 @@ def test_table_names_the_overrides_it_ran_with() -> None:
     assert "our kube-scheduler percentageOfNodesToScore=0" in first
     assert "| 10 | 20 | 2.00 | 1.00 | 2.00x | 10 | 20 |" in text
     assert "| 10 | 20 | ours | 5.00 | - | - |" in text
+
+
+def test_extender_and_profile_options() -> None:
+    args = parse([])
+    assert (args.extender, args.profile_scheduler, args.profile_out) == ("gts", 0, None)
+    args = parse(["--extender", "null", "--profile-scheduler", "3", "--profile-out", "/tmp/p"])
+    assert (args.extender, args.profile_scheduler, str(args.profile_out)) == \
+        ("null", 3, "/tmp/p")
+    with pytest.raises(SystemExit):
+        parse(["--extender", "other"])
+
+
+def test_a_negative_profile_duration_is_refused_by_name(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert e2e.run_args(parse(["--profile-scheduler", "-2"])) == 2
+    assert "--profile-scheduler=-2" in capsys.readouterr().err
+
+
+def test_table_says_a_null_extender_ran_and_where_kube_scheduler_cpu_went() -> None:
+    parts = {p: 0.0 for p, _ in e2e.SCHEDULER_PARTS}
+    ours = [{"profile": "ours", "scheduler_parts": {**parts, "filter plugins": s}}
+            for s in (0.5, 0.6, 0.7)]
+    res = {"qps": 1000, "repeats": 3, "cpus": 2, "loadavg_before": [0.5, 0, 0],
+           "loadavg_after": [1.0, 0, 0], "extender": "null", "profile_s": 4,
+           "sizes": [{"nodes": 10, "pods": 20, "ours_median_s": 2.0, "default_median_s": 1.0,
+                      "ratio": 2.0, "ours_cpu_s": {"kube-scheduler": 0.2},
+                      "default_cpu_s": {"kube-scheduler": 0.1},
+                      "runs": [*ours, {"profile": "default", "scheduler_parts": {}}]}]}
+    text = e2e.table(res)
+    assert "bench.null_extender" in text.splitlines()[0]
+    assert "a 4 s CPU profile" in text
+    # 10 ms of kube-scheduler CPU per pod, median share 0.6 in filter plugins
+    assert "| 10 | ours | 6.00 | 0.00 |" in text
+    assert "| 10 | default |" not in text  # no profile taken in its runs

@@ -50,3 +50,15 @@ def test_extender_has_only_what_deploy_rbac_grants(control_plane: ControlPlane) 
     assert not allowed("delete", "pods")
     assert not allowed("update", "nodes")
     assert not allowed("get", "secrets")
+
+
+@pytest.mark.parametrize("name", ["gts-kube-scheduler", "default-scheduler"])
+def test_kube_scheduler_cpu_profiles_are_readable(control_plane: ControlPlane,
+                                                   name: str) -> None:
+    # `gts bench e2e --profile-scheduler` reads these: the endpoint answers the admin token
+    # and the file parses (an idle scheduler may have taken no samples in a second).
+    from bench.pprof_top import rank
+
+    data = control_plane.scheduler_cpu_profile(name, 1)
+    assert data[:2] == b"\x1f\x8b"
+    assert rank(data).total_s >= 0.0

@@ -40,7 +40,7 @@ from bench.controlplane import (
     create_gpu_node,
     start_control_plane,
 )
-from bench.pprof_top import rank
+from bench.pprof_top import part_shares
 from scheduler.cli import exit_code_of
 from scheduler.constants import GPU_RESOURCE, SCHEDULER_NAME
 from topology.presets import preset
@@ -227,27 +227,25 @@ class RawWriter:
             raise RuntimeError(f"POST {path}: HTTP {resp.status}: {data[:300]!r}")
 
 
-# Where a kube-scheduler's CPU goes, by the function (a suffix of its name in the profile)
-# whose samples, callees included, make the part. The parts may overlap (NodeResourcesFit is
-# a filter plugin).
-SCHEDULER_PARTS: tuple[tuple[str, str], ...] = (
-    ("filter plugins", "scheduler.(*Scheduler).findNodesThatPassFilters.func1"),
-    ("of them NodeResourcesFit", "noderesources.(*Fit).Filter"),
-    ("extender filter call", "scheduler.findNodesThatPassExtenders"),
-    ("scoring", "scheduler.prioritizeNodes"),
-    ("binding cycle", "scheduler.(*Scheduler).bindingCycle"),
-    ("events", "events.(*eventBroadcasterImpl).recordToSink.func1"),
-    ("garbage collector", "runtime.gcBgMarkWorker"),
+# Where a kube-scheduler's CPU goes: a sample is in a part when a function on its stack
+# contains one of the part's names (kube-scheduler v1.36's; the parallel filter and score run
+# in goroutines of their own). Parts may overlap (NodeResourcesFit is a filter plugin).
+SCHEDULER_PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("filter plugins", ("scheduler.(*Scheduler).findNodesThatPassFilters",)),
+    ("of them NodeResourcesFit", ("noderesources.(*Fit).Filter",)),
+    ("extender filter call", ("scheduler.findNodesThatPassExtenders",)),
+    ("scoring", ("(*frameworkImpl).RunPreScorePlugins", "(*frameworkImpl).RunScorePlugins",
+                 "scheduler.prioritizeNodes")),
+    ("binding cycle", ("scheduler.(*Scheduler).bindingCycle",)),
+    ("events", ("events.(*eventBroadcasterImpl).recordToSink",)),
+    ("garbage collector", ("runtime.gcBgMarkWorker",)),
 )
 
 
 def scheduler_parts(profile: bytes) -> dict[str, float]:
     """Shares of SCHEDULER_PARTS in a kube-scheduler CPU profile, and its CPU seconds."""
-    r = rank(profile)
-    out = {"profiled_cpu_s": r.total_s}
-    for part, suffix in SCHEDULER_PARTS:
-        out[part] = max((share for n, share in r.cumulative if n.endswith(suffix)), default=0.0)
-    return out
+    total_s, shares = part_shares(profile, SCHEDULER_PARTS)
+    return {"profiled_cpu_s": total_s, **shares}
 
 
 def _extender_nodes(cp: ControlPlane) -> float:
@@ -485,8 +483,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "stack could reach (it places pods wrongly; a peer, not a scheduler)")
     ap.add_argument("--profile-scheduler", type=int, default=0, metavar="SECONDS",
                     help="take a CPU profile of each run's kube-scheduler over SECONDS from "
-                         "the first create (keep it under the runs' time to bind) and print "
-                         "where its CPU went")
+                         "the first create and print where its CPU went (the run's cleanup "
+                         "waits for it, so SECONDS beyond the time to bind add idle time "
+                         "only)")
     ap.add_argument("--profile-out", type=Path, default=None, metavar="DIR",
                     help="also keep the raw profiles there (python -m bench.pprof_top FILE)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")

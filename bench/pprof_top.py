@@ -90,13 +90,14 @@ def _ints(value: int | bytes) -> list[int]:
     return out
 
 
-def rank(data: bytes, value_index: int = 1) -> Ranking:
-    """Rank a profile's functions; `value_index` 1 is Go CPU profiles' nanoseconds column."""
+def samples(data: bytes, value_index: int = 1) -> list[tuple[list[str], int]]:
+    """Each sample's stack (function names, leaf first) and value; `value_index` 1 is Go CPU
+    profiles' nanoseconds column."""
     try:
         raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
     except (OSError, EOFError, zlib.error) as e:
         raise ProfileError(f"not gzip: {e}") from None
-    samples: list[tuple[list[int], list[int]]] = []
+    raw_samples: list[tuple[list[int], list[int]]] = []
     locations: dict[int, list[int]] = {}
     functions: dict[int, int] = {}
     strings: list[str] = []
@@ -109,7 +110,7 @@ def rank(data: bytes, value_index: int = 1) -> Ranking:
                     locs += _ints(v2)
                 elif n2 == _SAMPLE_VALUES:
                     vals += _ints(v2)
-            samples.append((locs, vals))
+            raw_samples.append((locs, vals))
         elif num == _LOCATION and isinstance(v, bytes):
             lid, funcs = 0, []
             for n2, _, v2 in _fields(v):
@@ -130,16 +131,19 @@ def rank(data: bytes, value_index: int = 1) -> Ranking:
         elif num == _STRINGS and isinstance(v, bytes):
             strings.append(v.decode("utf-8", "replace"))
     names = {fid: strings[s] if 0 <= s < len(strings) else "?" for fid, s in functions.items()}
+    # A location's lines are innermost first (inlined calls), locations leaf first.
+    return [([names.get(f, "?") for lid in locs for f in locations.get(lid, [])],
+             vals[value_index] if len(vals) > value_index else vals[0])
+            for locs, vals in raw_samples if vals]
+
+
+def rank(data: bytes, value_index: int = 1) -> Ranking:
+    """Rank a profile's functions by share of its samples."""
     flat: Counter[str] = Counter()
     cum: Counter[str] = Counter()
     total = 0
-    for locs, vals in samples:
-        if not vals:
-            continue
-        v = vals[value_index] if len(vals) > value_index else vals[0]
+    for stack, v in samples(data, value_index):
         total += v
-        # A location's lines are innermost first (inlined calls), locations leaf first.
-        stack = [names.get(f, "?") for lid in locs for f in locations.get(lid, [])]
         if stack:
             flat[stack[0]] += v
         for n in set(stack):
@@ -148,6 +152,23 @@ def rank(data: bytes, value_index: int = 1) -> Ranking:
         return Ranking(0.0, [], [])
     return Ranking(total / 1e9, [(n, v / total) for n, v in cum.most_common()],
                    [(n, v / total) for n, v in flat.most_common()])
+
+
+def part_shares(data: bytes, parts: Sequence[tuple[str, Sequence[str]]]
+                ) -> tuple[float, dict[str, float]]:
+    """(CPU seconds, share of samples per part), a sample being in a part when a function on
+    its stack contains one of the part's patterns: a part that runs in goroutines of its own
+    (kube-scheduler's parallel filter and score) has no single caller on their stacks."""
+    total = 0
+    hits = dict.fromkeys((name for name, _ in parts), 0)
+    for stack, v in samples(data):
+        total += v
+        for name, patterns in parts:
+            if any(p in f for f in stack for p in patterns):
+                hits[name] += v
+    if total <= 0:
+        return 0.0, dict.fromkeys(hits, 0.0)
+    return total / 1e9, {k: v / total for k, v in hits.items()}
 
 
 def report(r: Ranking, top: int = 25) -> str:

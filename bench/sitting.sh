@@ -39,8 +39,8 @@ step e2e_100_null $py -m bench.e2e --sizes 100/400 --repeats 3 --extender null
 step e2e_1000_null $py -m bench.e2e --sizes 1000/2000 --repeats 3 --extender null
 # Where each kube-scheduler's CPU goes (its CPU profiles; runs of their own, so that the
 # sampling does not touch the timed runs above).
-step e2e_100_profile $py -m bench.e2e --sizes 100/400 --repeats 3 --profile-scheduler 2
-step e2e_1000_profile $py -m bench.e2e --sizes 1000/2000 --repeats 1 --profile-scheduler 10
+step e2e_100_profile $py -m bench.e2e --sizes 100/400 --repeats 3 --profile-scheduler 8
+step e2e_1000_profile $py -m bench.e2e --sizes 1000/2000 --repeats 1 --profile-scheduler 50
 step e2e_5000 $py -m bench.e2e --sizes 5000/5000 --repeats 1
 step e2e_5000_adaptive $py -m bench.e2e --sizes 5000/5000 --repeats 1 \
   --scheduler percentageOfNodesToScore=0

@@ -89,12 +89,16 @@ def test_scheduler_parts_match_kube_scheduler_function_names() -> None:
     fit = "k8s.io/kubernetes/pkg/scheduler/framework/plugins/noderesources.(*Fit).Filter"
     filters = "k8s.io/kubernetes/pkg/scheduler.(*Scheduler).findNodesThatPassFilters.func1"
     ext = "k8s.io/kubernetes/pkg/scheduler.findNodesThatPassExtenders"
+    score = "k8s.io/kubernetes/pkg/scheduler/framework/runtime.(*frameworkImpl).RunScorePlugins"
     data = _profile([([fit, filters], 3_000), ([filters], 1_000), ([ext], 1_000),
-                     (["runtime.gcBgMarkWorker"], 5_000)])
+                     (["runtime.gcBgMarkWorker"], 4_000), ([score + ".func2"], 500),
+                     ([score, "k8s.io/kubernetes/pkg/scheduler.prioritizeNodes"], 500)])
     parts = scheduler_parts(data)
     assert set(parts) == {p for p, _ in SCHEDULER_PARTS} | {"profiled_cpu_s"}
     assert parts["filter plugins"] == pytest.approx(0.4)
     assert parts["of them NodeResourcesFit"] == pytest.approx(0.3)
     assert parts["extender filter call"] == pytest.approx(0.1)
-    assert parts["garbage collector"] == pytest.approx(0.5)
-    assert parts["scoring"] == 0.0
+    assert parts["garbage collector"] == pytest.approx(0.4)
+    # the parallel part (.func2, no caller) and the sequential one, each sample counted once
+    assert parts["scoring"] == pytest.approx(0.1)
+    assert parts["binding cycle"] == 0.0

@@ -80,8 +80,11 @@ def _binder(kubeconfig: str) -> KubeBinder:
     from kubernetes import client, config
 
     configuration = client.Configuration()
-    config.load_kube_config(  # type: ignore[no-untyped-call]
-        config_file=kubeconfig, client_configuration=configuration)
+    try:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, client_configuration=configuration)
+    except config.ConfigException as e:
+        raise ValueError(f"kubeconfig {kubeconfig!r}: {e}") from None
     # As gts serve (scheduler/extender/runtime.py): binds run concurrently.
     configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0, 64)
     return KubeBinder(client.ApiClient(configuration))
@@ -112,11 +115,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--config", required=True, type=Path,
                     help="a gts serve YAML configuration (host, port, TLS files, kubeconfig)")
     args = ap.parse_args(argv)
-    cfg = yaml.safe_load(args.config.read_text()) or {}
-    if not isinstance(cfg, dict) or not cfg.get("kubeconfig"):
-        print(f"--config {args.config}: needs a mapping with kubeconfig", file=sys.stderr)
+    try:
+        cfg = yaml.safe_load(args.config.read_text()) or {}
+        if not isinstance(cfg, dict) or not cfg.get("kubeconfig"):
+            raise ValueError(f"needs a mapping with kubeconfig, got {cfg!r:.200}")
+        servers = build(cfg, _binder(str(cfg["kubeconfig"])))
+    except (OSError, ValueError, TypeError, yaml.YAMLError) as e:
+        print(f"python -m bench.null_extender: --config {args.config}: {e}", file=sys.stderr)
         return 2
-    servers = build(cfg, _binder(str(cfg["kubeconfig"])))
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())

@@ -89,3 +89,15 @@ def test_an_unknown_extender_program_is_refused_by_name(tmp_path: Any) -> None:
     cp = ControlPlane(bin_dir=tmp_path, work=tmp_path)
     with pytest.raises(ValueError, match=r"'bogus'.*gts, null"):
         cp.start_extender(program="bogus")
+
+
+@pytest.mark.parametrize("text", ["host: 127.0.0.1\n", "- a list\n", "port: [\n",
+                                  "kubeconfig: /nonexistent/kubeconfig\n"])
+def test_a_bad_config_is_refused_by_name(tmp_path: Any, text: str,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.null_extender import main
+
+    path = tmp_path / "serve.yaml"
+    path.write_text(text)
+    assert main(["--config", str(path)]) == 2
+    assert f"--config {path}" in capsys.readouterr().err

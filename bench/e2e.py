@@ -242,6 +242,10 @@ SCHEDULER_PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+# A run waits for its profile before cleaning up: a typo must not hold it for hours.
+MAX_PROFILE_S = 600
+
+
 def scheduler_parts(profile: bytes) -> dict[str, float]:
     """Shares of SCHEDULER_PARTS in a kube-scheduler CPU profile, and its CPU seconds."""
     total_s, shares = part_shares(profile, SCHEDULER_PARTS)
@@ -493,9 +497,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 def run_args(args: argparse.Namespace) -> int:
     """Run with parsed arguments; print the table (or JSON)."""
-    if args.profile_scheduler < 0:
-        print(f"gts bench e2e: --profile-scheduler={args.profile_scheduler}: seconds, 0 (off) "
-              "or more", file=sys.stderr)
+    if not 0 <= args.profile_scheduler <= MAX_PROFILE_S:
+        print(f"gts bench e2e: --profile-scheduler={args.profile_scheduler}: seconds from 0 "
+              f"(off) to {MAX_PROFILE_S} (each run's cleanup waits for the profile)",
+              file=sys.stderr)
         return 2
     try:
         res = run(args.sizes, args.repeats, args.qps, args.create_threads, args.timeout,

@@ -67,10 +67,11 @@ def test_extender_and_profile_options() -> None:
         parse(["--extender", "other"])
 
 
-def test_a_negative_profile_duration_is_refused_by_name(
-        capsys: pytest.CaptureFixture[str]) -> None:
-    assert e2e.run_args(parse(["--profile-scheduler", "-2"])) == 2
-    assert "--profile-scheduler=-2" in capsys.readouterr().err
+@pytest.mark.parametrize("seconds", ["-2", str(e2e.MAX_PROFILE_S + 1)])
+def test_a_profile_duration_out_of_bounds_is_refused_by_name(
+        seconds: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert e2e.run_args(parse(["--profile-scheduler", seconds])) == 2
+    assert f"--profile-scheduler={seconds}" in capsys.readouterr().err
 
 
 def test_table_says_a_null_extender_ran_and_where_kube_scheduler_cpu_went() -> None:
